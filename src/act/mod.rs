@@ -1,0 +1,7 @@
+//! Actions on the outside world: back up, then delete registrations.
+
+pub mod limiter;
+pub mod reaper;
+
+pub use limiter::DeletionLimiter;
+pub use reaper::{Outcome, Plan, ReapError, Reaper, Recheck, Request, Target};

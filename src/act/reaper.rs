@@ -1,0 +1,287 @@
+//! The one place registrations are deleted: used by `deregister`, the event
+//! pipeline and the sweep alike.
+//!
+//! Order of operations, each step only after the previous one succeeded:
+//! resolve -> read node and client -> protection -> rate cap -> journal
+//! (durable) -> delete client -> delete node. The node goes last because it is
+//! what finds the registration again: an attempt cut short after the client
+//! delete is finished by the next one.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::DeletionLimiter;
+use crate::chef::resolve::{Registration, ResolveError, Resolver};
+use crate::chef::ChefError;
+use crate::decide::Protection;
+use crate::error::{Classify, Retry};
+use crate::journal::{JournalEntry, JournalError};
+use crate::ports::{ChefApi, Deleted, Journal};
+use crate::telemetry::metrics;
+
+/// What to deregister.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Resolve the registration from an EC2 instance id.
+    Instance(String),
+    /// A node name given by the operator (client name from the template).
+    Node(String),
+}
+
+/// Why, and on whose behalf (for the journal).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub target: Target,
+    /// `event`, `deregister` or `sweep`.
+    pub source: &'static str,
+    pub reason: String,
+    pub message_id: Option<String>,
+    pub dry_run: bool,
+    /// Second look before deleting (sweep): the node must still record this
+    /// instance id and must not have checked in after `not_seen_since`.
+    pub recheck: Option<Recheck>,
+}
+
+/// Conditions re-checked on the freshly read node right before deletion.
+#[derive(Debug, Clone)]
+pub struct Recheck {
+    pub instance_id: String,
+    pub not_seen_since: chrono::DateTime<chrono::Utc>,
+}
+
+impl Recheck {
+    /// Why the node no longer qualifies, if it does not.
+    fn violation(&self, node: Option<&serde_json::Value>) -> Option<String> {
+        let node = node?;
+        let recorded = crate::chef::resolve::recorded_instance_id(node);
+        if recorded != Some(self.instance_id.as_str()) {
+            return Some(format!(
+                "node now records instance {} instead of {}",
+                recorded.unwrap_or("(none)"),
+                self.instance_id
+            ));
+        }
+        if let Some(seen) = ohai_time(node) {
+            if seen > self.not_seen_since {
+                return Some(format!(
+                    "node checked in at {seen}, after the sweep's cut-off"
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// The node's last Chef run (`automatic.ohai_time`, seconds since the epoch).
+pub fn ohai_time(node: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    let secs = node
+        .pointer("/automatic/ohai_time")
+        .or_else(|| node.get("ohai_time"))
+        .and_then(serde_json::Value::as_f64)?;
+    chrono::DateTime::from_timestamp_millis((secs * 1000.0) as i64)
+}
+
+/// What will be (or was) deleted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub node_name: String,
+    pub client_name: String,
+    pub node_exists: bool,
+    pub client_exists: bool,
+    pub found_by: String,
+    pub instance_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing registered (any more): done.
+    AlreadyGone { target: String },
+    /// Matched a protection rule: left alone.
+    Protected { plan: Plan, reason: String },
+    /// The second look before deletion found the node changed.
+    Changed { plan: Plan, reason: String },
+    /// Dry run: this is what would be deleted.
+    WouldDelete { plan: Plan },
+    Deleted {
+        plan: Plan,
+        node: Deleted,
+        client: Deleted,
+        journal_id: String,
+    },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::AlreadyGone { .. } => "already_gone",
+            Outcome::Protected { .. } => "protected",
+            Outcome::Changed { .. } => "changed",
+            Outcome::WouldDelete { .. } => "would_delete",
+            Outcome::Deleted { .. } => "deleted",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReapError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Chef(#[from] ChefError),
+    #[error("not deleting {node}: the backup could not be written: {source}")]
+    Journal {
+        node: String,
+        #[source]
+        source: JournalError,
+    },
+}
+
+impl Classify for ReapError {
+    fn retry(&self) -> Retry {
+        match self {
+            ReapError::Resolve(e) => e.retry(),
+            ReapError::Chef(e) => e.retry(),
+            ReapError::Journal { source, .. } => source.retry(),
+        }
+    }
+
+    fn blames_message(&self) -> bool {
+        match self {
+            ReapError::Resolve(e) => e.blames_message(),
+            ReapError::Chef(e) => e.blames_message(),
+            // A broken journal is ours, not the message's.
+            ReapError::Journal { .. } => false,
+        }
+    }
+}
+
+pub struct Reaper {
+    pub chef: Arc<dyn ChefApi>,
+    pub journal: Arc<dyn Journal>,
+    pub resolver: Resolver,
+    pub protection: Protection,
+    pub limiter: Arc<DeletionLimiter>,
+}
+
+impl Reaper {
+    /// Finds what `target` would delete, without deleting.
+    pub async fn plan(
+        &self,
+        target: &Target,
+    ) -> Result<Option<(Plan, Option<serde_json::Value>, Option<serde_json::Value>)>, ReapError>
+    {
+        let (registration, instance_id) = match target {
+            Target::Instance(id) => (
+                self.resolver.resolve(self.chef.as_ref(), id).await?,
+                Some(id.clone()),
+            ),
+            Target::Node(name) => {
+                let node = self.chef.get_node(name).await?;
+                let instance_id = node
+                    .as_ref()
+                    .and_then(crate::chef::resolve::recorded_instance_id)
+                    .map(str::to_string);
+                (
+                    Some(Registration {
+                        node_name: name.clone(),
+                        client_name: self.resolver.client_name_for(name),
+                        found_by: "node name".into(),
+                        node,
+                    }),
+                    instance_id,
+                )
+            }
+        };
+        let Some(registration) = registration else {
+            return Ok(None);
+        };
+        let client = self.chef.get_client(&registration.client_name).await?;
+        if registration.node.is_none() && client.is_none() {
+            return Ok(None);
+        }
+        let plan = Plan {
+            node_exists: registration.node.is_some(),
+            client_exists: client.is_some(),
+            node_name: registration.node_name,
+            client_name: registration.client_name,
+            found_by: registration.found_by,
+            instance_id,
+        };
+        Ok(Some((plan, registration.node, client)))
+    }
+
+    /// Deregisters `req.target`: see the module docs for the order of steps.
+    pub async fn reap(&self, req: &Request) -> Result<Outcome, ReapError> {
+        let Some((plan, node, client)) = self.plan(&req.target).await? else {
+            let target = match &req.target {
+                Target::Instance(id) => format!("instance {id}"),
+                Target::Node(name) => format!("node {name}"),
+            };
+            metrics::get()
+                .deletions
+                .with_label_values(&["registration", "already_gone"])
+                .inc();
+            return Ok(Outcome::AlreadyGone { target });
+        };
+        if let Some(reason) = self.protection.node_reason(&plan.node_name, node.as_ref()) {
+            metrics::get()
+                .refusals
+                .with_label_values(&["protected"])
+                .inc();
+            return Ok(Outcome::Protected { plan, reason });
+        }
+        if let Some(reason) = req
+            .recheck
+            .as_ref()
+            .and_then(|r| r.violation(node.as_ref()))
+        {
+            return Ok(Outcome::Changed { plan, reason });
+        }
+        if req.dry_run {
+            return Ok(Outcome::WouldDelete { plan });
+        }
+        self.limiter.acquire().await;
+        let entry = JournalEntry::new(
+            req.source,
+            req.reason.clone(),
+            req.message_id.clone(),
+            plan.instance_id.clone(),
+            &plan.node_name,
+            Some(plan.client_name.clone()),
+            self.chef.server(),
+            node,
+            client,
+        );
+        self.journal
+            .record(&entry)
+            .await
+            .map_err(|source| ReapError::Journal {
+                node: plan.node_name.clone(),
+                source,
+            })?;
+        let client_result = self.chef.delete_client(&plan.client_name).await?;
+        let node_result = self.chef.delete_node(&plan.node_name).await?;
+        let m = metrics::get();
+        m.deletions
+            .with_label_values(&["client", result_label(client_result)])
+            .inc();
+        m.deletions
+            .with_label_values(&["node", result_label(node_result)])
+            .inc();
+        Ok(Outcome::Deleted {
+            plan,
+            node: node_result,
+            client: client_result,
+            journal_id: entry.id,
+        })
+    }
+}
+
+fn result_label(d: Deleted) -> &'static str {
+    match d {
+        Deleted::Removed => "removed",
+        Deleted::AlreadyGone => "already_gone",
+    }
+}

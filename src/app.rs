@@ -1,0 +1,196 @@
+//! Wiring: builds the adapters and the core from a [`Config`].
+
+use std::sync::Arc;
+
+use crate::act::{DeletionLimiter, Reaper};
+use crate::aws::{self, ec2::Ec2Inventory, lifecycle::AsgLifecycle, sqs::SqsQueue, AwsError};
+use crate::chef::credentials::{self, CredentialsError, KeySource};
+use crate::chef::resolve::Resolver;
+use crate::chef::{ChefClient, ChefError, ChefSettings};
+use crate::config::Config;
+use crate::decide::Protection;
+use crate::journal::{JournalError, LocalJournal, S3Journal};
+use crate::pipeline::{Breaker, Pipeline, Source};
+use crate::ports::{ChefApi, Journal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("Chef identity: {0}")]
+    Identity(String),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Chef(#[from] Box<ChefError>),
+    #[error(transparent)]
+    Aws(#[from] Box<AwsError>),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("no queue configured: set [[queues]] url = \"...\" in the config file or NODEREAPER_QUEUE_URL")]
+    NoQueue,
+}
+
+/// Who we are on the Chef server, from explicit settings or a
+/// `~/.chef/credentials` profile (knife's own file).
+pub fn chef_identity(cfg: &Config) -> Result<credentials::Credentials, AppError> {
+    let c = &cfg.chef;
+    let explicit_key = match (&c.client_key, &c.client_key_pem) {
+        (Some(path), _) => Some(KeySource::Path(path.clone())),
+        (None, Some(pem)) => Some(KeySource::InlinePem(pem.clone())),
+        (None, None) => None,
+    };
+    if let (Some(server_url), Some(client_name), Some(key)) =
+        (&c.server_url, &c.client_name, &explicit_key)
+    {
+        return Ok(credentials::Credentials {
+            client_name: client_name.clone(),
+            server_url: server_url.clone(),
+            key: key.clone(),
+        });
+    }
+    let file = c
+        .credentials_file
+        .clone()
+        .or_else(credentials::default_credentials_path)
+        .ok_or_else(|| AppError::Identity("chef.server_url, chef.client_name and chef.client_key are not all set, and there is no home directory for ~/.chef/credentials".into()))?;
+    if !file.exists() {
+        return Err(AppError::Identity(format!(
+            "chef.server_url, chef.client_name and chef.client_key (or client_key_pem) are not all set, and {} does not exist",
+            file.display()
+        )));
+    }
+    let profile = c
+        .profile
+        .clone()
+        .or_else(|| std::env::var("CHEF_PROFILE").ok())
+        .unwrap_or_else(|| "default".into());
+    let mut creds = credentials::load_profile(&file, &profile)?;
+    // Explicit settings win over the profile, key by key.
+    if let Some(url) = &c.server_url {
+        creds.server_url = url.clone();
+    }
+    if let Some(name) = &c.client_name {
+        creds.client_name = name.clone();
+    }
+    if let Some(key) = explicit_key {
+        creds.key = key;
+    }
+    Ok(creds)
+}
+
+pub fn chef_client(cfg: &Config) -> Result<ChefClient, AppError> {
+    let creds = chef_identity(cfg)?;
+    let key = credentials::load_key(&creds.key, cfg.chef.allow_insecure_key_permissions)?;
+    let server_url = url::Url::parse(&creds.server_url).map_err(|e| {
+        AppError::Identity(format!(
+            "chef server URL {:?} is not a URL: {e}",
+            creds.server_url
+        ))
+    })?;
+    Ok(ChefClient::new(ChefSettings {
+        server_url,
+        client_name: creds.client_name,
+        key,
+        sign_version: cfg.chef.sign_version,
+        timeout: cfg.chef.timeout,
+        ca_bundle: cfg.chef.ca_bundle.clone(),
+        insecure_skip_tls_verify: cfg.chef.insecure_skip_tls_verify,
+        page_size: cfg.chef.page_size,
+    })
+    .map_err(Box::new)?)
+}
+
+pub async fn journal(cfg: &Config) -> Result<Arc<dyn Journal>, AppError> {
+    match &cfg.journal.s3_bucket {
+        Some(bucket) => {
+            let sdk = aws::sdk_config(&cfg.aws, None).await;
+            // Path-style addressing works with S3 and with S3-compatible endpoints.
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(true)
+                    .build(),
+            );
+            Ok(Arc::new(S3Journal::new(
+                s3,
+                bucket.clone(),
+                cfg.journal.s3_prefix.clone(),
+            )))
+        }
+        None => Ok(Arc::new(LocalJournal::open(&cfg.journal.dir)?)),
+    }
+}
+
+pub fn resolver(cfg: &Config) -> Resolver {
+    Resolver {
+        query_template: cfg.chef.search_query.clone(),
+        client_name_template: cfg.chef.client_name_template.clone(),
+    }
+}
+
+pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppError> {
+    Ok(Reaper {
+        chef,
+        journal: journal(cfg).await?,
+        resolver: resolver(cfg),
+        protection: Protection::new(&cfg.protect),
+        limiter: Arc::new(DeletionLimiter::new(cfg.pipeline.max_deletions_per_minute)),
+    })
+}
+
+/// EC2 inventory for one region.
+pub async fn inventory(cfg: &Config, region: Option<&str>) -> Ec2Inventory {
+    let sdk = aws::sdk_config(&cfg.aws, region).await;
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "default".into());
+    Ec2Inventory::new(
+        aws_sdk_ec2::Client::new(&sdk),
+        aws_sdk_autoscaling::Client::new(&sdk),
+        region,
+    )
+}
+
+/// One [`Source`] per configured queue, with the services of its region.
+pub async fn sources(cfg: &Config) -> Result<Vec<Source>, AppError> {
+    if cfg.queues.is_empty() {
+        return Err(AppError::NoQueue);
+    }
+    let mut out = Vec::new();
+    for q in &cfg.queues {
+        let region = q
+            .region
+            .clone()
+            .or_else(|| aws::region_from_queue_url(&q.url));
+        let sdk = aws::sdk_config(&cfg.aws, region.as_deref()).await;
+        let queue = SqsQueue::connect(aws_sdk_sqs::Client::new(&sdk), &q.url, q.dlq_url.as_deref())
+            .await
+            .map_err(Box::new)?;
+        let region_name = sdk
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "default".into());
+        out.push(Source {
+            queue: Arc::new(queue),
+            inventory: Arc::new(Ec2Inventory::new(
+                aws_sdk_ec2::Client::new(&sdk),
+                aws_sdk_autoscaling::Client::new(&sdk),
+                region_name,
+            )),
+            lifecycle: Arc::new(AsgLifecycle::new(aws_sdk_autoscaling::Client::new(&sdk))),
+        });
+    }
+    Ok(out)
+}
+
+pub async fn pipeline(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Pipeline, AppError> {
+    Ok(Pipeline {
+        sources: sources(cfg).await?,
+        reaper: Arc::new(reaper(cfg, chef).await?),
+        settings: cfg.pipeline.clone(),
+        breaker: Arc::new(Breaker::new(
+            "chef",
+            cfg.pipeline.breaker_threshold,
+            cfg.pipeline.breaker_cooldown,
+        )),
+    })
+}

@@ -1,0 +1,170 @@
+//! EC2 adapter for [`InstanceInventory`]: DescribeInstances with an
+//! `instance-id` filter, so unknown ids are simply absent instead of failing
+//! the whole call (as `InstanceIds=[...]` would with InvalidInstanceID.NotFound).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::Client;
+
+use super::AwsError;
+use crate::ports::{InstanceInfo, InstanceInventory};
+
+/// Filter values accepted per DescribeInstances call.
+pub const IDS_PER_CALL: usize = 200;
+
+/// Ids accepted per DescribeAutoScalingInstances call.
+pub const IDS_PER_ASG_CALL: usize = 50;
+
+pub struct Ec2Inventory {
+    client: Client,
+    autoscaling: aws_sdk_autoscaling::Client,
+    region: String,
+}
+
+impl Ec2Inventory {
+    pub fn new(
+        client: Client,
+        autoscaling: aws_sdk_autoscaling::Client,
+        region: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            autoscaling,
+            region: region.into(),
+        }
+    }
+
+    /// Fills `asg_lifecycle_state` for instances EC2 still reports alive.
+    async fn add_lifecycle_states(
+        &self,
+        out: &mut HashMap<String, InstanceInfo>,
+    ) -> Result<(), AwsError> {
+        let alive: Vec<String> = out
+            .values()
+            .filter(|i| !matches!(i.state.as_str(), "shutting-down" | "terminated"))
+            .map(|i| i.instance_id.clone())
+            .collect();
+        for chunk in alive.chunks(IDS_PER_ASG_CALL) {
+            let started = std::time::Instant::now();
+            let result = self
+                .autoscaling
+                .describe_auto_scaling_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await;
+            crate::telemetry::metrics::aws_request(
+                "autoscaling",
+                "DescribeAutoScalingInstances",
+                result.is_ok(),
+                started.elapsed(),
+            );
+            let page = result.map_err(|e| {
+                AwsError::from_sdk(
+                    "AutoScaling",
+                    "DescribeAutoScalingInstances",
+                    format!("{} instances in {}", chunk.len(), self.region),
+                    e,
+                )
+            })?;
+            for asg_instance in page.auto_scaling_instances() {
+                if let (Some(id), Some(state)) =
+                    (asg_instance.instance_id(), asg_instance.lifecycle_state())
+                {
+                    if let Some(info) = out.get_mut(id) {
+                        info.asg_lifecycle_state = Some(state.to_string());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn describe_chunk(
+        &self,
+        ids: &[String],
+        out: &mut HashMap<String, InstanceInfo>,
+    ) -> Result<(), AwsError> {
+        let filter = Filter::builder()
+            .name("instance-id")
+            .set_values(Some(ids.to_vec()))
+            .build();
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(filter)
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                AwsError::from_sdk(
+                    "EC2",
+                    "DescribeInstances",
+                    format!("{} instances in {}", ids.len(), self.region),
+                    e,
+                )
+            })?;
+            for reservation in page.reservations() {
+                for instance in reservation.instances() {
+                    let Some(id) = instance.instance_id() else {
+                        continue;
+                    };
+                    let state = instance
+                        .state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    let tags = instance
+                        .tags()
+                        .iter()
+                        .filter_map(|t| {
+                            Some((
+                                t.key()?.to_string(),
+                                t.value().unwrap_or_default().to_string(),
+                            ))
+                        })
+                        .collect();
+                    out.insert(
+                        id.to_string(),
+                        InstanceInfo {
+                            instance_id: id.to_string(),
+                            state,
+                            tags,
+                            asg_lifecycle_state: None,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl InstanceInventory for Ec2Inventory {
+    async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        let mut unique: Vec<String> = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(IDS_PER_CALL) {
+            let started = std::time::Instant::now();
+            let result = self.describe_chunk(chunk, &mut out).await;
+            crate::telemetry::metrics::aws_request(
+                "ec2",
+                "DescribeInstances",
+                result.is_ok(),
+                started.elapsed(),
+            );
+            result?;
+        }
+        self.add_lifecycle_states(&mut out).await?;
+        Ok(out)
+    }
+}

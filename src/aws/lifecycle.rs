@@ -1,0 +1,113 @@
+//! Auto Scaling adapter for [`Lifecycle`]: heartbeat and CONTINUE.
+
+use async_trait::async_trait;
+use aws_sdk_autoscaling::error::ProvideErrorMetadata;
+use aws_sdk_autoscaling::Client;
+
+use super::AwsError;
+use crate::ports::{Completion, Lifecycle, LifecycleAction};
+
+pub struct AsgLifecycle {
+    client: Client,
+}
+
+impl AsgLifecycle {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+/// AWS answers a completion or heartbeat for an expired, already completed or
+/// unknown action with a ValidationError "No active Lifecycle Action found".
+/// That action needs nothing more from us.
+fn no_longer_active(code: Option<&str>, message: Option<&str>) -> bool {
+    code == Some("ValidationError")
+        && message.is_some_and(|m| m.contains("No active Lifecycle Action found"))
+}
+
+fn target(action: &LifecycleAction) -> String {
+    format!(
+        "hook {} of {} for {}",
+        action.hook_name, action.auto_scaling_group, action.instance_id
+    )
+}
+
+#[async_trait]
+impl Lifecycle for AsgLifecycle {
+    async fn heartbeat(&self, action: &LifecycleAction) -> Result<Completion, AwsError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .client
+            .record_lifecycle_action_heartbeat()
+            .auto_scaling_group_name(&action.auto_scaling_group)
+            .lifecycle_hook_name(&action.hook_name)
+            .set_lifecycle_action_token(action.token.clone())
+            .instance_id(&action.instance_id)
+            .send()
+            .await;
+        crate::telemetry::metrics::aws_request(
+            "autoscaling",
+            "RecordLifecycleActionHeartbeat",
+            result.is_ok(),
+            started.elapsed(),
+        );
+        match result {
+            Ok(_) => Ok(Completion::Completed),
+            Err(e) if no_longer_active(e.code(), e.message()) => Ok(Completion::NoLongerActive),
+            Err(e) => Err(AwsError::from_sdk(
+                "AutoScaling",
+                "RecordLifecycleActionHeartbeat",
+                target(action),
+                e,
+            )),
+        }
+    }
+
+    async fn complete_continue(&self, action: &LifecycleAction) -> Result<Completion, AwsError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .client
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(&action.auto_scaling_group)
+            .lifecycle_hook_name(&action.hook_name)
+            .set_lifecycle_action_token(action.token.clone())
+            .instance_id(&action.instance_id)
+            .lifecycle_action_result("CONTINUE")
+            .send()
+            .await;
+        crate::telemetry::metrics::aws_request(
+            "autoscaling",
+            "CompleteLifecycleAction",
+            result.is_ok(),
+            started.elapsed(),
+        );
+        match result {
+            Ok(_) => Ok(Completion::Completed),
+            Err(e) if no_longer_active(e.code(), e.message()) => Ok(Completion::NoLongerActive),
+            Err(e) => Err(AwsError::from_sdk(
+                "AutoScaling",
+                "CompleteLifecycleAction",
+                target(action),
+                e,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_actions_are_recognised() {
+        assert!(no_longer_active(
+            Some("ValidationError"),
+            Some("No active Lifecycle Action found with instance ID i-0123456789abcdef0")
+        ));
+        assert!(!no_longer_active(
+            Some("ValidationError"),
+            Some("1 validation error detected")
+        ));
+        assert!(!no_longer_active(Some("Throttling"), None));
+    }
+}

@@ -1,0 +1,198 @@
+//! AWS side: SDK configuration, typed errors, and the adapters behind the
+//! [`crate::ports`] traits (SQS queue, EC2 inventory, Auto Scaling lifecycle).
+
+pub mod ec2;
+pub mod lifecycle;
+pub mod sqs;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use crate::config::AwsConfig;
+use crate::error::{Classify, Retry};
+
+/// A failed AWS call: which service, which operation, on what, and whether
+/// retrying can help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("AWS {service} {operation} on {target} failed: {message}")]
+pub struct AwsError {
+    pub service: &'static str,
+    pub operation: &'static str,
+    pub target: String,
+    /// The AWS error code (e.g. `ThrottlingException`), when there is one.
+    pub code: Option<String>,
+    pub message: String,
+    pub retry: Retry,
+}
+
+impl Classify for AwsError {
+    fn retry(&self) -> Retry {
+        self.retry
+    }
+}
+
+/// AWS error codes that mean "slow down / try later".
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "SlowDown",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "RequestExpired",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+    "KMSThrottlingException",
+    "AWS.SimpleQueueService.KmsThrottled",
+];
+
+impl AwsError {
+    /// Classifies an SDK error: transport failures, timeouts, 5xx and
+    /// throttling are transient; everything else is permanent.
+    pub fn from_sdk<E>(
+        service: &'static str,
+        operation: &'static str,
+        target: impl Into<String>,
+        err: SdkError<E, HttpResponse>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let target = target.into();
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let (code, message, retry) = match &err {
+            SdkError::ServiceError(ctx) => {
+                let e = ctx.err();
+                let code = e.code().map(str::to_string);
+                let message = e.message().map(str::to_string).unwrap_or_else(|| {
+                    format!(
+                        "{}",
+                        aws_smithy_types::error::display::DisplayErrorContext(&err)
+                    )
+                });
+                let transient = code
+                    .as_deref()
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                    || status.is_some_and(|s| s >= 500 || s == 429);
+                let retry = if transient {
+                    Retry::Transient
+                } else {
+                    Retry::Permanent
+                };
+                (code, message, retry)
+            }
+            SdkError::ConstructionFailure(_) => (
+                None,
+                format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                ),
+                Retry::Permanent,
+            ),
+            // Timeouts, dispatch (connection) failures, unparseable responses
+            // from a struggling endpoint: try again later.
+            _ => (
+                None,
+                format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                ),
+                if status.is_some_and(|s| (400..500).contains(&s) && s != 429) {
+                    Retry::Permanent
+                } else {
+                    Retry::Transient
+                },
+            ),
+        };
+        let message = match (&code, status) {
+            (Some(c), Some(s)) => format!("{c} (HTTP {s}): {message}"),
+            (Some(c), None) => format!("{c}: {message}"),
+            (None, Some(s)) => format!("HTTP {s}: {message}"),
+            (None, None) => message,
+        };
+        AwsError {
+            service,
+            operation,
+            target,
+            code,
+            message,
+            retry,
+        }
+    }
+
+    /// An error found in an otherwise successful answer.
+    pub fn invalid(
+        service: &'static str,
+        operation: &'static str,
+        target: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        AwsError {
+            service,
+            operation,
+            target: target.into(),
+            code: None,
+            message: message.into(),
+            retry: Retry::Permanent,
+        }
+    }
+}
+
+/// Loads the SDK configuration: the standard credential chain, the region
+/// (argument, else `aws.region`, else the chain), and the endpoint override
+/// (`aws.endpoint_url`, else `AWS_ENDPOINT_URL`, which the SDK reads itself).
+pub async fn sdk_config(aws: &AwsConfig, region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(r) = region.or(aws.region.as_deref()) {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    if let Some(endpoint) = &aws.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// The region in an SQS queue URL (`https://sqs.REGION.amazonaws.com/...`).
+pub fn region_from_queue_url(url: &str) -> Option<String> {
+    let host = url::Url::parse(url).ok()?.host_str()?.to_string();
+    let mut parts = host.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("sqs"), Some(region)) if region.contains('-') => Some(region.to_string()),
+        (Some(region), Some("queue")) if region.contains('-') => Some(region.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_url_regions() {
+        assert_eq!(
+            region_from_queue_url("https://sqs.eu-west-1.amazonaws.com/123456789012/q").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_from_queue_url("https://us-east-2.queue.amazonaws.com/123456789012/q")
+                .as_deref(),
+            Some("us-east-2")
+        );
+        assert_eq!(
+            region_from_queue_url("http://127.0.0.1:5000/123456789012/q"),
+            None
+        );
+    }
+}

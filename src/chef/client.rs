@@ -1,0 +1,589 @@
+//! HTTP client for the Chef Infra Server API (and goiardi), with signed requests.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use url::Url;
+
+use super::auth::{self, RequestToSign, SignVersion, SigningKey};
+use super::ChefError;
+use crate::ports::{ChefApi, Deleted, SearchRow};
+use crate::telemetry::metrics;
+
+/// `X-Ops-Server-API-Version` we speak (Chef Infra Server 12.4+ API v1).
+pub const SERVER_API_VERSION: &str = "1";
+/// `X-Chef-Version` we announce; servers reject very old client versions.
+pub const CHEF_VERSION: &str = "18.0.0";
+/// Rows per search page (Chef Infra Server's maximum is 1000... and its default).
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
+
+/// How to reach and authenticate against one Chef server.
+pub struct ChefSettings {
+    /// `https://chef.example/organizations/ORG` or an org-less URL (goiardi, Chef 11).
+    pub server_url: Url,
+    pub client_name: String,
+    pub key: SigningKey,
+    pub sign_version: SignVersion,
+    pub timeout: Duration,
+    /// Extra PEM bundle of trusted CAs (private CAs are common for Chef servers).
+    pub ca_bundle: Option<PathBuf>,
+    /// Disables certificate verification. Logged loudly at start.
+    pub insecure_skip_tls_verify: bool,
+    pub page_size: usize,
+}
+
+/// What kind of server answered, learned from response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Unknown = 0,
+    ChefInfra = 1,
+    Goiardi = 2,
+}
+
+/// A signed-request client for one Chef server.
+pub struct ChefClient {
+    http: reqwest::Client,
+    base: Url,
+    server: String,
+    client_name: String,
+    key: SigningKey,
+    sign_version: SignVersion,
+    page_size: usize,
+    flavor: AtomicU8,
+    requests: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A response read to the end.
+pub struct ChefResponse {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl ChefClient {
+    pub fn new(settings: ChefSettings) -> Result<Self, ChefError> {
+        let server = settings
+            .server_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string();
+        let setup_err = |detail: String| ChefError::BadResponse {
+            server: server.clone(),
+            method: "setup".into(),
+            object: "client".into(),
+            detail,
+        };
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("nodereaper/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64);
+        if let Some(path) = &settings.ca_bundle {
+            let pem = std::fs::read(path)
+                .map_err(|e| setup_err(format!("cannot read CA bundle {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                setup_err(format!(
+                    "CA bundle {} is not a PEM certificate bundle: {e}",
+                    path.display()
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(setup_err(format!(
+                    "CA bundle {} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if settings.insecure_skip_tls_verify {
+            tracing::warn!(
+                server = %server,
+                "TLS CERTIFICATE VERIFICATION IS DISABLED for the Chef server: anyone on the \
+                 network path can impersonate it. Use chef.ca_bundle instead."
+            );
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| setup_err(format!("cannot build HTTP client: {e}")))?;
+        let mut base = settings.server_url.clone();
+        // Normalise: no trailing slash, so that joining "/nodes" is uniform.
+        let trimmed = base.path().trim_end_matches('/').to_string();
+        base.set_path(&trimmed);
+        base.set_query(None);
+        Ok(Self {
+            http,
+            base,
+            server,
+            client_name: settings.client_name,
+            key: settings.key,
+            sign_version: settings.sign_version,
+            page_size: settings.page_size.max(1),
+            flavor: AtomicU8::new(Flavor::Unknown as u8),
+            requests: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn client_name(&self) -> &str {
+        &self.client_name
+    }
+
+    /// Requests sent so far, by `METHOD endpoint` (endpoint without object names).
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.requests.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// True once a response announced goiardi.
+    pub fn is_goiardi(&self) -> bool {
+        self.flavor.load(Ordering::Relaxed) == Flavor::Goiardi as u8
+    }
+
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    /// Sends one signed request and reads the whole response. Only transport
+    /// failures are errors here; status handling is the caller's.
+    pub async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<ChefResponse, ChefError> {
+        let url = self.url(segments, query);
+        let object = object_name(segments);
+        let endpoint = segments.first().copied().unwrap_or("/");
+        let payload = match body {
+            Some(v) => serde_json::to_vec(v).map_err(|e| ChefError::BadResponse {
+                server: self.server.clone(),
+                method: method.to_string(),
+                object: object.clone(),
+                detail: format!("cannot encode request body: {e}"),
+            })?,
+            None => Vec::new(),
+        };
+        let signed = auth::sign(
+            &self.key,
+            self.sign_version,
+            &RequestToSign {
+                method: method.as_str(),
+                path: url.path(),
+                body: &payload,
+                user_id: &self.client_name,
+                timestamp: chrono::Utc::now(),
+                server_api_version: SERVER_API_VERSION,
+            },
+        )
+        .map_err(|source| ChefError::Signing {
+            server: self.server.clone(),
+            source,
+        })?;
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .header("Accept", "application/json")
+            .header("X-Chef-Version", CHEF_VERSION)
+            .header("X-Ops-Server-API-Version", SERVER_API_VERSION);
+        for (name, value) in signed {
+            req = req.header(name, value);
+        }
+        if body.is_some() {
+            req = req.header("Content-Type", "application/json").body(payload);
+        }
+        if let Ok(mut counts) = self.requests.lock() {
+            *counts.entry(format!("{method} /{endpoint}")).or_default() += 1;
+        }
+        let started = Instant::now();
+        let transport = |source: reqwest::Error| ChefError::Transport {
+            server: self.server.clone(),
+            method: method.to_string(),
+            object: object.clone(),
+            source,
+        };
+        let result = async {
+            let resp = req.send().await.map_err(transport)?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(transport)?.to_vec();
+            Ok::<_, ChefError>(ChefResponse {
+                status,
+                headers,
+                body,
+            })
+        }
+        .await;
+        let outcome = match &result {
+            Ok(r) => r.status.as_str().to_string(),
+            Err(_) => "error".to_string(),
+        };
+        metrics::chef_request(method.as_str(), endpoint, &outcome, started.elapsed());
+        if let Ok(r) = &result {
+            self.learn_flavor(&r.headers);
+        }
+        result
+    }
+
+    fn learn_flavor(&self, headers: &reqwest::header::HeaderMap) {
+        let goiardi = headers.contains_key("x-goiardi")
+            || headers
+                .get("x-ops-api-info")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("goiardi"));
+        let flavor = if goiardi {
+            Flavor::Goiardi
+        } else {
+            Flavor::ChefInfra
+        };
+        self.flavor.store(flavor as u8, Ordering::Relaxed);
+    }
+
+    /// Turns a non-success status into the right error.
+    fn status_error(&self, method: &Method, segments: &[&str], resp: &ChefResponse) -> ChefError {
+        let server = self.server.clone();
+        let method = method.to_string();
+        let object = object_name(segments);
+        let detail = error_detail(&resp.body);
+        let client = self.client_name.clone();
+        match resp.status {
+            StatusCode::UNAUTHORIZED => ChefError::Unauthorized {
+                server,
+                method,
+                object,
+                client,
+                detail,
+            },
+            StatusCode::FORBIDDEN => ChefError::Forbidden {
+                server,
+                method,
+                object,
+                client,
+                detail,
+            },
+            status => ChefError::Status {
+                server,
+                method,
+                object,
+                status: status.as_u16(),
+                detail,
+            },
+        }
+    }
+
+    fn parse_json(
+        &self,
+        method: &Method,
+        segments: &[&str],
+        resp: &ChefResponse,
+    ) -> Result<Value, ChefError> {
+        serde_json::from_slice(&resp.body).map_err(|e| ChefError::BadResponse {
+            server: self.server.clone(),
+            method: method.to_string(),
+            object: object_name(segments),
+            detail: format!("body is not JSON ({e}): {}", snippet(&resp.body)),
+        })
+    }
+
+    async fn get_object(&self, segments: &[&str]) -> Result<Option<Value>, ChefError> {
+        let resp = self.send(Method::GET, segments, &[], None).await?;
+        match resp.status {
+            s if s.is_success() => Ok(Some(self.parse_json(&Method::GET, segments, &resp)?)),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.status_error(&Method::GET, segments, &resp)),
+        }
+    }
+
+    async fn delete_object(&self, segments: &[&str]) -> Result<Deleted, ChefError> {
+        let resp = self.send(Method::DELETE, segments, &[], None).await?;
+        match resp.status {
+            StatusCode::NOT_FOUND => Ok(Deleted::AlreadyGone),
+            s if s.is_success() => {
+                // Chef answers a DELETE with the deleted object. An empty 200 is
+                // what a mis-routed request gets (goiardi answers any
+                // /organizations/ORG path that way): nothing was deleted.
+                let deleted_object = serde_json::from_slice::<Value>(&resp.body)
+                    .ok()
+                    .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
+                match deleted_object {
+                    Some(_) => Ok(Deleted::Removed),
+                    None => Err(ChefError::EmptyDelete {
+                        server: self.server.clone(),
+                        object: object_name(segments),
+                    }),
+                }
+            }
+            _ => Err(self.status_error(&Method::DELETE, segments, &resp)),
+        }
+    }
+
+    async fn write_object(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: &Value,
+    ) -> Result<Value, ChefError> {
+        let resp = self.send(method.clone(), segments, &[], Some(body)).await?;
+        if resp.status.is_success() {
+            if resp.body.is_empty() {
+                return Ok(Value::Null);
+            }
+            return self.parse_json(&method, segments, &resp);
+        }
+        Err(self.status_error(&method, segments, &resp))
+    }
+
+    /// Every row of a (partial) search, following pages until a short page.
+    ///
+    /// Chef Infra Server's `total` is the number of all matches; goiardi's is
+    /// the size of the returned page, so `total` cannot be trusted to end the
+    /// loop: only a page shorter than `rows` does.
+    async fn search_rows(
+        &self,
+        index: &str,
+        query: &str,
+        partial: Option<&Value>,
+    ) -> Result<Vec<Value>, ChefError> {
+        let segments = ["search", index];
+        let method = if partial.is_some() {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let rows_param = self.page_size.to_string();
+        let mut all = Vec::new();
+        let mut start = 0usize;
+        loop {
+            // goiardi sorts partial-search results on a key they do not have,
+            // which makes page boundaries arbitrary; sorting on "url" makes
+            // them stable there. Chef Infra Server orders pages itself, so we
+            // leave its sort alone.
+            let sort_by_url = partial.is_some() && self.is_goiardi();
+            let start_param = start.to_string();
+            let mut query_params = vec![
+                ("q", query),
+                ("start", start_param.as_str()),
+                ("rows", rows_param.as_str()),
+            ];
+            if sort_by_url {
+                query_params.push(("sort", "url asc"));
+            }
+            let resp = self
+                .send(method.clone(), &segments, &query_params, partial)
+                .await?;
+            if !resp.status.is_success() {
+                return Err(self.status_error(&method, &segments, &resp));
+            }
+            if partial.is_some() && !sort_by_url && self.is_goiardi() {
+                // Learned only now that this is goiardi: start over, sorted.
+                all.clear();
+                start = 0;
+                continue;
+            }
+            let page = self.parse_json(&method, &segments, &resp)?;
+            let rows = match page.get("rows").and_then(Value::as_array) {
+                Some(rows) => rows.clone(),
+                None => {
+                    return Err(ChefError::BadResponse {
+                        server: self.server.clone(),
+                        method: method.to_string(),
+                        object: object_name(&segments),
+                        detail: format!(
+                            "search answer has no \"rows\" array: {}",
+                            snippet(&resp.body)
+                        ),
+                    })
+                }
+            };
+            let got = rows.len();
+            all.extend(rows);
+            if got < self.page_size {
+                return Ok(all);
+            }
+            start += got;
+        }
+    }
+}
+
+#[async_trait]
+impl ChefApi for ChefClient {
+    fn server(&self) -> &str {
+        &self.server
+    }
+
+    async fn get_node(&self, name: &str) -> Result<Option<Value>, ChefError> {
+        self.get_object(&["nodes", name]).await
+    }
+
+    async fn delete_node(&self, name: &str) -> Result<Deleted, ChefError> {
+        self.delete_object(&["nodes", name]).await
+    }
+
+    async fn get_client(&self, name: &str) -> Result<Option<Value>, ChefError> {
+        self.get_object(&["clients", name]).await
+    }
+
+    async fn delete_client(&self, name: &str) -> Result<Deleted, ChefError> {
+        self.delete_object(&["clients", name]).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<String>, ChefError> {
+        let segments = ["nodes"];
+        let listing = self
+            .get_object(&segments)
+            .await?
+            .unwrap_or_else(|| json!({}));
+        match listing.as_object() {
+            Some(map) => Ok(map.keys().cloned().collect()),
+            None => Err(ChefError::BadResponse {
+                server: self.server.clone(),
+                method: "GET".into(),
+                object: "/nodes".into(),
+                detail: "expected a JSON object mapping node names to URLs".into(),
+            }),
+        }
+    }
+
+    async fn search_node_names(&self, query: &str) -> Result<Vec<String>, ChefError> {
+        let rows = self.search_rows("node", query, None).await?;
+        rows.iter()
+            .map(|row| {
+                row.get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| ChefError::BadResponse {
+                        server: self.server.clone(),
+                        method: "GET".into(),
+                        object: "/search/node".into(),
+                        detail: "a search row has no \"name\"".into(),
+                    })
+            })
+            .collect()
+    }
+
+    async fn partial_search_nodes(
+        &self,
+        query: &str,
+        keys: &[(&str, &[&str])],
+    ) -> Result<Vec<SearchRow>, ChefError> {
+        let body: serde_json::Map<String, Value> = keys
+            .iter()
+            .map(|(name, path)| ((*name).to_string(), json!(path)))
+            .collect();
+        let rows = self
+            .search_rows("node", query, Some(&Value::Object(body)))
+            .await?;
+        rows.into_iter()
+            .map(|row| match row.get("data").and_then(Value::as_object) {
+                Some(data) => Ok(data.clone().into_iter().collect()),
+                None => Err(ChefError::BadResponse {
+                    server: self.server.clone(),
+                    method: "POST".into(),
+                    object: "/search/node".into(),
+                    detail: "a partial search row has no \"data\" object".into(),
+                }),
+            })
+            .collect()
+    }
+
+    async fn create_node(&self, node: &Value) -> Result<(), ChefError> {
+        self.write_object(Method::POST, &["nodes"], node)
+            .await
+            .map(drop)
+    }
+
+    async fn update_node(&self, name: &str, node: &Value) -> Result<(), ChefError> {
+        self.write_object(Method::PUT, &["nodes", name], node)
+            .await
+            .map(drop)
+    }
+
+    async fn create_client(
+        &self,
+        name: &str,
+        public_key: Option<&str>,
+        admin: bool,
+    ) -> Result<(), ChefError> {
+        let mut body = json!({ "name": name, "clientname": name, "admin": admin });
+        match public_key {
+            Some(key) => body["public_key"] = json!(key),
+            None => body["create_key"] = json!(true),
+        }
+        self.write_object(Method::POST, &["clients"], &body)
+            .await
+            .map(drop)
+    }
+}
+
+/// "/nodes/web-1" style label for messages.
+fn object_name(segments: &[&str]) -> String {
+    format!("/{}", segments.join("/"))
+}
+
+/// The server's `{"error": [...]}` text, or the start of the body.
+fn error_detail(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        match v.get("error") {
+            Some(Value::Array(items)) => {
+                return items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| i.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+            Some(Value::String(s)) => return s.clone(),
+            _ => {}
+        }
+    }
+    snippet(body)
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(200).collect();
+    if text.chars().count() > 200 {
+        s.push('…');
+    }
+    if s.is_empty() {
+        "(empty body)".into()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_detail_reads_chef_error_arrays() {
+        assert_eq!(error_detail(br#"{"error":["a","b"]}"#), "a; b");
+        assert_eq!(error_detail(b""), "(empty body)");
+        assert_eq!(error_detail(b"<html>"), "<html>");
+    }
+
+    #[test]
+    fn object_names_are_paths() {
+        assert_eq!(object_name(&["nodes", "web-1"]), "/nodes/web-1");
+    }
+}

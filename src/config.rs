@@ -1,0 +1,594 @@
+//! The TOML configuration: typed, defaulted, validated at start.
+//!
+//! Every error names the file, the key and what was expected. Secrets and
+//! paths can be overridden from the environment (see [`ENV_OVERRIDES`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chef::auth::SignVersion;
+
+/// Environment variables that override configuration keys.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("NODEREAPER_CHEF_SERVER_URL", "chef.server_url"),
+    ("NODEREAPER_CHEF_CLIENT_NAME", "chef.client_name"),
+    ("NODEREAPER_CHEF_CLIENT_KEY", "chef.client_key"),
+    ("NODEREAPER_CHEF_CLIENT_KEY_PEM", "chef.client_key_pem"),
+    ("NODEREAPER_CHEF_PROFILE", "chef.profile"),
+    ("NODEREAPER_CHEF_CREDENTIALS", "chef.credentials_file"),
+    ("NODEREAPER_JOURNAL_DIR", "journal.dir"),
+    ("NODEREAPER_JOURNAL_S3_BUCKET", "journal.s3_bucket"),
+    (
+        "NODEREAPER_QUEUE_URL",
+        "queues (replaces the list with one queue)",
+    ),
+    ("NODEREAPER_LISTEN", "http.listen"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {file}: {detail}")]
+    Parse { file: PathBuf, detail: String },
+    #[error("config file {file}: key `{key}`: expected {expected}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        expected: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub chef: ChefConfig,
+    pub aws: AwsConfig,
+    pub queues: Vec<QueueConfig>,
+    pub pipeline: PipelineConfig,
+    pub protect: ProtectConfig,
+    pub journal: JournalConfig,
+    pub sweep: SweepConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChefConfig {
+    /// `https://chef.example/organizations/ORG`, or an org-less URL (goiardi).
+    pub server_url: Option<String>,
+    pub client_name: Option<String>,
+    /// Path of the client's private key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// The key inline (prefer `NODEREAPER_CHEF_CLIENT_KEY_PEM` to a file).
+    pub client_key_pem: Option<String>,
+    /// Read identity from Chef's `~/.chef/credentials` profile when the
+    /// explicit keys above are not set.
+    pub profile: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    pub sign_version: SignVersion,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub ca_bundle: Option<PathBuf>,
+    pub insecure_skip_tls_verify: bool,
+    pub allow_insecure_key_permissions: bool,
+    /// Search used when no node is named after the instance id.
+    /// `{instance_id}` is replaced by the (validated) id.
+    pub search_query: String,
+    /// Client name for a node; `{node}` is replaced by the node name.
+    pub client_name_template: String,
+    pub page_size: usize,
+}
+
+impl Default for ChefConfig {
+    fn default() -> Self {
+        Self {
+            server_url: None,
+            client_name: None,
+            client_key: None,
+            client_key_pem: None,
+            profile: None,
+            credentials_file: None,
+            sign_version: SignVersion::V1_3,
+            timeout: Duration::from_secs(30),
+            ca_bundle: None,
+            insecure_skip_tls_verify: false,
+            allow_insecure_key_permissions: false,
+            search_query: "ec2_instance_id:{instance_id}".into(),
+            client_name_template: "{node}".into(),
+            page_size: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// Default region (else the SDK's chain: AWS_REGION, profile, IMDS).
+    pub region: Option<String>,
+    /// Endpoint override for every AWS service (else `AWS_ENDPOINT_URL`).
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub url: String,
+    /// Region of the queue; default: taken from the queue URL, else `aws.region`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Dead-letter queue; default: read from the queue's RedrivePolicy.
+    #[serde(default)]
+    pub dlq_url: Option<String>,
+}
+
+/// What to do with recognised events that need no action (launches, errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherEvents {
+    /// Acknowledge and delete.
+    Delete,
+    /// Send to the dead-letter queue, for queues that should only carry terminations.
+    DeadLetter,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub workers: usize,
+    #[serde(with = "humantime_serde")]
+    pub wait_time: Duration,
+    pub batch_size: i32,
+    pub verify_instance_state: bool,
+    pub shutting_down_is_termination: bool,
+    pub other_events: OtherEvents,
+    /// At most this many node deletions per minute across the process;
+    /// above it the pipeline pauses and alerts. 0 disables the cap.
+    pub max_deletions_per_minute: u32,
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lifecycle_heartbeat_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
+    /// Consecutive transient Chef failures that open the circuit breaker.
+    pub breaker_threshold: u32,
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
+    pub dry_run: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 8,
+            wait_time: Duration::from_secs(20),
+            batch_size: 10,
+            verify_instance_state: true,
+            shutting_down_is_termination: false,
+            other_events: OtherEvents::Delete,
+            max_deletions_per_minute: 120,
+            retry_backoff_base: Duration::from_secs(15),
+            retry_backoff_max: Duration::from_secs(15 * 60),
+            lifecycle_heartbeat_interval: Duration::from_secs(60),
+            shutdown_deadline: Duration::from_secs(30),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            dry_run: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtectConfig {
+    /// Glob patterns (`*`, `?`, `[...]`) on node names that are never deleted.
+    pub node_names: Vec<String>,
+    pub roles: Vec<String>,
+    pub environments: Vec<String>,
+    pub policy_groups: Vec<String>,
+    /// Instances carrying this tag (any value but "false") are left alone.
+    pub instance_tag: Option<String>,
+}
+
+impl Default for ProtectConfig {
+    fn default() -> Self {
+        Self {
+            node_names: Vec::new(),
+            roles: Vec::new(),
+            environments: Vec::new(),
+            policy_groups: Vec::new(),
+            instance_tag: Some("nodereaper:protect".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    pub dir: PathBuf,
+    pub s3_bucket: Option<String>,
+    pub s3_prefix: String,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/lib/nodereaper/journal"),
+            s3_bucket: None,
+            s3_prefix: "nodereaper/journal/".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepConfig {
+    /// Run a sweep inside `nodereaper run` this often (off when unset).
+    #[serde(with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// Let `nodereaper run`'s periodic sweep delete (else it only reports).
+    pub apply_in_daemon: bool,
+    /// A node must not have checked in for this long to be a candidate.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    pub max_candidates: usize,
+    /// Largest share (0..=1) of EC2-backed nodes a sweep may delete.
+    pub max_candidate_share: f64,
+    /// Regions to ask EC2 in; default: `aws.region`.
+    pub regions: Vec<String>,
+    /// Node attribute paths for the inventory.
+    pub instance_id_attribute: Vec<String>,
+    pub region_attribute: Vec<String>,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        Self {
+            interval: None,
+            apply_in_daemon: false,
+            grace_period: Duration::from_secs(60 * 60),
+            max_candidates: 100,
+            max_candidate_share: 0.2,
+            regions: Vec::new(),
+            instance_id_attribute: vec!["ec2".into(), "instance_id".into()],
+            region_attribute: vec!["ec2".into(), "placement_availability_zone".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address for /metrics, /healthz, /readyz; unset disables the server.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9797))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. "info" or "nodereaper=debug,info"; RUST_LOG wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, applies environment overrides, and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        config.apply_env(|k| std::env::var(k).ok());
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Configuration from the environment alone (no file): for one-shot
+    /// commands and tests.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        config.apply_env(|k| std::env::var(k).ok());
+        config.validate(Path::new("(environment)"))?;
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: path.to_path_buf(),
+            detail: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        let non_empty = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        if let Some(v) = non_empty("NODEREAPER_CHEF_SERVER_URL") {
+            self.chef.server_url = Some(v);
+        }
+        if let Some(v) = non_empty("NODEREAPER_CHEF_CLIENT_NAME") {
+            self.chef.client_name = Some(v);
+        }
+        if let Some(v) = non_empty("NODEREAPER_CHEF_CLIENT_KEY") {
+            self.chef.client_key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = non_empty("NODEREAPER_CHEF_CLIENT_KEY_PEM") {
+            self.chef.client_key_pem = Some(v);
+        }
+        if let Some(v) = non_empty("NODEREAPER_CHEF_PROFILE") {
+            self.chef.profile = Some(v);
+        }
+        if let Some(v) = non_empty("NODEREAPER_CHEF_CREDENTIALS") {
+            self.chef.credentials_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = non_empty("NODEREAPER_JOURNAL_DIR") {
+            self.journal.dir = PathBuf::from(v);
+        }
+        if let Some(v) = non_empty("NODEREAPER_JOURNAL_S3_BUCKET") {
+            self.journal.s3_bucket = Some(v);
+        }
+        if let Some(v) = non_empty("NODEREAPER_QUEUE_URL") {
+            self.queues = vec![QueueConfig {
+                url: v,
+                region: None,
+                dlq_url: None,
+            }];
+        }
+        if let Some(v) = non_empty("NODEREAPER_LISTEN") {
+            if v == "off" {
+                self.http.listen = None;
+            } else if let Ok(addr) = v.parse() {
+                self.http.listen = Some(addr);
+            }
+        }
+    }
+
+    /// Checks every rule serde cannot express.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, expected: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            expected,
+        };
+        if let Some(url) = &self.chef.server_url {
+            match url::Url::parse(url) {
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                _ => return Err(invalid(
+                    "chef.server_url",
+                    format!(
+                        "an http(s) URL like https://chef.example/organizations/ORG, got {url:?}"
+                    ),
+                )),
+            }
+        }
+        if self.chef.client_key.is_some() && self.chef.client_key_pem.is_some() {
+            return Err(invalid(
+                "chef.client_key",
+                "either client_key (a path) or client_key_pem, not both".into(),
+            ));
+        }
+        if !self.chef.search_query.contains("{instance_id}") {
+            return Err(invalid(
+                "chef.search_query",
+                format!(
+                    "a query containing {{instance_id}}, e.g. \"ec2_instance_id:{{instance_id}}\", got {:?}",
+                    self.chef.search_query
+                ),
+            ));
+        }
+        if !self.chef.client_name_template.contains("{node}") {
+            return Err(invalid(
+                "chef.client_name_template",
+                format!(
+                    "a template containing {{node}}, got {:?}",
+                    self.chef.client_name_template
+                ),
+            ));
+        }
+        if !(1..=1000).contains(&self.chef.page_size) {
+            return Err(invalid(
+                "chef.page_size",
+                format!("a number from 1 to 1000, got {}", self.chef.page_size),
+            ));
+        }
+        if self.chef.timeout.is_zero() {
+            return Err(invalid(
+                "chef.timeout",
+                "a duration above zero, e.g. \"30s\"".into(),
+            ));
+        }
+        for (i, q) in self.queues.iter().enumerate() {
+            if !(q.url.starts_with("https://") || q.url.starts_with("http://")) {
+                return Err(invalid(
+                    &format!("queues[{i}].url"),
+                    format!("an SQS queue URL like https://sqs.us-east-1.amazonaws.com/123456789012/nodereaper, got {:?}", q.url),
+                ));
+            }
+        }
+        let p = &self.pipeline;
+        if !(1..=512).contains(&p.workers) {
+            return Err(invalid(
+                "pipeline.workers",
+                format!("a number from 1 to 512, got {}", p.workers),
+            ));
+        }
+        if !(1..=10).contains(&p.batch_size) {
+            return Err(invalid(
+                "pipeline.batch_size",
+                format!(
+                    "a number from 1 to 10 (the SQS maximum), got {}",
+                    p.batch_size
+                ),
+            ));
+        }
+        if p.wait_time > Duration::from_secs(20) {
+            return Err(invalid(
+                "pipeline.wait_time",
+                format!(
+                    "at most 20s (the SQS long-poll maximum), got {:?}",
+                    p.wait_time
+                ),
+            ));
+        }
+        if p.retry_backoff_base.is_zero() || p.retry_backoff_base > p.retry_backoff_max {
+            return Err(invalid(
+                "pipeline.retry_backoff_base",
+                "a duration above zero and not above pipeline.retry_backoff_max".into(),
+            ));
+        }
+        if p.retry_backoff_max > Duration::from_secs(12 * 3600) {
+            return Err(invalid(
+                "pipeline.retry_backoff_max",
+                "at most 12h (the SQS visibility timeout maximum)".into(),
+            ));
+        }
+        if p.breaker_threshold == 0 {
+            return Err(invalid(
+                "pipeline.breaker_threshold",
+                "a number above 0".into(),
+            ));
+        }
+        for (i, pattern) in self.protect.node_names.iter().enumerate() {
+            if let Err(e) = glob::Pattern::new(pattern) {
+                return Err(invalid(
+                    &format!("protect.node_names[{i}]"),
+                    format!("a glob pattern, got {pattern:?} ({e})"),
+                ));
+            }
+        }
+        let s = &self.sweep;
+        if !(0.0..=1.0).contains(&s.max_candidate_share) {
+            return Err(invalid(
+                "sweep.max_candidate_share",
+                format!("a share from 0.0 to 1.0, got {}", s.max_candidate_share),
+            ));
+        }
+        if s.instance_id_attribute.is_empty() {
+            return Err(invalid(
+                "sweep.instance_id_attribute",
+                "a non-empty attribute path, e.g. [\"ec2\", \"instance_id\"]".into(),
+            ));
+        }
+        if let Some(b) = &self.journal.s3_bucket {
+            if b.is_empty() || b.contains('/') {
+                return Err(invalid(
+                    "journal.s3_bucket",
+                    format!("a bucket name without slashes, got {b:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg = Config::parse(text, Path::new("/etc/nodereaper.toml"))?;
+        cfg.validate(Path::new("/etc/nodereaper.toml"))?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn empty_file_gives_safe_defaults() {
+        let cfg = parse("").expect("defaults");
+        assert!(cfg.pipeline.verify_instance_state);
+        assert!(!cfg.pipeline.dry_run);
+        assert_eq!(cfg.chef.sign_version, SignVersion::V1_3);
+        assert_eq!(cfg.pipeline.wait_time, Duration::from_secs(20));
+        assert_eq!(cfg.sweep.max_candidate_share, 0.2);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let err = parse("[pipeline]\nworkerz = 3\n").unwrap_err().to_string();
+        assert!(err.contains("/etc/nodereaper.toml"), "{err}");
+        assert!(err.contains("workerz"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let err = parse("[pipeline]\nworkers = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("workers"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_key_and_expectation() {
+        let err = parse("[pipeline]\nbatch_size = 11\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pipeline.batch_size"), "{err}");
+        assert!(err.contains("1 to 10"), "{err}");
+        let err = parse("[chef]\nsearch_query = \"name:foo\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chef.search_query"), "{err}");
+        let err = parse("[protect]\nnode_names = [\"[oops\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("protect.node_names[0]"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let cfg = parse("[sweep]\ninterval = \"6h\"\ngrace_period = \"90m\"\n").expect("parse");
+        assert_eq!(cfg.sweep.interval, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(cfg.sweep.grace_period, Duration::from_secs(90 * 60));
+    }
+
+    #[test]
+    fn env_overrides_paths_and_secrets() {
+        let mut cfg = Config::default();
+        cfg.apply_env(|k| match k {
+            "NODEREAPER_CHEF_CLIENT_KEY" => Some("/run/secrets/key.pem".into()),
+            "NODEREAPER_QUEUE_URL" => Some("http://127.0.0.1:5000/123/q".into()),
+            "NODEREAPER_LISTEN" => Some("off".into()),
+            _ => None,
+        });
+        assert_eq!(
+            cfg.chef.client_key,
+            Some(PathBuf::from("/run/secrets/key.pem"))
+        );
+        assert_eq!(cfg.queues.len(), 1);
+        assert_eq!(cfg.http.listen, None);
+    }
+}

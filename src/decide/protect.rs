@@ -1,0 +1,169 @@
+//! Protection rules: registrations nodereaper must never delete.
+
+use serde_json::Value;
+
+use crate::config::ProtectConfig;
+use crate::ports::InstanceInfo;
+
+/// Compiled [`ProtectConfig`].
+#[derive(Debug, Clone, Default)]
+pub struct Protection {
+    names: Vec<glob::Pattern>,
+    roles: Vec<String>,
+    environments: Vec<String>,
+    policy_groups: Vec<String>,
+    instance_tag: Option<String>,
+}
+
+impl Protection {
+    /// Patterns were validated with the configuration; an invalid one here is
+    /// skipped with an error log rather than silently matching nothing.
+    pub fn new(cfg: &ProtectConfig) -> Self {
+        let names = cfg
+            .node_names
+            .iter()
+            .filter_map(|p| match glob::Pattern::new(p) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(pattern = %p, error = %e, "invalid protect.node_names pattern");
+                    None
+                }
+            })
+            .collect();
+        Self {
+            names,
+            roles: cfg.roles.clone(),
+            environments: cfg.environments.clone(),
+            policy_groups: cfg.policy_groups.clone(),
+            instance_tag: cfg.instance_tag.clone(),
+        }
+    }
+
+    /// Why a node must be left alone, if it must.
+    pub fn node_reason(&self, name: &str, node: Option<&Value>) -> Option<String> {
+        if let Some(p) = self.names.iter().find(|p| p.matches(name)) {
+            return Some(format!(
+                "node name {name:?} matches protected pattern {:?}",
+                p.as_str()
+            ));
+        }
+        let node = node?;
+        if let Some(env) = node.get("chef_environment").and_then(Value::as_str) {
+            if self.environments.iter().any(|e| e == env) {
+                return Some(format!("node {name:?} is in protected environment {env:?}"));
+            }
+        }
+        if let Some(group) = node.get("policy_group").and_then(Value::as_str) {
+            if self.policy_groups.iter().any(|g| g == group) {
+                return Some(format!(
+                    "node {name:?} is in protected policy group {group:?}"
+                ));
+            }
+        }
+        if let Some(role) = node_roles(node)
+            .into_iter()
+            .find(|r| self.roles.contains(r))
+        {
+            return Some(format!("node {name:?} has protected role {role:?}"));
+        }
+        None
+    }
+
+    /// Why an instance must be left alone (its opt-out tag), if it must.
+    pub fn instance_reason(&self, info: &InstanceInfo) -> Option<String> {
+        let tag = self.instance_tag.as_ref()?;
+        let value = info.tags.get(tag)?;
+        if value.eq_ignore_ascii_case("false") {
+            return None;
+        }
+        Some(format!(
+            "instance {} carries the opt-out tag {tag}={value:?}",
+            info.instance_id
+        ))
+    }
+}
+
+/// Roles of a node: the expanded `automatic.roles` plus `role[...]` entries of
+/// the run list.
+pub fn node_roles(node: &Value) -> Vec<String> {
+    let mut roles: Vec<String> = node
+        .pointer("/automatic/roles")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    roles.extend(
+        node.get("run_list")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(|item| item.strip_prefix("role[")?.strip_suffix(']'))
+            .map(str::to_string),
+    );
+    roles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    fn protection() -> Protection {
+        Protection::new(&ProtectConfig {
+            node_names: vec!["chef-server*".into(), "bastion-?".into()],
+            roles: vec!["database".into()],
+            environments: vec!["_protected".into()],
+            policy_groups: vec!["prod-critical".into()],
+            instance_tag: Some("nodereaper:protect".into()),
+        })
+    }
+
+    #[test]
+    fn name_patterns() {
+        let p = protection();
+        assert!(p.node_reason("chef-server-1", None).is_some());
+        assert!(p.node_reason("bastion-a", None).is_some());
+        assert!(p.node_reason("bastion-ab", None).is_none());
+        assert!(p.node_reason("web-1", None).is_none());
+    }
+
+    #[test]
+    fn roles_environments_policy_groups() {
+        let p = protection();
+        let by_run_list = json!({"run_list": ["recipe[base]", "role[database]"]});
+        assert!(p
+            .node_reason("n", Some(&by_run_list))
+            .unwrap_or_default()
+            .contains("database"));
+        let by_expanded = json!({"automatic": {"roles": ["database"]}});
+        assert!(p.node_reason("n", Some(&by_expanded)).is_some());
+        let by_env = json!({"chef_environment": "_protected"});
+        assert!(p.node_reason("n", Some(&by_env)).is_some());
+        let by_group = json!({"policy_group": "prod-critical"});
+        assert!(p.node_reason("n", Some(&by_group)).is_some());
+        let plain =
+            json!({"chef_environment": "prod", "run_list": ["role[web]"], "policy_group": "prod"});
+        assert!(p.node_reason("n", Some(&plain)).is_none());
+    }
+
+    #[test]
+    fn opt_out_tag() {
+        let p = protection();
+        let mut info = InstanceInfo {
+            instance_id: "i-0123456789abcdef0".into(),
+            state: "terminated".into(),
+            tags: HashMap::new(),
+            asg_lifecycle_state: None,
+        };
+        assert!(p.instance_reason(&info).is_none());
+        info.tags.insert("nodereaper:protect".into(), "true".into());
+        assert!(p.instance_reason(&info).is_some());
+        info.tags
+            .insert("nodereaper:protect".into(), "false".into());
+        assert!(p.instance_reason(&info).is_none());
+    }
+}

@@ -1,0 +1,587 @@
+//! `nodereaper run`: receive events, decide, act, acknowledge.
+//!
+//! Per queue, one receiver long-polls (batch of up to 10) only when a worker
+//! is free, verifies all terminations of a batch with one EC2 call, and hands
+//! each message to a bounded pool of workers. A message is deleted only after
+//! every step succeeded; see [`Disposition`] for the other endings.
+
+pub mod breaker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Serialize;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+pub use breaker::Breaker;
+
+use crate::act::{Outcome, Reaper, Request, Target};
+use crate::config::{OtherEvents, PipelineConfig};
+use crate::decide::{self, Verification};
+use crate::error::{Classify, Retry};
+use crate::ports::{
+    Completion, InstanceInfo, InstanceInventory, Lifecycle, Queue, ReceivedMessage,
+};
+use crate::source::message::{self, Event, ParseOptions, Termination};
+use crate::telemetry::metrics;
+
+/// One queue with the AWS services of its region.
+#[derive(Clone)]
+pub struct Source {
+    pub queue: Arc<dyn Queue>,
+    pub inventory: Arc<dyn InstanceInventory>,
+    pub lifecycle: Arc<dyn Lifecycle>,
+}
+
+/// How a message ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "disposition", rename_all = "snake_case")]
+pub enum Disposition {
+    /// Done (acted on, nothing to do, or a test notification): delete it.
+    Delete { outcome: String },
+    /// Poison or refused: move to the DLQ with the reason.
+    DeadLetter { reason: String },
+    /// Transient failure: hide it for a backoff, try again later.
+    Retry { error: String },
+    /// nodereaper's own problem (credentials, permissions, journal): keep the
+    /// message, pause receiving.
+    Hold { error: String },
+}
+
+impl Disposition {
+    fn label(&self) -> &'static str {
+        match self {
+            Disposition::Delete { .. } => "deleted",
+            Disposition::DeadLetter { .. } => "dead_lettered",
+            Disposition::Retry { .. } => "retried",
+            Disposition::Hold { .. } => "held",
+        }
+    }
+}
+
+/// Counts for the end-of-run summary.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub received: usize,
+    pub deleted: usize,
+    pub dead_lettered: usize,
+    pub retried: usize,
+    pub held: usize,
+}
+
+pub struct Pipeline {
+    pub sources: Vec<Source>,
+    pub reaper: Arc<Reaper>,
+    pub settings: PipelineConfig,
+    pub breaker: Arc<Breaker>,
+}
+
+/// Exponential backoff with full jitter over the receive count.
+pub fn backoff(receive_count: u32, base: Duration, max: Duration) -> Duration {
+    let exp = receive_count.saturating_sub(1).min(20);
+    let ceiling = base.saturating_mul(1u32 << exp).min(max);
+    // Never below the base: an immediate redelivery helps nobody.
+    let jitter = rand::random::<f64>();
+    base + (ceiling.saturating_sub(base)).mul_f64(jitter)
+}
+
+impl Pipeline {
+    pub fn parse_options(&self) -> ParseOptions {
+        ParseOptions {
+            shutting_down_is_termination: self.settings.shutting_down_is_termination,
+        }
+    }
+
+    /// Runs until `shutdown` turns true (then finishes in-flight work within
+    /// `shutdown_deadline`), or, with `exit_when_idle`, until every queue is
+    /// empty and nothing is in flight.
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+        exit_when_idle: bool,
+    ) -> Summary {
+        let workers = Arc::new(Semaphore::new(self.settings.workers));
+        let summary = Arc::new(std::sync::Mutex::new(Summary::default()));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let mut receivers = JoinSet::new();
+        for source in self.sources.clone() {
+            let this = self.clone();
+            let workers = workers.clone();
+            let summary = summary.clone();
+            let in_flight = in_flight.clone();
+            let shutdown = shutdown.clone();
+            receivers.spawn(async move {
+                this.receive_loop(
+                    source,
+                    workers,
+                    summary,
+                    in_flight,
+                    shutdown,
+                    exit_when_idle,
+                )
+                .await
+            });
+        }
+        while receivers.join_next().await.is_some() {}
+        // Receivers are done; wait for the workers they started.
+        let all = u32::try_from(self.settings.workers).unwrap_or(u32::MAX);
+        let drained =
+            tokio::time::timeout(self.settings.shutdown_deadline, workers.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!(
+                in_flight = in_flight.load(Ordering::SeqCst),
+                deadline = ?self.settings.shutdown_deadline,
+                "shutdown deadline reached with work in flight; those messages stay in the queue and will be redelivered"
+            );
+        }
+        let result = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        result
+    }
+
+    async fn receive_loop(
+        self: Arc<Self>,
+        source: Source,
+        workers: Arc<Semaphore>,
+        summary: Arc<std::sync::Mutex<Summary>>,
+        in_flight: Arc<AtomicUsize>,
+        mut shutdown: watch::Receiver<bool>,
+        exit_when_idle: bool,
+    ) {
+        let queue_name = source.queue.name().to_string();
+        let mut aws_failures: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if let Some(wait) = self.breaker.wait_time() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            // Receive only as many messages as there are free workers.
+            let free = workers
+                .available_permits()
+                .min(self.settings.batch_size as usize);
+            if free == 0 {
+                tokio::select! {
+                    permit = workers.acquire() => drop(permit),
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let received = tokio::select! {
+                r = source.queue.receive(free as i32, self.settings.wait_time) => r,
+                _ = shutdown.changed() => break,
+            };
+            let messages = match received {
+                Ok(m) => {
+                    aws_failures = 0;
+                    m
+                }
+                Err(e) => {
+                    aws_failures = aws_failures.saturating_add(1);
+                    let wait = backoff(
+                        aws_failures,
+                        Duration::from_secs(1),
+                        Duration::from_secs(60),
+                    );
+                    tracing::warn!(queue = %queue_name, error = %e, retry_in = ?wait, "cannot receive; will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                if exit_when_idle
+                    && in_flight.load(Ordering::SeqCst) == 0
+                    && self.queue_drained(&source).await
+                {
+                    tracing::info!(queue = %queue_name, "queue drained; receiver done");
+                    break;
+                }
+                continue;
+            }
+            if let Ok(mut s) = summary.lock() {
+                s.received += messages.len();
+            }
+            let batch = self.prepare_batch(&source, messages).await;
+            for (msg, event, verdict) in batch {
+                let Ok(permit) = workers.clone().acquire_owned().await else {
+                    break;
+                };
+                let this = self.clone();
+                let source = source.clone();
+                let summary = summary.clone();
+                let in_flight = in_flight.clone();
+                in_flight.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let disposition = this.handle(&source, &msg, event, verdict).await;
+                    this.settle(&source, &msg, &disposition).await;
+                    if let Ok(mut s) = summary.lock() {
+                        match disposition {
+                            Disposition::Delete { .. } => s.deleted += 1,
+                            Disposition::DeadLetter { .. } => s.dead_lettered += 1,
+                            Disposition::Retry { .. } => s.retried += 1,
+                            Disposition::Hold { .. } => s.held += 1,
+                        }
+                    }
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    async fn queue_drained(&self, source: &Source) -> bool {
+        match source.queue.depth().await {
+            Ok((visible, hidden)) => visible == 0 && hidden == 0,
+            Err(e) => {
+                tracing::warn!(queue = %source.queue.name(), error = %e, "cannot read queue depth");
+                false
+            }
+        }
+    }
+
+    /// Parses a batch and verifies all its terminations with one EC2 call.
+    async fn prepare_batch(
+        &self,
+        source: &Source,
+        messages: Vec<ReceivedMessage>,
+    ) -> Vec<(
+        ReceivedMessage,
+        Result<Event, message::ParseError>,
+        Result<Option<InstanceInfo>, String>,
+    )> {
+        let queue_name = source.queue.name();
+        let opts = self.parse_options();
+        let m = metrics::get();
+        let parsed: Vec<_> = messages
+            .into_iter()
+            .map(|msg| {
+                if let Some(sent) = msg.sent_at {
+                    let lag = (Utc::now() - sent).to_std().unwrap_or_default();
+                    m.queue_lag
+                        .with_label_values(&[queue_name])
+                        .observe(lag.as_secs_f64());
+                }
+                let event = message::parse(&msg.body, &opts);
+                let kind = match &event {
+                    Ok(Event::Termination(_)) => "termination",
+                    Ok(Event::Test { .. }) => "test",
+                    Ok(Event::Other { .. }) => "other",
+                    Err(_) => "unparseable",
+                };
+                m.messages.with_label_values(&[queue_name, kind]).inc();
+                (msg, event)
+            })
+            .collect();
+        let ids: Vec<String> = parsed
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Ok(Event::Termination(t)) => Some(t.instance_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let states: Result<HashMap<String, InstanceInfo>, String> =
+            if ids.is_empty() || !self.settings.verify_instance_state {
+                Ok(HashMap::new())
+            } else {
+                match source.inventory.describe(&ids).await {
+                    Ok(map) => Ok(map),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+        parsed
+            .into_iter()
+            .map(|(msg, event)| {
+                let verdict = match (&event, &states) {
+                    (Ok(Event::Termination(t)), Ok(map)) => Ok(map.get(&t.instance_id).cloned()),
+                    (Ok(Event::Termination(_)), Err(e)) => Err(e.clone()),
+                    _ => Ok(None),
+                };
+                (msg, event, verdict)
+            })
+            .collect()
+    }
+
+    /// Decides and acts on one message. Never touches the message itself.
+    pub async fn handle(
+        &self,
+        source: &Source,
+        msg: &ReceivedMessage,
+        event: Result<Event, message::ParseError>,
+        instance: Result<Option<InstanceInfo>, String>,
+    ) -> Disposition {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(queue = %source.queue.name(), message_id = %msg.message_id, error = %e, "unparseable message");
+                return Disposition::DeadLetter {
+                    reason: format!("unparseable message: {e}"),
+                };
+            }
+        };
+        let termination = match event {
+            Event::Test { description } => {
+                tracing::info!(message_id = %msg.message_id, %description, "test notification acknowledged");
+                return Disposition::Delete {
+                    outcome: "test_notification".into(),
+                };
+            }
+            Event::Other { description } => {
+                tracing::info!(message_id = %msg.message_id, %description, "event needs no action");
+                return match self.settings.other_events {
+                    OtherEvents::Delete => Disposition::Delete {
+                        outcome: "no_action".into(),
+                    },
+                    OtherEvents::DeadLetter => Disposition::DeadLetter {
+                        reason: format!("not a termination: {description}"),
+                    },
+                };
+            }
+            Event::Termination(t) => t,
+        };
+        let started = Instant::now();
+        let disposition = self
+            .handle_termination(source, msg, &termination, instance)
+            .await;
+        let (outcome, detail) = match &disposition {
+            Disposition::Delete { outcome } => (outcome.as_str(), String::new()),
+            Disposition::DeadLetter { reason } => ("dead_lettered", reason.clone()),
+            Disposition::Retry { error } => ("retry", error.clone()),
+            Disposition::Hold { error } => ("held", error.clone()),
+        };
+        tracing::info!(
+            instance_id = %termination.instance_id,
+            asg = termination.auto_scaling_group.as_deref().unwrap_or("-"),
+            origin = ?termination.origin,
+            message_id = %msg.message_id,
+            outcome,
+            detail = %detail,
+            dry_run = self.settings.dry_run,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "termination handled"
+        );
+        disposition
+    }
+
+    async fn handle_termination(
+        &self,
+        source: &Source,
+        msg: &ReceivedMessage,
+        t: &Termination,
+        instance: Result<Option<InstanceInfo>, String>,
+    ) -> Disposition {
+        let m = metrics::get();
+        let info = match instance {
+            Ok(info) => info,
+            Err(error) => {
+                return Disposition::Retry {
+                    error: format!("cannot verify instance state: {error}"),
+                }
+            }
+        };
+        let verification = if self.settings.verify_instance_state {
+            decide::verify(info.as_ref(), &self.reaper.protection)
+        } else {
+            Verification::Confirmed {
+                evidence: "verification disabled".into(),
+            }
+        };
+        let outcome = match verification {
+            Verification::Refused { reason } => {
+                m.refusals.with_label_values(&["instance_alive"]).inc();
+                return Disposition::DeadLetter { reason };
+            }
+            Verification::Protected { reason } => {
+                tracing::info!(instance_id = %t.instance_id, %reason, "instance protected; Chef left alone");
+                m.refusals.with_label_values(&["instance_tag"]).inc();
+                "protected".to_string()
+            }
+            Verification::Confirmed { evidence } => {
+                let request = Request {
+                    target: Target::Instance(t.instance_id.clone()),
+                    source: "event",
+                    reason: format!("{:?} event for {} ({evidence})", t.origin, t.instance_id),
+                    message_id: Some(msg.message_id.clone()),
+                    dry_run: self.settings.dry_run,
+                    recheck: None,
+                };
+                let reap = self.reap_with_keepalive(source, msg, t, &request).await;
+                match reap {
+                    Ok(outcome) => {
+                        self.breaker.record_success();
+                        if let Outcome::WouldDelete { plan } = &outcome {
+                            tracing::info!(
+                                instance_id = %t.instance_id,
+                                node = %plan.node_name,
+                                client = %plan.client_name,
+                                lifecycle = t.lifecycle.is_some(),
+                                "dry run: would delete node and client{}, then delete the message",
+                                if t.lifecycle.is_some() { ", complete the lifecycle action with CONTINUE" } else { "" }
+                            );
+                        }
+                        if let Outcome::Deleted {
+                            plan,
+                            node,
+                            client,
+                            journal_id,
+                        } = &outcome
+                        {
+                            tracing::info!(
+                                instance_id = %t.instance_id,
+                                node = %plan.node_name,
+                                client = %plan.client_name,
+                                node_result = ?node,
+                                client_result = ?client,
+                                journal_id = %journal_id,
+                                "deregistered"
+                            );
+                        }
+                        outcome.label().to_string()
+                    }
+                    Err(e) => {
+                        let error = e.to_string();
+                        if !e.blames_message() {
+                            tracing::error!(instance_id = %t.instance_id, %error, "nodereaper cannot work (credentials, permissions or journal); holding messages");
+                            self.breaker.trip(&error);
+                            return Disposition::Hold { error };
+                        }
+                        return match e.retry() {
+                            Retry::Transient => {
+                                self.breaker.record_failure(&error);
+                                Disposition::Retry { error }
+                            }
+                            Retry::Permanent => Disposition::DeadLetter { reason: error },
+                        };
+                    }
+                }
+            }
+        };
+        if let Some(action) = &t.lifecycle {
+            if self.settings.dry_run {
+                return Disposition::Delete { outcome };
+            }
+            match source.lifecycle.complete_continue(action).await {
+                Ok(c) => {
+                    let label = match c {
+                        Completion::Completed => "completed",
+                        Completion::NoLongerActive => "no_longer_active",
+                    };
+                    m.lifecycle.with_label_values(&["complete", label]).inc();
+                }
+                Err(e) => {
+                    m.lifecycle.with_label_values(&["complete", "error"]).inc();
+                    // Chef is clean already; retrying only repeats the completion.
+                    return match e.retry() {
+                        Retry::Transient => Disposition::Retry {
+                            error: e.to_string(),
+                        },
+                        Retry::Permanent => Disposition::DeadLetter {
+                            reason: e.to_string(),
+                        },
+                    };
+                }
+            }
+        }
+        Disposition::Delete { outcome }
+    }
+
+    /// Runs the reap while keeping the message hidden and the lifecycle
+    /// action alive (heartbeat) if it takes long (rate cap, slow server).
+    async fn reap_with_keepalive(
+        &self,
+        source: &Source,
+        msg: &ReceivedMessage,
+        t: &Termination,
+        request: &Request,
+    ) -> Result<Outcome, crate::act::ReapError> {
+        let every = self.settings.lifecycle_heartbeat_interval;
+        let work = self.reaper.reap(request);
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                _ = tick.tick() => {
+                    if self.settings.dry_run {
+                        continue;
+                    }
+                    if let Err(e) = source.queue.extend_visibility(msg, every * 2).await {
+                        tracing::warn!(message_id = %msg.message_id, error = %e, "cannot extend visibility");
+                    }
+                    if let Some(action) = &t.lifecycle {
+                        let result = source.lifecycle.heartbeat(action).await;
+                        let label = match &result {
+                            Ok(Completion::Completed) => "recorded",
+                            Ok(Completion::NoLongerActive) => "no_longer_active",
+                            Err(_) => "error",
+                        };
+                        metrics::get().lifecycle.with_label_values(&["heartbeat", label]).inc();
+                        if let Err(e) = result {
+                            tracing::warn!(instance_id = %t.instance_id, error = %e, "lifecycle heartbeat failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies a disposition to the message (nothing at all in dry-run).
+    pub async fn settle(&self, source: &Source, msg: &ReceivedMessage, disposition: &Disposition) {
+        let queue = source.queue.name();
+        metrics::get()
+            .outcomes
+            .with_label_values(&[queue, disposition.label()])
+            .inc();
+        if self.settings.dry_run {
+            tracing::info!(queue, message_id = %msg.message_id, ?disposition, "dry run: message left untouched");
+            return;
+        }
+        let result = match disposition {
+            Disposition::Delete { .. } => source.queue.delete(msg).await,
+            Disposition::DeadLetter { reason } => {
+                tracing::warn!(queue, message_id = %msg.message_id, %reason, "moving message to the dead-letter queue");
+                source.queue.dead_letter(msg, reason).await
+            }
+            Disposition::Retry { error } | Disposition::Hold { error } => {
+                let wait = backoff(
+                    msg.receive_count,
+                    self.settings.retry_backoff_base,
+                    self.settings.retry_backoff_max,
+                );
+                tracing::warn!(queue, message_id = %msg.message_id, %error, retry_in = ?wait, receive_count = msg.receive_count, "will retry");
+                source.queue.extend_visibility(msg, wait).await
+            }
+        };
+        if let Err(e) = result {
+            // The message comes back after its visibility timeout and is
+            // handled again; every step is idempotent.
+            tracing::warn!(queue, message_id = %msg.message_id, error = %e, "cannot settle message; it will be redelivered");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_within_bounds() {
+        let base = Duration::from_secs(10);
+        let max = Duration::from_secs(600);
+        for count in 1..40 {
+            let d = backoff(count, base, max);
+            assert!(d >= base && d <= max, "count {count}: {d:?}");
+        }
+        assert_eq!(backoff(1, base, max), base);
+    }
+}

@@ -1,0 +1,157 @@
+//! The outside world, behind small traits.
+//!
+//! The decision logic and the pipeline only see these traits; adapters live in
+//! [`crate::chef`], [`crate::aws`] and [`crate::journal`]. Tests swap in
+//! in-memory versions where a real server adds nothing (pure logic), and the
+//! real adapters against goiardi and moto everywhere else.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::aws::AwsError;
+use crate::chef::ChefError;
+use crate::journal::{JournalEntry, JournalError};
+
+/// Result of a DELETE on the Chef server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deleted {
+    /// The object existed and is gone now.
+    Removed,
+    /// The server answered 404: somebody (or an earlier attempt) already removed it.
+    AlreadyGone,
+}
+
+/// One row of a partial search: the node name plus the requested attributes.
+pub type SearchRow = HashMap<String, Value>;
+
+/// The Chef Infra Server API, as far as nodereaper needs it.
+#[async_trait]
+pub trait ChefApi: Send + Sync {
+    /// Base URL of the server, for messages.
+    fn server(&self) -> &str;
+    async fn get_node(&self, name: &str) -> Result<Option<Value>, ChefError>;
+    async fn delete_node(&self, name: &str) -> Result<Deleted, ChefError>;
+    async fn get_client(&self, name: &str) -> Result<Option<Value>, ChefError>;
+    async fn delete_client(&self, name: &str) -> Result<Deleted, ChefError>;
+    /// Names of all nodes (`GET /nodes`).
+    async fn list_nodes(&self) -> Result<Vec<String>, ChefError>;
+    /// Full-text search on the node index; returns every matching node name
+    /// (all pages).
+    async fn search_node_names(&self, query: &str) -> Result<Vec<String>, ChefError>;
+    /// Partial search on the node index; every page, `keys` maps an output
+    /// name to an attribute path.
+    async fn partial_search_nodes(
+        &self,
+        query: &str,
+        keys: &[(&str, &[&str])],
+    ) -> Result<Vec<SearchRow>, ChefError>;
+    /// Create a node from its JSON (restore).
+    async fn create_node(&self, node: &Value) -> Result<(), ChefError>;
+    /// Replace an existing node (restore --force).
+    async fn update_node(&self, name: &str, node: &Value) -> Result<(), ChefError>;
+    /// Create an API client with a given public key (restore).
+    async fn create_client(
+        &self,
+        name: &str,
+        public_key: Option<&str>,
+        admin: bool,
+    ) -> Result<(), ChefError>;
+}
+
+/// What EC2 says about an instance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    /// EC2 state name: pending, running, shutting-down, terminated, stopping, stopped.
+    pub state: String,
+    pub tags: HashMap<String, String>,
+    /// Auto Scaling lifecycle state (e.g. `Terminating:Wait`), looked up only
+    /// for instances EC2 still reports alive: during a termination lifecycle
+    /// hook the instance is `running` while the group is terminating it.
+    pub asg_lifecycle_state: Option<String>,
+}
+
+/// EC2 DescribeInstances, batched.
+#[async_trait]
+pub trait InstanceInventory: Send + Sync {
+    /// Looks up many instances at once. Ids EC2 does not know are absent from
+    /// the map (they count as gone).
+    async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError>;
+}
+
+/// The identity of one pending Auto Scaling lifecycle action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LifecycleAction {
+    pub auto_scaling_group: String,
+    pub hook_name: String,
+    pub token: Option<String>,
+    pub instance_id: String,
+}
+
+/// Outcome of completing a lifecycle action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Completion {
+    Completed,
+    /// "No active Lifecycle Action found": the action expired or was completed
+    /// by someone else. Counts as done.
+    NoLongerActive,
+}
+
+/// Auto Scaling lifecycle hooks.
+#[async_trait]
+pub trait Lifecycle: Send + Sync {
+    async fn heartbeat(&self, action: &LifecycleAction) -> Result<Completion, AwsError>;
+    async fn complete_continue(&self, action: &LifecycleAction) -> Result<Completion, AwsError>;
+}
+
+/// Where deleted objects are backed up before deletion.
+#[async_trait]
+pub trait Journal: Send + Sync {
+    /// Durably stores the entry (fsync or S3 PUT acknowledged) before returning.
+    async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError>;
+    /// All entries, oldest first.
+    async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError>;
+}
+
+/// One message taken from a queue.
+#[derive(Debug, Clone)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    /// `SentTimestamp` attribute, when the queue reported it.
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `ApproximateReceiveCount` attribute (1 on first delivery).
+    pub receive_count: u32,
+}
+
+/// An SQS-like queue with a dead-letter queue.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Human name (queue name or URL) for logs and metrics.
+    fn name(&self) -> &str;
+    /// Long-polls for up to `max` messages.
+    async fn receive(
+        &self,
+        max: i32,
+        wait: std::time::Duration,
+    ) -> Result<Vec<ReceivedMessage>, AwsError>;
+    /// Acknowledges (removes) a processed message.
+    async fn delete(&self, msg: &ReceivedMessage) -> Result<(), AwsError>;
+    /// Hides the message for `timeout` more (backoff before the next attempt).
+    async fn extend_visibility(
+        &self,
+        msg: &ReceivedMessage,
+        timeout: std::time::Duration,
+    ) -> Result<(), AwsError>;
+    /// Approximate (visible, in flight) message counts: readiness probe and
+    /// "is the queue drained" check.
+    async fn depth(&self) -> Result<(u64, u64), AwsError>;
+    /// Moves the message to the dead-letter queue with `reason` attached as a
+    /// message attribute, then deletes it from this queue.
+    async fn dead_letter(&self, msg: &ReceivedMessage, reason: &str) -> Result<(), AwsError>;
+}

@@ -1,0 +1,102 @@
+//! `/metrics` (Prometheus), `/healthz` (liveness) and `/readyz` (SQS and Chef
+//! really answer).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+
+use crate::ports::{ChefApi, Queue};
+
+/// What `/readyz` checks.
+pub struct Readiness {
+    pub queues: Vec<Arc<dyn Queue>>,
+    pub chef: Arc<dyn ChefApi>,
+    /// The reaper's own client: reading it proves reachability and a valid signature.
+    pub client_name: String,
+}
+
+impl Readiness {
+    /// One line per check; Err when any failed.
+    pub async fn check(&self) -> Result<String, String> {
+        let mut lines = Vec::new();
+        let mut ok = true;
+        for q in &self.queues {
+            match tokio::time::timeout(Duration::from_secs(5), q.depth()).await {
+                Ok(Ok((visible, hidden))) => lines.push(format!(
+                    "ok   sqs {}: {visible} visible, {hidden} in flight",
+                    q.name()
+                )),
+                Ok(Err(e)) => {
+                    ok = false;
+                    lines.push(format!("FAIL sqs {}: {e}", q.name()));
+                }
+                Err(_) => {
+                    ok = false;
+                    lines.push(format!("FAIL sqs {}: no answer within 5s", q.name()));
+                }
+            }
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            self.chef.get_client(&self.client_name),
+        )
+        .await
+        {
+            Ok(Ok(_)) => lines.push(format!("ok   chef {}", self.chef.server())),
+            Ok(Err(e)) => {
+                ok = false;
+                lines.push(format!("FAIL chef: {e}"));
+            }
+            Err(_) => {
+                ok = false;
+                lines.push(format!(
+                    "FAIL chef {}: no answer within 5s",
+                    self.chef.server()
+                ));
+            }
+        }
+        let text = lines.join("\n") + "\n";
+        if ok {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+}
+
+async fn metrics() -> String {
+    super::metrics::render()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(ready): State<Arc<Readiness>>) -> (StatusCode, String) {
+    match ready.check().await {
+        Ok(text) => (StatusCode::OK, text),
+        Err(text) => (StatusCode::SERVICE_UNAVAILABLE, text),
+    }
+}
+
+/// Binds and serves until the process ends. Returns the bound address.
+pub async fn serve(addr: SocketAddr, ready: Arc<Readiness>) -> std::io::Result<SocketAddr> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(ready);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics/health server stopped");
+        }
+    });
+    Ok(bound)
+}

@@ -1,0 +1,189 @@
+//! Prometheus metrics, registered once in a process-wide registry.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric nodereaper exports.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Messages received, by queue and kind (termination, test, other, unparseable).
+    pub messages: IntCounterVec,
+    /// Messages finished, by queue and outcome (deleted, dead_lettered, retried, ...).
+    pub outcomes: IntCounterVec,
+    /// Chef objects deleted, by kind (node, client) and result (removed, already_gone).
+    pub deletions: IntCounterVec,
+    /// Terminations refused because EC2 says the instance is alive, or protection.
+    pub refusals: IntCounterVec,
+    pub queue_lag: HistogramVec,
+    pub chef_latency: HistogramVec,
+    pub aws_latency: HistogramVec,
+    pub breaker_open: IntGaugeVec,
+    pub rate_limited: IntGauge,
+    pub in_flight: IntGauge,
+    pub lifecycle: IntCounterVec,
+    pub sweep_candidates: IntGauge,
+    pub sweep_deleted: IntCounterVec,
+    pub sweep_skipped: IntCounterVec,
+    pub sweep_last_run: Gauge,
+    pub sweep_duration: Gauge,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new_custom(Some("nodereaper".into()), None)?;
+    let counter =
+        |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+    let histogram = |name: &str,
+                     help: &str,
+                     labels: &[&str],
+                     buckets: Vec<f64>|
+     -> Result<HistogramVec, prometheus::Error> {
+        let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
+        registry.register(Box::new(h.clone()))?;
+        Ok(h)
+    };
+    let latency_buckets = vec![
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    let lag_buckets = vec![
+        0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+    ];
+    let breaker_open = IntGaugeVec::new(
+        Opts::new(
+            "circuit_breaker_open",
+            "1 while the breaker for a dependency is open (receiving paused)",
+        ),
+        &["dependency"],
+    )?;
+    registry.register(Box::new(breaker_open.clone()))?;
+    let rate_limited = IntGauge::new(
+        "deletion_rate_limited",
+        "1 while deletions are paused because pipeline.max_deletions_per_minute was reached",
+    )?;
+    registry.register(Box::new(rate_limited.clone()))?;
+    let in_flight = IntGauge::new("messages_in_flight", "Messages being processed now")?;
+    registry.register(Box::new(in_flight.clone()))?;
+    let sweep_candidates = IntGauge::new("sweep_candidates", "Candidates found by the last sweep")?;
+    registry.register(Box::new(sweep_candidates.clone()))?;
+    let sweep_last_run = Gauge::new(
+        "sweep_last_run_timestamp_seconds",
+        "Unix time the last sweep finished",
+    )?;
+    registry.register(Box::new(sweep_last_run.clone()))?;
+    let sweep_duration = Gauge::new("sweep_last_duration_seconds", "Duration of the last sweep")?;
+    registry.register(Box::new(sweep_duration.clone()))?;
+    Ok(Metrics {
+        messages: counter(
+            "messages_received_total",
+            "Messages received, by queue and kind",
+            &["queue", "kind"],
+        )?,
+        outcomes: counter(
+            "messages_total",
+            "Messages finished, by queue and outcome",
+            &["queue", "outcome"],
+        )?,
+        deletions: counter(
+            "chef_deletions_total",
+            "Chef objects deleted, by object kind and result",
+            &["object", "result"],
+        )?,
+        refusals: counter(
+            "refusals_total",
+            "Terminations not acted on, by reason",
+            &["reason"],
+        )?,
+        lifecycle: counter(
+            "lifecycle_actions_total",
+            "Lifecycle hook calls, by call and result",
+            &["call", "result"],
+        )?,
+        sweep_deleted: counter("sweep_deleted_total", "Nodes deleted by sweeps", &["mode"])?,
+        sweep_skipped: counter(
+            "sweep_skipped_total",
+            "Sweep rows not deleted, by reason",
+            &["reason"],
+        )?,
+        queue_lag: histogram(
+            "queue_lag_seconds",
+            "Time from SentTimestamp to processing",
+            &["queue"],
+            lag_buckets,
+        )?,
+        chef_latency: histogram(
+            "chef_request_duration_seconds",
+            "Chef API latency",
+            &["method", "endpoint", "status"],
+            latency_buckets.clone(),
+        )?,
+        aws_latency: histogram(
+            "aws_request_duration_seconds",
+            "AWS API latency",
+            &["service", "operation", "result"],
+            latency_buckets,
+        )?,
+        breaker_open,
+        rate_limited,
+        in_flight,
+        sweep_candidates,
+        sweep_last_run,
+        sweep_duration,
+        registry,
+    })
+}
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    // Registration can only fail on duplicate names, which is a programming
+    // error caught by the unit test below.
+    METRICS.get_or_init(|| build().expect("metric definitions are valid and unique"))
+}
+
+pub fn chef_request(method: &str, endpoint: &str, status: &str, elapsed: Duration) {
+    get()
+        .chef_latency
+        .with_label_values(&[method, endpoint, status])
+        .observe(elapsed.as_secs_f64());
+}
+
+pub fn aws_request(service: &str, operation: &str, ok: bool, elapsed: Duration) {
+    get()
+        .aws_latency
+        .with_label_values(&[service, operation, if ok { "ok" } else { "error" }])
+        .observe(elapsed.as_secs_f64());
+}
+
+/// Text exposition format.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    let families = get().registry.gather();
+    if TextEncoder::new().encode(&families, &mut buf).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metrics_register_and_render() {
+        super::get()
+            .messages
+            .with_label_values(&["q", "termination"])
+            .inc();
+        let text = super::render();
+        assert!(
+            text.contains("nodereaper_messages_received_total"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,454 @@
+//! Shared harness for integration tests: the project's real local stack
+//! (goiardi with authentication on, moto in server mode), started once by
+//! `scripts/stack.sh up` (idempotent) and described by its env file.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nodereaper::chef::auth::{SignVersion, SigningKey};
+use nodereaper::chef::{ChefClient, ChefSettings};
+use nodereaper::ports::ChefApi;
+use serde_json::{json, Value};
+
+pub struct Stack {
+    pub env_file: PathBuf,
+    pub vars: HashMap<String, String>,
+}
+
+impl Stack {
+    pub fn var(&self, k: &str) -> &str {
+        self.vars
+            .get(k)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{k} missing from {}", self.env_file.display()))
+    }
+    pub fn chef_url(&self) -> &str {
+        self.var("NODEREAPER_CHEF_URL")
+    }
+    pub fn admin_key(&self) -> PathBuf {
+        PathBuf::from(self.var("NODEREAPER_CHEF_ADMIN_KEY"))
+    }
+    pub fn moto_url(&self) -> &str {
+        self.var("NODEREAPER_MOTO_URL")
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_env_file(path: &Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Runs `scripts/stack.sh ARGS` and returns the env file path it prints.
+pub fn stack_cmd(args: &[&str]) -> PathBuf {
+    let out = Command::new(repo_root().join("scripts/stack.sh"))
+        .args(args)
+        .output()
+        .expect("run scripts/stack.sh");
+    assert!(
+        out.status.success(),
+        "scripts/stack.sh {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+}
+
+/// The running stack (started on first use; the AWS env vars are exported
+/// into this process so the SDK talks to moto with dummy credentials).
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let env_file = stack_cmd(&["up"]);
+        let vars = read_env_file(&env_file);
+        for k in [
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+        ] {
+            if let Some(v) = vars.get(k) {
+                // Tests in one binary share these values; set once, before any SDK use.
+                std::env::set_var(k, v);
+            }
+        }
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        Stack { env_file, vars }
+    })
+}
+
+/// A unique suffix so tests sharing one goiardi and one moto never collide.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// A random, well-formed EC2 instance id.
+pub fn fake_instance_id() -> String {
+    format!(
+        "i-{:017x}",
+        rand::random::<u64>() & 0x0fff_ffff_ffff_ffff_u64
+    )
+}
+
+pub fn chef_as(client_name: &str, key_pem: &str, version: SignVersion) -> ChefClient {
+    ChefClient::new(ChefSettings {
+        server_url: url::Url::parse(stack().chef_url()).expect("chef url"),
+        client_name: client_name.to_string(),
+        key: SigningKey::from_pem(key_pem).expect("key"),
+        sign_version: version,
+        timeout: Duration::from_secs(30),
+        ca_bundle: None,
+        insecure_skip_tls_verify: false,
+        page_size: 1000,
+    })
+    .expect("chef client")
+}
+
+pub fn admin_key_pem() -> String {
+    std::fs::read_to_string(stack().admin_key()).expect("admin key")
+}
+
+/// The goiardi admin client.
+pub fn admin() -> ChefClient {
+    chef_as("admin", &admin_key_pem(), SignVersion::V1_3)
+}
+
+/// A node JSON as chef-client would save it, with Ohai's EC2 data.
+pub fn node_json(name: &str, instance_id: Option<&str>, ohai_age: Duration) -> Value {
+    let ohai_time = (chrono::Utc::now() - chrono::Duration::from_std(ohai_age).expect("age"))
+        .timestamp() as f64;
+    let mut automatic = json!({
+        "hostname": name,
+        "fqdn": format!("{name}.example.internal"),
+        "ohai_time": ohai_time,
+        "roles": [],
+    });
+    if let Some(id) = instance_id {
+        automatic["ec2"] = json!({
+            "instance_id": id,
+            "placement_availability_zone": "us-east-1a",
+            "instance_type": "t3.micro",
+        });
+    }
+    json!({
+        "name": name,
+        "chef_type": "node",
+        "json_class": "Chef::Node",
+        "chef_environment": "_default",
+        "run_list": ["recipe[base]"],
+        "normal": {"tags": []},
+        "default": {},
+        "override": {},
+        "automatic": automatic,
+    })
+}
+
+/// Registers a node and its API client (as chef-client's first run would).
+pub async fn register(chef: &ChefClient, name: &str, instance_id: Option<&str>) {
+    register_aged(chef, name, instance_id, Duration::from_secs(3 * 3600)).await
+}
+
+pub async fn register_aged(
+    chef: &ChefClient,
+    name: &str,
+    instance_id: Option<&str>,
+    age: Duration,
+) {
+    chef.create_node(&node_json(name, instance_id, age))
+        .await
+        .expect("create node");
+    chef.create_client(name, None, false)
+        .await
+        .expect("create client");
+}
+
+/// AWS SDK config pointing at moto.
+pub async fn aws() -> aws_config::SdkConfig {
+    stack();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(stack().moto_url())
+        .load()
+        .await
+}
+
+/// A queue with a DLQ (redrive after `max_receive` receives). Returns (url, dlq url).
+pub async fn queue_with_dlq(name: &str, max_receive: u32) -> (String, String) {
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .expect("create dlq");
+    let dlq_url = dlq.queue_url().expect("dlq url").to_string();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("dlq attrs")
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("dlq arn");
+    let q = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "30",
+        )
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive.to_string()})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("create queue");
+    (q.queue_url().expect("queue url").to_string(), dlq_url)
+}
+
+/// Every message body currently visible in a queue (receives and leaves them
+/// to reappear after a short visibility timeout).
+pub async fn peek_all(url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    let mut out = Vec::new();
+    for _ in 0..50 {
+        let r = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(1)
+            .message_attribute_names("All")
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
+        if r.messages().is_empty() {
+            break;
+        }
+        out.extend(r.messages().iter().cloned());
+    }
+    out
+}
+
+/// (visible, in flight) counts.
+pub async fn depth(url: &str) -> (u64, u64) {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    let r = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("attrs");
+    let get = |a: A| {
+        r.attributes()
+            .and_then(|m| m.get(&a))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        get(A::ApproximateNumberOfMessages),
+        get(A::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+pub async fn send(url: &str, body: &str) {
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    sqs.send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .expect("send");
+}
+
+/// The classic message: an Auto Scaling EC2_INSTANCE_TERMINATE notification
+/// as the ASG service publishes it to SNS (the `Message` of the envelope).
+pub fn asg_terminate_notification(instance_id: &str, asg: &str) -> String {
+    json!({
+        "Progress": 50,
+        "AccountId": "123456789012",
+        "Description": format!("Terminating EC2 instance: {instance_id}"),
+        "RequestId": "b8ba3f3a-7d9d-4bd5-b38a-7e1bd1f6c8a5",
+        "EndTime": "2026-11-25T10:00:36.414Z",
+        "AutoScalingGroupARN": format!("arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{asg}"),
+        "ActivityId": "b8ba3f3a-7d9d-4bd5-b38a-7e1bd1f6c8a5",
+        "StartTime": "2026-11-25T09:59:38.264Z",
+        "Service": "AWS Auto Scaling",
+        "Time": "2026-11-25T10:00:36.414Z",
+        "EC2InstanceId": instance_id,
+        "StatusCode": "InProgress",
+        "StatusMessage": "",
+        "Details": {"Subnet ID": "subnet-12345678", "Availability Zone": "us-east-1a"},
+        "AutoScalingGroupName": asg,
+        "Cause": "At 2026-11-25T09:59:38Z an instance was taken out of service in response to a user health-check.",
+        "Event": "autoscaling:EC2_INSTANCE_TERMINATE"
+    })
+    .to_string()
+}
+
+/// The same, inside an SNS envelope as delivered to SQS without raw delivery.
+pub fn sns_wrap(message: &str) -> String {
+    json!({
+        "Type": "Notification",
+        "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:nodereaper",
+        "Subject": "Auto Scaling: termination",
+        "Message": message,
+        "Timestamp": "2026-11-25T10:00:36.500Z",
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLE",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"
+    })
+    .to_string()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A daemon configuration for the local stack: admin client, the given
+/// queues, a private journal, fast retries, no HTTP listener.
+pub fn daemon_config(queues: &[&str], journal_dir: &Path) -> nodereaper::config::Config {
+    let mut cfg = nodereaper::config::Config::default();
+    cfg.chef.server_url = Some(stack().chef_url().to_string());
+    cfg.chef.client_name = Some("admin".into());
+    cfg.chef.client_key = Some(stack().admin_key());
+    cfg.chef.timeout = Duration::from_secs(5);
+    cfg.aws.region = Some("us-east-1".into());
+    cfg.aws.endpoint_url = Some(stack().moto_url().to_string());
+    cfg.queues = queues
+        .iter()
+        .map(|u| nodereaper::config::QueueConfig { url: u.to_string(), region: None, dlq_url: None })
+        .collect();
+    cfg.journal.dir = journal_dir.to_path_buf();
+    cfg.pipeline.wait_time = Duration::from_secs(1);
+    cfg.pipeline.retry_backoff_base = Duration::from_secs(1);
+    cfg.pipeline.retry_backoff_max = Duration::from_secs(3);
+    cfg.pipeline.breaker_cooldown = Duration::from_secs(2);
+    cfg.pipeline.max_deletions_per_minute = 0;
+    cfg.pipeline.shutdown_deadline = Duration::from_secs(10);
+    cfg.http.listen = None;
+    cfg
+}
+
+/// Launches instances in moto EC2 (us-east-1a) and returns their ids.
+pub async fn run_instances(n: i32) -> Vec<String> {
+    let ec2 = aws_sdk_ec2::Client::new(&aws().await);
+    let out = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(n)
+        .max_count(n)
+        .send()
+        .await
+        .expect("run instances");
+    out.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect()
+}
+
+pub async fn terminate_instances(ids: &[String]) {
+    let ec2 = aws_sdk_ec2::Client::new(&aws().await);
+    ec2.terminate_instances().set_instance_ids(Some(ids.to_vec())).send().await.expect("terminate");
+}
+
+/// Bytes of a Query-protocol form body, decoded into pairs.
+fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+/// A stand-in for the Auto Scaling API that records every call.
+///
+/// moto 5.2 does not implement CompleteLifecycleAction or
+/// RecordLifecycleActionHeartbeat (HTTP 500 NotImplemented), so tests point
+/// the lifecycle client here instead: it answers in the Auto Scaling Query
+/// protocol exactly as AWS does (XML, the 2011-01-01 namespace) and keeps the
+/// decoded form of each request for assertions. With `expired` set it answers
+/// like AWS for an unknown/expired token.
+pub struct LifecycleRecorder {
+    pub url: String,
+    pub calls: std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>,
+}
+
+impl LifecycleRecorder {
+    pub async fn start(expired: bool) -> Self {
+        use axum::{body::Bytes, extract::State, http::StatusCode, response::IntoResponse, routing::post, Router};
+        type Calls = std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>;
+        async fn handle(State((calls, expired)): State<(Calls, bool)>, body: Bytes) -> impl IntoResponse {
+            let pairs = form_pairs(&body);
+            let action = pairs.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()).unwrap_or_default();
+            let instance = pairs.iter().find(|(k, _)| k == "InstanceId").map(|(_, v)| v.clone()).unwrap_or_default();
+            calls.lock().expect("lock").push(pairs);
+            let xml_header = [("content-type", "text/xml")];
+            if expired {
+                let body = format!(
+                    r#"<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>No active Lifecycle Action found with instance ID {instance}</Message></Error><RequestId>7c6e177f-f082-11e1-ac58-3714bEXAMPLE</RequestId></ErrorResponse>"#
+                );
+                return (StatusCode::BAD_REQUEST, xml_header, body);
+            }
+            let body = format!(
+                r#"<{action}Response xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><{action}Result/><ResponseMetadata><RequestId>7c6e177f-f082-11e1-ac58-3714bEXAMPLE</RequestId></ResponseMetadata></{action}Response>"#
+            );
+            (StatusCode::OK, xml_header, body)
+        }
+        let calls: Calls = Default::default();
+        let app = Router::new().route("/", post(handle)).with_state((calls.clone(), expired));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind recorder");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url: format!("http://{addr}"), calls }
+    }
+
+    pub fn calls(&self) -> Vec<Vec<(String, String)>> {
+        self.calls.lock().expect("lock").clone()
+    }
+
+    pub async fn client(&self) -> aws_sdk_autoscaling::Client {
+        let sdk = aws().await;
+        aws_sdk_autoscaling::Client::from_conf(
+            aws_sdk_autoscaling::config::Builder::from(&sdk).endpoint_url(&self.url).build(),
+        )
+    }
+}
+
+pub fn param<'a>(call: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    call.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}

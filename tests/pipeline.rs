@@ -1,0 +1,438 @@
+//! `nodereaper run` end to end: moto (SNS, SQS, EC2, EventBridge) + goiardi.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use nodereaper::app;
+use nodereaper::aws::ec2::Ec2Inventory;
+use nodereaper::aws::lifecycle::AsgLifecycle;
+use nodereaper::aws::sqs::{SqsQueue, REASON_ATTRIBUTE};
+use nodereaper::config::Config;
+use nodereaper::journal::LocalJournal;
+use nodereaper::pipeline::{Pipeline, Source, Summary};
+use nodereaper::ports::{ChefApi, Journal};
+use serde_json::json;
+use tokio::sync::watch;
+
+/// Builds the pipeline from `cfg`; the lifecycle calls go to `recorder` when given.
+async fn pipeline(cfg: &Config, recorder: Option<&LifecycleRecorder>) -> Arc<Pipeline> {
+    let chef: Arc<dyn ChefApi> = Arc::new(app::chef_client(cfg).expect("chef"));
+    let mut p = app::pipeline(cfg, chef).await.expect("pipeline");
+    if let Some(rec) = recorder {
+        let sdk = aws().await;
+        for s in &mut p.sources {
+            s.lifecycle = Arc::new(AsgLifecycle::new(rec.client().await));
+            s.inventory = Arc::new(Ec2Inventory::new(
+                aws_sdk_ec2::Client::new(&sdk),
+                aws_sdk_autoscaling::Client::new(&sdk),
+                "us-east-1",
+            ));
+        }
+    }
+    Arc::new(p)
+}
+
+/// Runs until every queue is drained.
+async fn drain(cfg: &Config, recorder: Option<&LifecycleRecorder>) -> Summary {
+    let p = pipeline(cfg, recorder).await;
+    let (_tx, rx) = watch::channel(false);
+    tokio::time::timeout(Duration::from_secs(120), p.run(rx, true)).await.expect("drain within 2 min")
+}
+
+async fn sns_topic_into(queue_url: &str, name: &str) -> String {
+    let sdk = aws().await;
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let topic = sns.create_topic().name(name).send().await.expect("topic").topic_arn().expect("arn").to_string();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attrs")
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(queue_arn).send().await.expect("subscribe");
+    topic
+}
+
+async fn node_gone(chef: &nodereaper::chef::ChefClient, name: &str) -> bool {
+    chef.get_node(name).await.expect("get node").is_none() && chef.get_client(name).await.expect("get client").is_none()
+}
+
+#[tokio::test]
+async fn classic_sns_asg_notification_deregisters_and_journals() {
+    let chef = admin();
+    let (queue, dlq) = queue_with_dlq(&unique("classic"), 5).await;
+    let topic = sns_topic_into(&queue, &unique("asg-topic")).await;
+    let ids = run_instances(1).await;
+    terminate_instances(&ids).await;
+    let node = unique("web");
+    register(&chef, &node, Some(&ids[0])).await;
+
+    // What the Auto Scaling service publishes for a notification configuration.
+    let sns = aws_sdk_sns::Client::new(&aws().await);
+    sns.publish()
+        .topic_arn(&topic)
+        .subject("Auto Scaling: termination for group \"web-asg\"")
+        .message(asg_terminate_notification(&ids[0], "web-asg"))
+        .send()
+        .await
+        .expect("publish");
+
+    let journal_dir = tempfile::tempdir().expect("tempdir");
+    let summary = drain(&daemon_config(&[&queue], journal_dir.path()), None).await;
+    assert_eq!(summary.received, 1, "{summary:?}");
+    assert!(node_gone(&chef, &node).await, "node or client still registered");
+    assert_eq!(depth(&queue).await, (0, 0), "message not deleted");
+    assert_eq!(depth(&dlq).await, (0, 0), "nothing may reach the DLQ");
+    let entries = LocalJournal::open(journal_dir.path()).expect("journal").entries().await.expect("entries");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].node_name, node);
+    assert_eq!(entries[0].node.as_ref().expect("node json")["automatic"]["ec2"]["instance_id"], ids[0].as_str());
+    assert_eq!(entries[0].client.as_ref().expect("client json")["name"], node.as_str());
+    assert!(entries[0].message_id.is_some());
+}
+
+#[tokio::test]
+async fn every_message_shape_end_to_end() {
+    let chef = admin();
+    let (queue, dlq) = queue_with_dlq(&unique("shapes"), 5).await;
+    let recorder = LifecycleRecorder::start(false).await;
+    // Instances EC2 no longer knows (terminated long ago) count as gone.
+    let raw_asg = fake_instance_id();
+    let hook = fake_instance_id();
+    let hook_sns = fake_instance_id();
+    let eb_hook = fake_instance_id();
+    let eb_success = fake_instance_id();
+    let state_change = fake_instance_id();
+    let all = [&raw_asg, &hook, &hook_sns, &eb_hook, &eb_success, &state_change];
+    for id in all {
+        register(&chef, &format!("n-{id}"), Some(id)).await;
+    }
+    let lifecycle_msg = |id: &str| {
+        json!({
+            "Origin": "AutoScalingGroup",
+            "Destination": "EC2",
+            "Service": "AWS Auto Scaling",
+            "Time": "2026-11-25T10:00:00.000Z",
+            "AccountId": "123456789012",
+            "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+            "RequestId": "63f0f8c4-3c4a-4c2f-8b87-9f4f5a0b7e0e",
+            "LifecycleActionToken": format!("token-{id}"),
+            "AutoScalingGroupName": "web-asg",
+            "LifecycleHookName": "nodereaper-terminate",
+            "EC2InstanceId": id,
+            "NotificationMetadata": "",
+        })
+        .to_string()
+    };
+    let eventbridge = |detail_type: &str, source: &str, detail: serde_json::Value| {
+        json!({
+            "version": "0",
+            "id": "12345678-1234-1234-1234-123456789012",
+            "detail-type": detail_type,
+            "source": source,
+            "account": "123456789012",
+            "time": "2026-11-25T10:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        })
+        .to_string()
+    };
+    send(&queue, &asg_terminate_notification(&raw_asg, "web-asg")).await; // raw delivery
+    send(&queue, &lifecycle_msg(&hook)).await;
+    send(&queue, &sns_wrap(&lifecycle_msg(&hook_sns))).await;
+    send(
+        &queue,
+        &eventbridge(
+            "EC2 Instance-terminate Lifecycle Action",
+            "aws.autoscaling",
+            json!({
+                "LifecycleActionToken": "87654321-4321-4321-4321-210987654321",
+                "AutoScalingGroupName": "web-asg",
+                "LifecycleHookName": "nodereaper-terminate",
+                "EC2InstanceId": eb_hook,
+                "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+                "Origin": "AutoScalingGroup",
+                "Destination": "EC2",
+            }),
+        ),
+    )
+    .await;
+    send(
+        &queue,
+        &eventbridge(
+            "EC2 Instance Terminate Successful",
+            "aws.autoscaling",
+            json!({
+                "StatusCode": "InProgress",
+                "AutoScalingGroupName": "web-asg",
+                "ActivityId": "87654321-4321-4321-4321-210987654321",
+                "RequestId": "12345678-1234-1234-1234-123456789012",
+                "StatusMessage": "",
+                "EndTime": "2026-11-25T10:00:00Z",
+                "EC2InstanceId": eb_success,
+                "StartTime": "2026-11-25T09:59:00Z",
+                "Cause": "description-text",
+                "Details": {"Availability Zone": "us-east-1a", "Subnet ID": "subnet-12345678"},
+            }),
+        ),
+    )
+    .await;
+    send(
+        &queue,
+        &eventbridge(
+            "EC2 Instance State-change Notification",
+            "aws.ec2",
+            json!({"instance-id": state_change, "state": "terminated"}),
+        ),
+    )
+    .await;
+    // Test notification (from a notification configuration): deleted, no action.
+    send(
+        &queue,
+        &sns_wrap(
+            &json!({
+                "AccountId": "123456789012",
+                "RequestId": "4e6156f4-a9e2-11e3-b8a0-1e3e3b2c1a0d",
+                "AutoScalingGroupARN": "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:0:autoScalingGroupName/web-asg",
+                "AutoScalingGroupName": "web-asg",
+                "Service": "AWS Auto Scaling",
+                "Event": "autoscaling:TEST_NOTIFICATION",
+                "Time": "2026-11-25T10:00:00.000Z",
+            })
+            .to_string(),
+        ),
+    )
+    .await;
+    // A foreign message: poison, to the DLQ with the reason.
+    send(&queue, "{\"hello\": \"world\"}").await;
+
+    let journal = tempfile::tempdir().expect("tempdir");
+    let summary = drain(&daemon_config(&[&queue], journal.path()), Some(&recorder)).await;
+    assert_eq!(summary.received, 8, "{summary:?}");
+    for id in all {
+        assert!(node_gone(&chef, &format!("n-{id}")).await, "registration of {id} survived");
+    }
+    assert_eq!(depth(&queue).await, (0, 0));
+    let dead = peek_all(&dlq).await;
+    assert_eq!(dead.len(), 1, "only the foreign message is poison");
+    assert_eq!(dead[0].body(), Some("{\"hello\": \"world\"}"));
+    let reason = dead[0]
+        .message_attributes()
+        .and_then(|a| a.get(REASON_ATTRIBUTE))
+        .and_then(|v| v.string_value())
+        .expect("reason attribute");
+    assert!(reason.contains("unparseable"), "{reason}");
+
+    // Lifecycle actions completed with CONTINUE, one per hook message.
+    let calls = recorder.calls();
+    let completions: Vec<_> = calls.iter().filter(|c| param(c, "Action") == Some("CompleteLifecycleAction")).collect();
+    assert_eq!(completions.len(), 3, "{calls:?}");
+    for c in &completions {
+        assert_eq!(param(c, "LifecycleActionResult"), Some("CONTINUE"));
+        assert_eq!(param(c, "AutoScalingGroupName"), Some("web-asg"));
+        assert_eq!(param(c, "LifecycleHookName"), Some("nodereaper-terminate"));
+    }
+    let mut completed: Vec<&str> = completions.iter().filter_map(|c| param(c, "InstanceId")).collect();
+    completed.sort_unstable();
+    let mut expected = vec![hook.as_str(), hook_sns.as_str(), eb_hook.as_str()];
+    expected.sort_unstable();
+    assert_eq!(completed, expected);
+    assert!(completions.iter().any(|c| param(c, "LifecycleActionToken") == Some(format!("token-{hook}").as_str())));
+}
+
+#[tokio::test]
+async fn expired_lifecycle_token_counts_as_done() {
+    let chef = admin();
+    let (queue, dlq) = queue_with_dlq(&unique("expired"), 5).await;
+    let recorder = LifecycleRecorder::start(true).await;
+    let id = fake_instance_id();
+    register(&chef, &format!("n-{id}"), Some(&id)).await;
+    send(
+        &queue,
+        &json!({
+            "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+            "LifecycleActionToken": "stale-token",
+            "AutoScalingGroupName": "web-asg",
+            "LifecycleHookName": "nodereaper-terminate",
+            "EC2InstanceId": id,
+            "Service": "AWS Auto Scaling",
+            "Time": "2026-11-25T10:00:00.000Z",
+            "AccountId": "123456789012",
+        })
+        .to_string(),
+    )
+    .await;
+    let journal = tempfile::tempdir().expect("tempdir");
+    let summary = drain(&daemon_config(&[&queue], journal.path()), Some(&recorder)).await;
+    assert_eq!(summary.deleted, 1, "{summary:?}");
+    assert!(node_gone(&chef, &format!("n-{id}")).await);
+    assert_eq!(recorder.calls().len(), 1, "one completion attempt, no retry loop");
+    assert_eq!(depth(&queue).await, (0, 0));
+    assert_eq!(depth(&dlq).await, (0, 0));
+}
+
+#[tokio::test]
+async fn eventbridge_rule_to_sqs_in_moto() {
+    let chef = admin();
+    let (queue, dlq) = queue_with_dlq(&unique("eb"), 5).await;
+    let sdk = aws().await;
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attrs")
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("arn");
+    let rule = unique("asg-terminate");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_pattern(json!({"source": ["aws.autoscaling"], "detail-type": ["EC2 Instance Terminate Successful"]}).to_string())
+        .send()
+        .await
+        .expect("rule");
+    events
+        .put_targets()
+        .rule(&rule)
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("q").arn(queue_arn).build().expect("target"))
+        .send()
+        .await
+        .expect("targets");
+    let id = fake_instance_id();
+    register(&chef, &format!("n-{id}"), Some(&id)).await;
+    events
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source("aws.autoscaling")
+                .detail_type("EC2 Instance Terminate Successful")
+                .detail(json!({"AutoScalingGroupName": "web-asg", "EC2InstanceId": id, "StatusCode": "InProgress"}).to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("put events");
+    let journal = tempfile::tempdir().expect("tempdir");
+    let summary = drain(&daemon_config(&[&queue], journal.path()), None).await;
+    assert_eq!(summary.received, 1, "{summary:?}");
+    assert!(node_gone(&chef, &format!("n-{id}")).await);
+    assert_eq!(depth(&dlq).await, (0, 0));
+}
+
+#[tokio::test]
+async fn running_instance_is_not_deregistered_and_goes_to_dlq() {
+    let chef = admin();
+    let (queue, dlq) = queue_with_dlq(&unique("forged"), 5).await;
+    let ids = run_instances(1).await;
+    let node = unique("alive");
+    register(&chef, &node, Some(&ids[0])).await;
+    send(&queue, &sns_wrap(&asg_terminate_notification(&ids[0], "web-asg"))).await;
+    let journal = tempfile::tempdir().expect("tempdir");
+    let summary = drain(&daemon_config(&[&queue], journal.path()), None).await;
+    assert_eq!(summary.dead_lettered, 1, "{summary:?}");
+    assert!(chef.get_node(&node).await.expect("get").is_some(), "a running instance's node was deleted");
+    assert!(chef.get_client(&node).await.expect("get").is_some());
+    let dead = peek_all(&dlq).await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0]
+        .message_attributes()
+        .and_then(|a| a.get(REASON_ATTRIBUTE))
+        .and_then(|v| v.string_value())
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("running"), "{reason}");
+    assert_eq!(depth(&queue).await, (0, 0));
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() {
+    let chef = admin();
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    let (queue, dlq) = queue_with_dlq(&unique("dry"), 5).await;
+    let recorder = LifecycleRecorder::start(false).await;
+    let id = fake_instance_id();
+    let hook_id = fake_instance_id();
+    let node = format!("n-{id}");
+    register(&chef, &node, Some(&id)).await;
+    register(&chef, &format!("n-{hook_id}"), Some(&hook_id)).await;
+    let before_node = chef.get_node(&node).await.expect("get");
+    send(&queue, &sns_wrap(&asg_terminate_notification(&id, "web-asg"))).await;
+    send(
+        &queue,
+        &json!({
+            "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+            "LifecycleActionToken": "t",
+            "AutoScalingGroupName": "web-asg",
+            "LifecycleHookName": "h",
+            "EC2InstanceId": hook_id,
+        })
+        .to_string(),
+    )
+    .await;
+    send(&queue, "garbage").await;
+
+    let journal = tempfile::tempdir().expect("tempdir");
+    let mut cfg = daemon_config(&[&queue], journal.path());
+    cfg.pipeline.dry_run = true;
+    let p = pipeline(&cfg, Some(&recorder)).await;
+    let (tx, rx) = watch::channel(false);
+    let run = tokio::spawn(p.run(rx, false));
+    // Let it receive and "handle" all three messages once.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    tx.send(true).expect("stop");
+    let summary = run.await.expect("join");
+    assert!(summary.received >= 3, "{summary:?}");
+
+    assert_eq!(chef.get_node(&node).await.expect("get"), before_node, "node changed");
+    assert!(chef.get_client(&node).await.expect("get").is_some());
+    assert!(chef.get_node(&format!("n-{hook_id}")).await.expect("get").is_some());
+    assert!(recorder.calls().is_empty(), "dry run called the lifecycle API");
+    // All three messages are still in the queue (received ones reappear after
+    // the visibility timeout; dry run never changes visibility).
+    let (visible, hidden) = depth(&queue).await;
+    assert_eq!(visible + hidden, 3, "messages deleted or moved in dry run");
+    assert_eq!(depth(&dlq).await, (0, 0));
+    assert!(LocalJournal::open(journal.path()).expect("journal").entries().await.expect("entries").is_empty());
+    let _ = sqs;
+}
+
+#[tokio::test]
+async fn several_queues_in_one_process() {
+    let chef = admin();
+    let (q1, _) = queue_with_dlq(&unique("multi-a"), 5).await;
+    let (q2, _) = queue_with_dlq(&unique("multi-b"), 5).await;
+    let a = fake_instance_id();
+    let b = fake_instance_id();
+    register(&chef, &format!("n-{a}"), Some(&a)).await;
+    register(&chef, &format!("n-{b}"), Some(&b)).await;
+    send(&q1, &sns_wrap(&asg_terminate_notification(&a, "asg-a"))).await;
+    send(&q2, &sns_wrap(&asg_terminate_notification(&b, "asg-b"))).await;
+    let journal = tempfile::tempdir().expect("tempdir");
+    let summary = drain(&daemon_config(&[&q1, &q2], journal.path()), None).await;
+    assert_eq!(summary.deleted, 2, "{summary:?}");
+    assert!(node_gone(&chef, &format!("n-{a}")).await);
+    assert!(node_gone(&chef, &format!("n-{b}")).await);
+}
+
+#[tokio::test]
+async fn queue_without_dlq_is_refused_at_start() {
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    let url = sqs.create_queue().queue_name(unique("nodlq")).send().await.expect("q").queue_url().expect("url").to_string();
+    let err = SqsQueue::connect(sqs, &url, None).await.err().expect("must refuse");
+    assert!(err.to_string().contains("dead-letter"), "{err}");
+    let _: Option<Source> = None;
+}
