@@ -37,11 +37,12 @@
 #   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION.
 # A *_PID value is empty while that service is stopped by stop-*.
 #
-# Files in the stack dir: lock (flock), venv/ (moto), goiardi/ (goiardi
+# Files in the stack dir: lock (flock), moto_server (symlink into the shared
+# venv, default <repo>/target/moto-venv, NODEREAPER_MOTO_VENV), goiardi/ (goiardi
 # --conf-root: admin.pem, chef-validator.pem, chef-webui.pem), {goiardi,moto}
 # .pid / .port / .log (+ .log.1 = previous run), stack.env.
 # A service is "ours" only if /proc/PID/cmdline names it AND carries this
-# stack dir's paths (--conf-root=<dir>/goiardi, <dir>/venv/bin/moto_server);
+# stack dir's paths (--conf-root=<dir>/goiardi, <dir>/moto_server);
 # nothing else is ever killed. A lost pid file is recovered by scanning /proc
 # for such a process. `up` reuses the previous port of a service when it is
 # still free (else picks a new one); start-*/restart-* insist on it.
@@ -73,7 +74,7 @@ readonly STALE_GRACE=10
 
 STACK_DIR=${NODEREAPER_STACK_DIR:-$REPO/target/stack}
 # Filled in by init_paths once STACK_DIR exists and is made absolute.
-VENV='' GOIARDI_ROOT='' ENV_FILE='' LOCK_FILE=''
+VENV='' MOTO_BIN='' GOIARDI_ROOT='' ENV_FILE='' LOCK_FILE=''
 
 # Mutable state of this invocation.
 LOCKED=0        # 1 once we hold the stack lock (fd 9)
@@ -93,7 +94,11 @@ usage() {
 init_paths() {
     mkdir -p -- "$STACK_DIR"
     STACK_DIR=$(cd -- "$STACK_DIR" && pwd -P)
-    VENV=$STACK_DIR/venv
+    # One moto virtualenv serves every stack dir (tests may run private
+    # stacks); each stack starts moto through its own symlink so that its
+    # process can be told apart from another stack's.
+    VENV=${NODEREAPER_MOTO_VENV:-$REPO/target/moto-venv}
+    MOTO_BIN=$STACK_DIR/moto_server
     GOIARDI_ROOT=$STACK_DIR/goiardi
     ENV_FILE=$STACK_DIR/stack.env
     LOCK_FILE=$STACK_DIR/lock
@@ -193,15 +198,24 @@ install_moto() {
     if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         apt_install python3-venv
     fi
+    # Stacks share the venv: build it under its own lock, once.
+    mkdir -p -- "$(dirname -- "$VENV")"
+    exec 8>"$VENV.lock"
+    flock -w "$LOCK_TIMEOUT" 8 || die "timed out waiting for $VENV.lock"
+    if moto_installed; then
+        exec 8>&-
+        return 0
+    fi
     # Do not pull the venv from under a running moto of ours.
     stop_service moto
     log "creating virtualenv $VENV with $MOTO_SPEC"
     rm -rf -- "$VENV"
     python3 -m venv "$VENV" >&2
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
-        "$MOTO_SPEC" >&2 9>&-
+        "$MOTO_SPEC" >&2 8>&- 9>&-
     [[ -x $VENV/bin/moto_server ]] || die "moto_server missing from $VENV after pip install"
     printf '%s\n' "$MOTO_SPEC" >"$VENV/.nodereaper-moto-spec"
+    exec 8>&-
 }
 
 do_install() {
@@ -262,7 +276,7 @@ is_ours() { # SERVICE PID
             ;;
         moto)
             [[ ${a##*/} == moto_server ]] && named=1
-            [[ $a == "$VENV/bin/moto_server" ]] && mine=1
+            [[ $a == "$MOTO_BIN" ]] && mine=1
             ;;
         *) return 1 ;;
         esac
@@ -473,7 +487,8 @@ start_service() { # SERVICE
             ;;
         moto)
             [[ -x $VENV/bin/moto_server ]] || die "moto not installed; run: $0 install"
-            argv=("$VENV/bin/moto_server" -H "$HOST" -p "$PORT")
+            ln -sfn -- "$VENV/bin/moto_server" "$MOTO_BIN"
+            argv=("$MOTO_BIN" -H "$HOST" -p "$PORT")
             ;;
         esac
         # Keep the previous run's log for post-mortems.

@@ -388,12 +388,14 @@ impl Config {
         if let Some(url) = &self.chef.server_url {
             match url::Url::parse(url) {
                 Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-                _ => return Err(invalid(
-                    "chef.server_url",
-                    format!(
+                _ => {
+                    return Err(invalid(
+                        "chef.server_url",
+                        format!(
                         "an http(s) URL like https://chef.example/organizations/ORG, got {url:?}"
                     ),
-                )),
+                    ))
+                }
             }
         }
         if self.chef.client_key.is_some() && self.chef.client_key_pem.is_some() {

@@ -7,9 +7,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
+use std::collections::HashMap;
+
 use nodereaper::act::{Outcome, Request, Target};
 use nodereaper::config::Config;
+use nodereaper::journal::EntryFilter;
 use nodereaper::ports::ChefApi;
+use nodereaper::ports::InstanceInventory;
+use nodereaper::sweep::{Progress, SweepSettings};
 use nodereaper::telemetry::{self, http::Readiness};
 use nodereaper::{app, source};
 
@@ -41,8 +46,66 @@ enum Command {
     Run(RunArgs),
     /// Deregister one instance (by EC2 instance id) or one node by name.
     Deregister(DeregisterArgs),
+    /// Find Chef nodes whose EC2 instances no longer exist; report, or delete
+    /// them with --apply (under grace period, stale-index and blast-radius guards).
+    Sweep(SweepArgs),
+    /// List the deletion journal (the backups of everything deleted).
+    Journal(JournalArgs),
+    /// Recreate deleted nodes and clients from the journal.
+    Restore(RestoreArgs),
+    /// Check configuration, AWS access, queues, Chef access, clock and permissions.
+    Doctor(DoctorArgs),
     /// Show how nodereaper classifies a message body (from a file or stdin).
     Parse(ParseArgs),
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Delete the candidates (default: report only).
+    #[arg(long)]
+    apply: bool,
+    /// Override the blast-radius caps (sweep.max_candidates, sweep.max_candidate_share).
+    #[arg(long)]
+    force: bool,
+    /// Grace period override, e.g. "2h" (default: sweep.grace_period).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    grace_period: Option<std::time::Duration>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Args)]
+struct JournalArgs {
+    /// Only entries recorded at or after this time (RFC 3339, or a duration ago like "24h").
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    node: Option<String>,
+    #[arg(long)]
+    instance: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// Node to restore (its newest journal entry).
+    #[arg(required_unless_present = "since")]
+    node: Option<String>,
+    /// Restore every node deleted at or after this time (RFC 3339 or "2h").
+    #[arg(long, conflicts_with = "node")]
+    since: Option<String>,
+    /// Replace a node that exists on the server.
+    #[arg(long)]
+    force: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
 }
 
 #[derive(Args)]
@@ -115,6 +178,10 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
     match cli.command {
         Command::Run(args) => run(config, args).await,
         Command::Deregister(args) => deregister(config, args).await,
+        Command::Sweep(args) => sweep(config, args).await,
+        Command::Journal(args) => journal(config, args).await,
+        Command::Restore(args) => restore(config, args).await,
+        Command::Doctor(args) => doctor(config, cli.config.as_deref(), args).await,
         Command::Parse(_) => unreachable!("handled above"),
     }
 }
@@ -165,6 +232,37 @@ async fn run(mut config: Config, args: RunArgs) -> Result<std::process::ExitCode
         dry_run = config.pipeline.dry_run,
         "nodereaper running"
     );
+    if let Some(every) = config.sweep.interval {
+        let reaper = pipeline.reaper.clone();
+        let (default_region, inventories) = sweep_inventories(&config).await;
+        let settings = sweep_settings(&config, default_region, config.sweep.apply_in_daemon, false);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match nodereaper::sweep::sweep(
+                    &reaper,
+                    &inventories,
+                    &settings,
+                    &nodereaper::sweep::Silent,
+                )
+                .await
+                {
+                    Ok(r) => tracing::info!(
+                        nodes = r.nodes,
+                        candidates = r.candidates,
+                        deleted = r.deleted,
+                        applied = r.applied,
+                        aborted = r.aborted.as_deref().unwrap_or(""),
+                        duration_ms = r.duration_ms,
+                        "periodic sweep done"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "periodic sweep failed"),
+                }
+            }
+        });
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -256,4 +354,286 @@ async fn deregister(config: Config, args: DeregisterArgs) -> Result<std::process
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// "2026-11-25T10:00:00Z" or a duration ago ("24h").
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let ago = humantime::parse_duration(text)
+        .with_context(|| format!("--since {text:?}: expected an RFC 3339 time (2026-11-25T10:00:00Z) or a duration like 24h"))?;
+    Ok(chrono::Utc::now() - chrono::Duration::from_std(ago)?)
+}
+
+/// One EC2 inventory per region to sweep.
+async fn sweep_inventories(
+    config: &Config,
+) -> (String, HashMap<String, Arc<dyn InstanceInventory>>) {
+    let mut regions = config.sweep.regions.clone();
+    let default_region = match config.aws.region.clone() {
+        Some(r) => r,
+        None => nodereaper::aws::sdk_config(&config.aws, None)
+            .await
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into()),
+    };
+    if regions.is_empty() {
+        regions.push(default_region.clone());
+    }
+    let mut map: HashMap<String, Arc<dyn InstanceInventory>> = HashMap::new();
+    for r in regions {
+        map.insert(r.clone(), Arc::new(app::inventory(config, Some(&r)).await));
+    }
+    (default_region, map)
+}
+
+fn sweep_settings(
+    config: &Config,
+    default_region: String,
+    apply: bool,
+    force: bool,
+) -> SweepSettings {
+    SweepSettings {
+        grace_period: config.sweep.grace_period,
+        max_candidates: config.sweep.max_candidates,
+        max_candidate_share: config.sweep.max_candidate_share,
+        force,
+        apply,
+        instance_id_attribute: config.sweep.instance_id_attribute.clone(),
+        region_attribute: config.sweep.region_attribute.clone(),
+        default_region,
+    }
+}
+
+/// A progress bar on stderr, only when it is a terminal.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(enabled: bool) -> Self {
+        use std::io::IsTerminal;
+        if !enabled || !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{msg:24} [{bar:40}] {pos}/{len} {elapsed}")
+        {
+            bar.set_style(style);
+        }
+        Self(Some(bar))
+    }
+}
+
+impl Progress for Bar {
+    fn stage(&self, name: &str, total: u64) {
+        if let Some(b) = &self.0 {
+            b.set_message(name.to_string());
+            b.set_length(total);
+            b.set_position(0);
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn age(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    match t {
+        Some(t) => {
+            let secs = (chrono::Utc::now() - t).num_seconds().max(0) as u64;
+            humantime::format_duration(std::time::Duration::from_secs(secs - secs % 60)).to_string()
+        }
+        None => "-".into(),
+    }
+}
+
+async fn sweep(config: Config, args: SweepArgs) -> Result<std::process::ExitCode> {
+    let mut config = config;
+    if let Some(g) = args.grace_period {
+        config.sweep.grace_period = g;
+    }
+    let chef: Arc<dyn ChefApi> = Arc::new(app::chef_client(&config)?);
+    let reaper = app::reaper(&config, chef).await?;
+    let (default_region, inventories) = sweep_inventories(&config).await;
+    let settings = sweep_settings(&config, default_region, args.apply, args.force);
+    let bar = Bar::new(args.output == Output::Text);
+    let report = nodereaper::sweep::sweep(&reaper, &inventories, &settings, &bar).await;
+    bar.finish();
+    let report = report?;
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{:<40} {:<21} {:<14} {:<14} {:<18} REASON",
+            "NODE", "INSTANCE", "EC2 STATE", "LAST CHECK-IN", "VERDICT"
+        );
+        for row in &report.rows {
+            let verdict = serde_json::to_value(row.verdict)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            println!(
+                "{:<40} {:<21} {:<14} {:<14} {:<18} {}",
+                row.node,
+                row.instance_id.as_deref().unwrap_or("-"),
+                row.ec2_state.as_deref().unwrap_or("-"),
+                age(row.last_check_in),
+                verdict,
+                row.reason
+            );
+        }
+        let counts: Vec<String> = report
+            .by_verdict
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        println!(
+            "{} nodes ({} with an EC2 instance id): {} candidates, {} deleted{} [{}] in {} ms",
+            report.nodes,
+            report.ec2_nodes,
+            report.candidates,
+            report.deleted,
+            if report.applied {
+                ""
+            } else {
+                " (report only; --apply deletes)"
+            },
+            counts.join(", "),
+            report.duration_ms
+        );
+        if let Some(reason) = &report.aborted {
+            println!("ABORTED: {reason}");
+        }
+    }
+    Ok(if report.aborted.is_some() {
+        std::process::ExitCode::from(2)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+async fn journal(config: Config, args: JournalArgs) -> Result<std::process::ExitCode> {
+    let journal = app::journal(&config).await?;
+    let filter = EntryFilter {
+        since: args.since.as_deref().map(parse_since).transpose()?,
+        node: args.node,
+        instance: args.instance,
+    };
+    let entries: Vec<_> = journal
+        .entries()
+        .await?
+        .into_iter()
+        .filter(|e| filter.matches(e))
+        .collect();
+    if args.output == Output::Json {
+        let summaries: Vec<_> = entries.iter().map(|e| e.summary()).collect();
+        println!("{}", serde_json::to_string_pretty(&summaries)?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<25} {:<10} {:<36} {:<21} REASON",
+        "RECORDED (UTC)", "SOURCE", "NODE", "INSTANCE"
+    );
+    for e in &entries {
+        println!(
+            "{:<25} {:<10} {:<36} {:<21} {}",
+            e.recorded_at.format("%Y-%m-%d %H:%M:%S"),
+            e.source,
+            e.node_name,
+            e.instance_id.as_deref().unwrap_or("-"),
+            e.reason
+        );
+    }
+    println!("{} entries", entries.len());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn restore(config: Config, args: RestoreArgs) -> Result<std::process::ExitCode> {
+    let chef = app::chef_client(&config)?;
+    let journal = app::journal(&config).await?;
+    let filter = EntryFilter {
+        since: args.since.as_deref().map(parse_since).transpose()?,
+        node: args.node.clone(),
+        instance: None,
+    };
+    let entries = nodereaper::restore::select(journal.as_ref(), &filter).await?;
+    if entries.is_empty() {
+        bail!(
+            "the journal has no matching entry{}",
+            args.node
+                .map(|n| format!(" for node {n:?}"))
+                .unwrap_or_default()
+        );
+    }
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for entry in &entries {
+        match nodereaper::restore::restore(&chef, entry, args.force).await {
+            Ok(r) => results.push(serde_json::to_value(&r)?),
+            Err(e) => {
+                failed += 1;
+                results.push(serde_json::json!({"entry_id": entry.id, "node": entry.node_name, "error": e.to_string()}));
+            }
+        }
+    }
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        for r in &results {
+            match r.get("error").and_then(|e| e.as_str()) {
+                Some(err) => println!(
+                    "{}: NOT restored: {err}",
+                    r["node"].as_str().unwrap_or_default()
+                ),
+                None => {
+                    println!(
+                        "{}: node {}, client {} (from {})",
+                        r["node"].as_str().unwrap_or_default(),
+                        r["node_action"].as_str().unwrap_or_default(),
+                        r["client_action"].as_str().unwrap_or_default(),
+                        r["entry_id"].as_str().unwrap_or_default()
+                    );
+                    if let Some(note) = r.get("note").and_then(|n| n.as_str()) {
+                        println!("  note: {note}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+async fn doctor(
+    config: Config,
+    path: Option<&Path>,
+    args: DoctorArgs,
+) -> Result<std::process::ExitCode> {
+    let source = match path {
+        Some(p) => p.display().to_string(),
+        None => "configuration (defaults and environment)".into(),
+    };
+    let checks = nodereaper::doctor::run(&config, &source).await;
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print!("{}", nodereaper::doctor::render(&checks));
+    }
+    Ok(if checks.iter().all(|c| c.ok) {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
 }

@@ -39,14 +39,24 @@ async fn pipeline(cfg: &Config, recorder: Option<&LifecycleRecorder>) -> Arc<Pip
 async fn drain(cfg: &Config, recorder: Option<&LifecycleRecorder>) -> Summary {
     let p = pipeline(cfg, recorder).await;
     let (_tx, rx) = watch::channel(false);
-    tokio::time::timeout(Duration::from_secs(120), p.run(rx, true)).await.expect("drain within 2 min")
+    tokio::time::timeout(Duration::from_secs(120), p.run(rx, true))
+        .await
+        .expect("drain within 2 min")
 }
 
 async fn sns_topic_into(queue_url: &str, name: &str) -> String {
     let sdk = aws().await;
     let sns = aws_sdk_sns::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let topic = sns.create_topic().name(name).send().await.expect("topic").topic_arn().expect("arn").to_string();
+    let topic = sns
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn()
+        .expect("arn")
+        .to_string();
     let queue_arn = sqs
         .get_queue_attributes()
         .queue_url(queue_url)
@@ -55,14 +65,24 @@ async fn sns_topic_into(queue_url: &str, name: &str) -> String {
         .await
         .expect("attrs")
         .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
         .expect("queue arn");
-    sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(queue_arn).send().await.expect("subscribe");
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .send()
+        .await
+        .expect("subscribe");
     topic
 }
 
 async fn node_gone(chef: &nodereaper::chef::ChefClient, name: &str) -> bool {
-    chef.get_node(name).await.expect("get node").is_none() && chef.get_client(name).await.expect("get client").is_none()
+    chef.get_node(name).await.expect("get node").is_none()
+        && chef.get_client(name).await.expect("get client").is_none()
 }
 
 #[tokio::test]
@@ -88,14 +108,27 @@ async fn classic_sns_asg_notification_deregisters_and_journals() {
     let journal_dir = tempfile::tempdir().expect("tempdir");
     let summary = drain(&daemon_config(&[&queue], journal_dir.path()), None).await;
     assert_eq!(summary.received, 1, "{summary:?}");
-    assert!(node_gone(&chef, &node).await, "node or client still registered");
+    assert!(
+        node_gone(&chef, &node).await,
+        "node or client still registered"
+    );
     assert_eq!(depth(&queue).await, (0, 0), "message not deleted");
     assert_eq!(depth(&dlq).await, (0, 0), "nothing may reach the DLQ");
-    let entries = LocalJournal::open(journal_dir.path()).expect("journal").entries().await.expect("entries");
+    let entries = LocalJournal::open(journal_dir.path())
+        .expect("journal")
+        .entries()
+        .await
+        .expect("entries");
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].node_name, node);
-    assert_eq!(entries[0].node.as_ref().expect("node json")["automatic"]["ec2"]["instance_id"], ids[0].as_str());
-    assert_eq!(entries[0].client.as_ref().expect("client json")["name"], node.as_str());
+    assert_eq!(
+        entries[0].node.as_ref().expect("node json")["automatic"]["ec2"]["instance_id"],
+        ids[0].as_str()
+    );
+    assert_eq!(
+        entries[0].client.as_ref().expect("client json")["name"],
+        node.as_str()
+    );
     assert!(entries[0].message_id.is_some());
 }
 
@@ -111,7 +144,14 @@ async fn every_message_shape_end_to_end() {
     let eb_hook = fake_instance_id();
     let eb_success = fake_instance_id();
     let state_change = fake_instance_id();
-    let all = [&raw_asg, &hook, &hook_sns, &eb_hook, &eb_success, &state_change];
+    let all = [
+        &raw_asg,
+        &hook,
+        &hook_sns,
+        &eb_hook,
+        &eb_success,
+        &state_change,
+    ];
     for id in all {
         register(&chef, &format!("n-{id}"), Some(id)).await;
     }
@@ -219,7 +259,10 @@ async fn every_message_shape_end_to_end() {
     let summary = drain(&daemon_config(&[&queue], journal.path()), Some(&recorder)).await;
     assert_eq!(summary.received, 8, "{summary:?}");
     for id in all {
-        assert!(node_gone(&chef, &format!("n-{id}")).await, "registration of {id} survived");
+        assert!(
+            node_gone(&chef, &format!("n-{id}")).await,
+            "registration of {id} survived"
+        );
     }
     assert_eq!(depth(&queue).await, (0, 0));
     let dead = peek_all(&dlq).await;
@@ -234,19 +277,27 @@ async fn every_message_shape_end_to_end() {
 
     // Lifecycle actions completed with CONTINUE, one per hook message.
     let calls = recorder.calls();
-    let completions: Vec<_> = calls.iter().filter(|c| param(c, "Action") == Some("CompleteLifecycleAction")).collect();
+    let completions: Vec<_> = calls
+        .iter()
+        .filter(|c| param(c, "Action") == Some("CompleteLifecycleAction"))
+        .collect();
     assert_eq!(completions.len(), 3, "{calls:?}");
     for c in &completions {
         assert_eq!(param(c, "LifecycleActionResult"), Some("CONTINUE"));
         assert_eq!(param(c, "AutoScalingGroupName"), Some("web-asg"));
         assert_eq!(param(c, "LifecycleHookName"), Some("nodereaper-terminate"));
     }
-    let mut completed: Vec<&str> = completions.iter().filter_map(|c| param(c, "InstanceId")).collect();
+    let mut completed: Vec<&str> = completions
+        .iter()
+        .filter_map(|c| param(c, "InstanceId"))
+        .collect();
     completed.sort_unstable();
     let mut expected = vec![hook.as_str(), hook_sns.as_str(), eb_hook.as_str()];
     expected.sort_unstable();
     assert_eq!(completed, expected);
-    assert!(completions.iter().any(|c| param(c, "LifecycleActionToken") == Some(format!("token-{hook}").as_str())));
+    assert!(completions
+        .iter()
+        .any(|c| param(c, "LifecycleActionToken") == Some(format!("token-{hook}").as_str())));
 }
 
 #[tokio::test]
@@ -275,7 +326,11 @@ async fn expired_lifecycle_token_counts_as_done() {
     let summary = drain(&daemon_config(&[&queue], journal.path()), Some(&recorder)).await;
     assert_eq!(summary.deleted, 1, "{summary:?}");
     assert!(node_gone(&chef, &format!("n-{id}")).await);
-    assert_eq!(recorder.calls().len(), 1, "one completion attempt, no retry loop");
+    assert_eq!(
+        recorder.calls().len(),
+        1,
+        "one completion attempt, no retry loop"
+    );
     assert_eq!(depth(&queue).await, (0, 0));
     assert_eq!(depth(&dlq).await, (0, 0));
 }
@@ -295,7 +350,10 @@ async fn eventbridge_rule_to_sqs_in_moto() {
         .await
         .expect("attrs")
         .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
         .expect("arn");
     let rule = unique("asg-terminate");
     events
@@ -308,7 +366,13 @@ async fn eventbridge_rule_to_sqs_in_moto() {
     events
         .put_targets()
         .rule(&rule)
-        .targets(aws_sdk_eventbridge::types::Target::builder().id("q").arn(queue_arn).build().expect("target"))
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(queue_arn)
+                .build()
+                .expect("target"),
+        )
         .send()
         .await
         .expect("targets");
@@ -340,11 +404,18 @@ async fn running_instance_is_not_deregistered_and_goes_to_dlq() {
     let ids = run_instances(1).await;
     let node = unique("alive");
     register(&chef, &node, Some(&ids[0])).await;
-    send(&queue, &sns_wrap(&asg_terminate_notification(&ids[0], "web-asg"))).await;
+    send(
+        &queue,
+        &sns_wrap(&asg_terminate_notification(&ids[0], "web-asg")),
+    )
+    .await;
     let journal = tempfile::tempdir().expect("tempdir");
     let summary = drain(&daemon_config(&[&queue], journal.path()), None).await;
     assert_eq!(summary.dead_lettered, 1, "{summary:?}");
-    assert!(chef.get_node(&node).await.expect("get").is_some(), "a running instance's node was deleted");
+    assert!(
+        chef.get_node(&node).await.expect("get").is_some(),
+        "a running instance's node was deleted"
+    );
     assert!(chef.get_client(&node).await.expect("get").is_some());
     let dead = peek_all(&dlq).await;
     assert_eq!(dead.len(), 1);
@@ -370,7 +441,11 @@ async fn dry_run_changes_nothing() {
     register(&chef, &node, Some(&id)).await;
     register(&chef, &format!("n-{hook_id}"), Some(&hook_id)).await;
     let before_node = chef.get_node(&node).await.expect("get");
-    send(&queue, &sns_wrap(&asg_terminate_notification(&id, "web-asg"))).await;
+    send(
+        &queue,
+        &sns_wrap(&asg_terminate_notification(&id, "web-asg")),
+    )
+    .await;
     send(
         &queue,
         &json!({
@@ -397,16 +472,32 @@ async fn dry_run_changes_nothing() {
     let summary = run.await.expect("join");
     assert!(summary.received >= 3, "{summary:?}");
 
-    assert_eq!(chef.get_node(&node).await.expect("get"), before_node, "node changed");
+    assert_eq!(
+        chef.get_node(&node).await.expect("get"),
+        before_node,
+        "node changed"
+    );
     assert!(chef.get_client(&node).await.expect("get").is_some());
-    assert!(chef.get_node(&format!("n-{hook_id}")).await.expect("get").is_some());
-    assert!(recorder.calls().is_empty(), "dry run called the lifecycle API");
+    assert!(chef
+        .get_node(&format!("n-{hook_id}"))
+        .await
+        .expect("get")
+        .is_some());
+    assert!(
+        recorder.calls().is_empty(),
+        "dry run called the lifecycle API"
+    );
     // All three messages are still in the queue (received ones reappear after
     // the visibility timeout; dry run never changes visibility).
     let (visible, hidden) = depth(&queue).await;
     assert_eq!(visible + hidden, 3, "messages deleted or moved in dry run");
     assert_eq!(depth(&dlq).await, (0, 0));
-    assert!(LocalJournal::open(journal.path()).expect("journal").entries().await.expect("entries").is_empty());
+    assert!(LocalJournal::open(journal.path())
+        .expect("journal")
+        .entries()
+        .await
+        .expect("entries")
+        .is_empty());
     let _ = sqs;
 }
 
@@ -431,8 +522,19 @@ async fn several_queues_in_one_process() {
 #[tokio::test]
 async fn queue_without_dlq_is_refused_at_start() {
     let sqs = aws_sdk_sqs::Client::new(&aws().await);
-    let url = sqs.create_queue().queue_name(unique("nodlq")).send().await.expect("q").queue_url().expect("url").to_string();
-    let err = SqsQueue::connect(sqs, &url, None).await.err().expect("must refuse");
+    let url = sqs
+        .create_queue()
+        .queue_name(unique("nodlq"))
+        .send()
+        .await
+        .expect("q")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    let err = SqsQueue::connect(sqs, &url, None)
+        .await
+        .err()
+        .expect("must refuse");
     assert!(err.to_string().contains("dead-letter"), "{err}");
     let _: Option<Source> = None;
 }

@@ -50,10 +50,28 @@ fn read_env_file(path: &Path) -> HashMap<String, String> {
         .collect()
 }
 
+static STACK_NAME: OnceLock<String> = OnceLock::new();
+
+/// Makes this test binary use its own goiardi + moto (under
+/// target/stack-NAME) instead of the shared one: for tests that look at the
+/// whole Chef server (sweeps) or stop a server. Call before `stack()`.
+pub fn use_private_stack(name: &str) {
+    let _ = STACK_NAME.set(name.to_string());
+}
+
+/// The state directory of this binary's stack.
+pub fn stack_dir() -> PathBuf {
+    match STACK_NAME.get_or_init(|| "shared".into()).as_str() {
+        "shared" => repo_root().join("target/stack"),
+        name => repo_root().join(format!("target/stack-{name}")),
+    }
+}
+
 /// Runs `scripts/stack.sh ARGS` and returns the env file path it prints.
 pub fn stack_cmd(args: &[&str]) -> PathBuf {
     let out = Command::new(repo_root().join("scripts/stack.sh"))
         .args(args)
+        .env("NODEREAPER_STACK_DIR", stack_dir())
         .output()
         .expect("run scripts/stack.sh");
     assert!(
@@ -355,7 +373,11 @@ pub fn daemon_config(queues: &[&str], journal_dir: &Path) -> nodereaper::config:
     cfg.aws.endpoint_url = Some(stack().moto_url().to_string());
     cfg.queues = queues
         .iter()
-        .map(|u| nodereaper::config::QueueConfig { url: u.to_string(), region: None, dlq_url: None })
+        .map(|u| nodereaper::config::QueueConfig {
+            url: u.to_string(),
+            region: None,
+            dlq_url: None,
+        })
         .collect();
     cfg.journal.dir = journal_dir.to_path_buf();
     cfg.pipeline.wait_time = Duration::from_secs(1);
@@ -380,17 +402,26 @@ pub async fn run_instances(n: i32) -> Vec<String> {
         .send()
         .await
         .expect("run instances");
-    out.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect()
+    out.instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect()
 }
 
 pub async fn terminate_instances(ids: &[String]) {
     let ec2 = aws_sdk_ec2::Client::new(&aws().await);
-    ec2.terminate_instances().set_instance_ids(Some(ids.to_vec())).send().await.expect("terminate");
+    ec2.terminate_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .expect("terminate");
 }
 
 /// Bytes of a Query-protocol form body, decoded into pairs.
 fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// A stand-in for the Auto Scaling API that records every call.
@@ -408,12 +439,26 @@ pub struct LifecycleRecorder {
 
 impl LifecycleRecorder {
     pub async fn start(expired: bool) -> Self {
-        use axum::{body::Bytes, extract::State, http::StatusCode, response::IntoResponse, routing::post, Router};
+        use axum::{
+            body::Bytes, extract::State, http::StatusCode, response::IntoResponse, routing::post,
+            Router,
+        };
         type Calls = std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>;
-        async fn handle(State((calls, expired)): State<(Calls, bool)>, body: Bytes) -> impl IntoResponse {
+        async fn handle(
+            State((calls, expired)): State<(Calls, bool)>,
+            body: Bytes,
+        ) -> impl IntoResponse {
             let pairs = form_pairs(&body);
-            let action = pairs.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()).unwrap_or_default();
-            let instance = pairs.iter().find(|(k, _)| k == "InstanceId").map(|(_, v)| v.clone()).unwrap_or_default();
+            let action = pairs
+                .iter()
+                .find(|(k, _)| k == "Action")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let instance = pairs
+                .iter()
+                .find(|(k, _)| k == "InstanceId")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
             calls.lock().expect("lock").push(pairs);
             let xml_header = [("content-type", "text/xml")];
             if expired {
@@ -428,13 +473,20 @@ impl LifecycleRecorder {
             (StatusCode::OK, xml_header, body)
         }
         let calls: Calls = Default::default();
-        let app = Router::new().route("/", post(handle)).with_state((calls.clone(), expired));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind recorder");
+        let app = Router::new()
+            .route("/", post(handle))
+            .with_state((calls.clone(), expired));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind recorder");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url: format!("http://{addr}"), calls }
+        Self {
+            url: format!("http://{addr}"),
+            calls,
+        }
     }
 
     pub fn calls(&self) -> Vec<Vec<(String, String)>> {
@@ -444,7 +496,9 @@ impl LifecycleRecorder {
     pub async fn client(&self) -> aws_sdk_autoscaling::Client {
         let sdk = aws().await;
         aws_sdk_autoscaling::Client::from_conf(
-            aws_sdk_autoscaling::config::Builder::from(&sdk).endpoint_url(&self.url).build(),
+            aws_sdk_autoscaling::config::Builder::from(&sdk)
+                .endpoint_url(&self.url)
+                .build(),
         )
     }
 }

@@ -1,0 +1,284 @@
+//! `nodereaper doctor`: checks a deployment end to end, one line per check,
+//! with the fix for each failure. Never deletes anything.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::app;
+use crate::aws::{self, sqs};
+use crate::chef::credentials::{self, KeySource};
+use crate::chef::ChefError;
+use crate::config::Config;
+use crate::ports::{ChefApi, Queue};
+
+/// Clock difference at which Chef servers refuse signatures.
+pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    /// What to do about a failure.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+fn chef_fix(e: &ChefError) -> String {
+    match e {
+        ChefError::Unauthorized { .. } => {
+            "sync the clock (NTP) and check that chef.client_name matches the key".into()
+        }
+        ChefError::Forbidden { .. } => {
+            "grant the client read and delete on nodes and clients (see `nodereaper setup --print-iam-policy`)".into()
+        }
+        ChefError::Transport { source, .. }
+            if format!("{source:?}").to_lowercase().contains("certificate") =>
+        {
+            "the server's certificate is not trusted: set chef.ca_bundle to your CA's PEM bundle".into()
+        }
+        ChefError::Transport { .. } => {
+            "check chef.server_url, DNS, firewalls and that the server runs".into()
+        }
+        ChefError::EmptyDelete { .. } => "check chef.server_url (organization path)".into(),
+        _ => "see the error above".into(),
+    }
+}
+
+/// Runs every check; `config_source` names where the configuration came from.
+pub async fn run(cfg: &Config, config_source: &str) -> Vec<Check> {
+    let mut checks = vec![Check::pass(
+        "config",
+        format!("{config_source} parsed and validated"),
+    )];
+    aws_checks(cfg, &mut checks).await;
+    chef_checks(cfg, &mut checks).await;
+    checks
+}
+
+async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
+    let sdk = aws::sdk_config(&cfg.aws, None).await;
+    let sts = aws_sdk_sts::Client::new(&sdk);
+    match sts.get_caller_identity().send().await {
+        Ok(id) => checks.push(Check::pass(
+            "aws credentials",
+            format!("caller {}", id.arn().unwrap_or("(unknown)")),
+        )),
+        Err(e) => checks.push(Check::fail(
+            "aws credentials",
+            aws::AwsError::from_sdk("STS", "GetCallerIdentity", "caller", e).to_string(),
+            "provide credentials (instance profile, AWS_PROFILE, or environment) and a region (aws.region or AWS_REGION)",
+        )),
+    }
+    if cfg.queues.is_empty() {
+        checks.push(Check::fail(
+            "queues",
+            "no queue configured",
+            "add [[queues]] url = \"...\" or run `nodereaper setup`",
+        ));
+    }
+    for q in &cfg.queues {
+        let region = q
+            .region
+            .clone()
+            .or_else(|| aws::region_from_queue_url(&q.url));
+        let sdk = aws::sdk_config(&cfg.aws, region.as_deref()).await;
+        let client = aws_sdk_sqs::Client::new(&sdk);
+        let name = format!("queue {}", sqs::queue_name(&q.url));
+        match sqs::SqsQueue::connect(client, &q.url, q.dlq_url.as_deref()).await {
+            Ok(queue) => {
+                match queue.depth().await {
+                    Ok((visible, hidden)) => checks.push(Check::pass(
+                        name.clone(),
+                        format!("readable: {visible} visible, {hidden} in flight"),
+                    )),
+                    Err(e) => checks.push(Check::fail(
+                        name.clone(),
+                        e.to_string(),
+                        "allow sqs:GetQueueAttributes",
+                    )),
+                }
+                checks.push(Check::pass(
+                    format!("{name} DLQ"),
+                    format!("attached: {}", queue.dlq_url()),
+                ));
+            }
+            Err(e) => checks.push(Check::fail(
+                name,
+                e.to_string(),
+                "create the queue with `nodereaper setup` or fix queues[].url; attach a dead-letter queue",
+            )),
+        }
+    }
+}
+
+async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
+    if let Ok(identity) = app::chef_identity(cfg) {
+        if let KeySource::Path(path) = &identity.key {
+            match credentials::load_key(&identity.key, false) {
+                Ok(_) => checks.push(Check::pass(
+                    "chef key file",
+                    format!("{} is private to its owner", path.display()),
+                )),
+                Err(e) => checks.push(Check::fail(
+                    "chef key file",
+                    e.to_string(),
+                    format!("chmod 600 {}", path.display()),
+                )),
+            }
+        }
+    }
+    let chef = match app::chef_client(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(Check::fail(
+                "chef identity",
+                e.to_string(),
+                "set chef.server_url, chef.client_name and chef.client_key, or a ~/.chef/credentials profile",
+            ));
+            return;
+        }
+    };
+    let me = chef.client_name().to_string();
+
+    // Reachability, TLS trust, signature and clock skew in one signed request.
+    let started = std::time::Instant::now();
+    let resp = match chef
+        .send(reqwest::Method::GET, &["clients", &me], &[], None)
+        .await
+    {
+        Ok(resp) => resp,
+        Err(e) => {
+            let fix = chef_fix(&e);
+            checks.push(Check::fail("chef reachable", e.to_string(), fix));
+            return;
+        }
+    };
+    let tls = if chef.server().starts_with("https://") {
+        ", TLS certificate trusted"
+    } else {
+        " (plain HTTP, no TLS)"
+    };
+    checks.push(Check::pass(
+        "chef reachable",
+        format!(
+            "{} answered {} in {} ms{tls}",
+            chef.server(),
+            resp.status.as_u16(),
+            started.elapsed().as_millis()
+        ),
+    ));
+    let server_time = resp
+        .headers
+        .get("date")
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
+    match server_time {
+        Some(t) => {
+            let skew = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                .num_seconds()
+                .unsigned_abs();
+            if Duration::from_secs(skew) > MAX_SKEW {
+                checks.push(Check::fail(
+                    "clock skew",
+                    format!("this host differs from the Chef server by {skew} s; signatures are refused above 900 s (401)"),
+                    "run NTP (chrony or systemd-timesyncd) on this host",
+                ));
+            } else {
+                checks.push(Check::pass("clock skew", format!("{skew} s (limit 900 s)")));
+            }
+        }
+        None => checks.push(Check::pass(
+            "clock skew",
+            "the server sent no Date header; not measured",
+        )),
+    }
+    match resp.status.as_u16() {
+        200 | 403 | 404 => checks.push(Check::pass(
+            "chef authentication",
+            format!("signature of {me:?} accepted"),
+        )),
+        401 => {
+            checks.push(Check::fail(
+                "chef authentication",
+                format!("401: the server refused the signature of {me:?}"),
+                "check that chef.client_name matches the key, and the clock",
+            ));
+            return;
+        }
+        s => checks.push(Check::fail(
+            "chef authentication",
+            format!("unexpected status {s}"),
+            "check chef.server_url",
+        )),
+    }
+
+    match chef.search_node_names("name:nodereaper-doctor-probe").await {
+        Ok(_) => checks.push(Check::pass("chef search", "node search allowed")),
+        Err(e) => {
+            let fix = chef_fix(&e);
+            checks.push(Check::fail("chef search", e.to_string(), fix));
+        }
+    }
+    // Delete permission without deleting: DELETE a node and a client that
+    // cannot exist. A 403 proves the permission is missing. goiardi checks
+    // permission first, so its 404 proves it is granted; Chef Infra Server
+    // answers 404 for a missing object before looking at ACLs, so there a 404
+    // only means "not refused".
+    let probe = format!("nodereaper-doctor-probe-{:08x}", rand::random::<u32>());
+    for (kind, result) in [
+        ("nodes", chef.delete_node(&probe).await),
+        ("clients", chef.delete_client(&probe).await),
+    ] {
+        let name = format!("chef delete permission on {kind}");
+        match result {
+            Ok(_) if chef.is_goiardi() => checks.push(Check::pass(
+                name,
+                "granted (goiardi checks permission before existence)",
+            )),
+            Ok(_) => checks.push(Check::pass(
+                name,
+                format!("not refused; Chef Infra Server answers 404 before checking ACLs, so confirm with `knife acl show containers {kind}`"),
+            )),
+            Err(e) => {
+                let fix = chef_fix(&e);
+                checks.push(Check::fail(name, e.to_string(), fix));
+            }
+        }
+    }
+}
+
+/// Text report: `PASS name: detail` or `FAIL name: detail` plus `fix: ...`.
+pub fn render(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let status = if c.ok { "PASS" } else { "FAIL" };
+        out.push_str(&format!("{status} {}: {}\n", c.name, c.detail));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("     fix: {fix}\n"));
+        }
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    out.push_str(&format!("{} checks, {failed} failed\n", checks.len()));
+    out
+}
