@@ -17,6 +17,7 @@ pub mod aws;
 pub mod chef;
 pub mod config;
 pub mod decide;
+pub mod doctor;
 pub mod error;
 pub mod journal;
 pub mod pipeline;

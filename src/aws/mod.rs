@@ -161,6 +161,15 @@ pub async fn sdk_config(aws: &AwsConfig, region: Option<&str>) -> SdkConfig {
     if let Some(endpoint) = &aws.endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }
+    // The SDK waits forever on a hung endpoint by default. Long polls last
+    // up to 20 s, so an attempt may take 30 s before it counts as failed.
+    loader = loader.timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .operation_attempt_timeout(std::time::Duration::from_secs(30))
+            .operation_timeout(std::time::Duration::from_secs(90))
+            .build(),
+    );
     loader.load().await
 }
 

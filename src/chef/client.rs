@@ -57,6 +57,7 @@ pub struct ChefClient {
     page_size: usize,
     flavor: AtomicU8,
     requests: Mutex<BTreeMap<String, u64>>,
+    clock_offset: chrono::Duration,
 }
 
 /// A response read to the end.
@@ -130,7 +131,15 @@ impl ChefClient {
             page_size: settings.page_size.max(1),
             flavor: AtomicU8::new(Flavor::Unknown as u8),
             requests: Mutex::new(BTreeMap::new()),
+            clock_offset: chrono::Duration::zero(),
         })
+    }
+
+    /// Signs requests as if the local clock were off by `offset`: reproduces
+    /// clock skew (tests, `doctor` demonstrations). Zero by default.
+    pub fn with_clock_offset(mut self, offset: chrono::Duration) -> Self {
+        self.clock_offset = offset;
+        self
     }
 
     pub fn client_name(&self) -> &str {
@@ -188,7 +197,7 @@ impl ChefClient {
                 path: url.path(),
                 body: &payload,
                 user_id: &self.client_name,
-                timestamp: chrono::Utc::now(),
+                timestamp: chrono::Utc::now() + self.clock_offset,
                 server_api_version: SERVER_API_VERSION,
             },
         )

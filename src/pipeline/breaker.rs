@@ -91,6 +91,15 @@ impl Breaker {
         self.record_failure(error);
     }
 
+    /// True after the cooldown of an open breaker: the dependency should be
+    /// probed (without consuming a message) before receiving again.
+    pub fn needs_probe(&self) -> bool {
+        self.with_state(|s| {
+            s.consecutive_failures >= self.threshold
+                && s.open_until.is_some_and(|t| t <= Instant::now())
+        })
+    }
+
     /// How long receivers should still wait, if the breaker is open.
     pub fn wait_time(&self) -> Option<Duration> {
         self.with_state(|s| {

@@ -164,6 +164,12 @@ impl Pipeline {
                 }
                 continue;
             }
+            if self.breaker.needs_probe() {
+                // Probe the Chef server itself rather than a message, so an
+                // outage costs no message a receive (and a trip to the DLQ).
+                self.probe_chef().await;
+                continue;
+            }
             // Receive only as many messages as there are free workers.
             let free = workers
                 .available_permits()
@@ -236,6 +242,18 @@ impl Pipeline {
                     in_flight.fetch_sub(1, Ordering::SeqCst);
                     drop(permit);
                 });
+            }
+        }
+    }
+
+    /// One cheap signed request; closes the breaker on success, re-opens it
+    /// for another cooldown on failure.
+    async fn probe_chef(&self) {
+        match self.reaper.chef.get_node("nodereaper-health-probe").await {
+            Ok(_) => self.breaker.record_success(),
+            Err(e) => {
+                tracing::warn!(error = %e, "Chef server still failing; receiving stays paused");
+                self.breaker.record_failure(&e.to_string());
             }
         }
     }

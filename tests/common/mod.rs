@@ -434,8 +434,11 @@ fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
 /// like AWS for an unknown/expired token.
 pub struct LifecycleRecorder {
     pub url: String,
-    pub calls: std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>,
+    pub calls: Calls,
 }
+
+/// Every recorded request, as decoded form pairs.
+pub type Calls = std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>;
 
 impl LifecycleRecorder {
     pub async fn start(expired: bool) -> Self {
@@ -443,7 +446,6 @@ impl LifecycleRecorder {
             body::Bytes, extract::State, http::StatusCode, response::IntoResponse, routing::post,
             Router,
         };
-        type Calls = std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>;
         async fn handle(
             State((calls, expired)): State<(Calls, bool)>,
             body: Bytes,
