@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use std::collections::HashMap;
 
 use nodereaper::act::{Outcome, Request, Target};
+use nodereaper::aws::ec2::Ec2Inventory;
 use nodereaper::config::Config;
 use nodereaper::journal::EntryFilter;
 use nodereaper::ports::ChefApi;
@@ -296,7 +297,8 @@ async fn run(mut config: Config, args: RunArgs) -> Result<std::process::ExitCode
     );
     if let Some(every) = config.sweep.interval {
         let reaper = pipeline.reaper.clone();
-        let (default_region, inventories) = sweep_inventories(&config).await;
+        let (default_region, ec2) = sweep_inventories(&config).await;
+        let inventories = as_inventories(&ec2);
         let settings = sweep_settings(&config, default_region, config.sweep.apply_in_daemon, false);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -429,9 +431,7 @@ fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
 }
 
 /// One EC2 inventory per region to sweep.
-async fn sweep_inventories(
-    config: &Config,
-) -> (String, HashMap<String, Arc<dyn InstanceInventory>>) {
+async fn sweep_inventories(config: &Config) -> (String, HashMap<String, Arc<Ec2Inventory>>) {
     let mut regions = config.sweep.regions.clone();
     let default_region = match config.aws.region.clone() {
         Some(r) => r,
@@ -444,11 +444,19 @@ async fn sweep_inventories(
     if regions.is_empty() {
         regions.push(default_region.clone());
     }
-    let mut map: HashMap<String, Arc<dyn InstanceInventory>> = HashMap::new();
+    let mut map: HashMap<String, Arc<Ec2Inventory>> = HashMap::new();
     for r in regions {
         map.insert(r.clone(), Arc::new(app::inventory(config, Some(&r)).await));
     }
     (default_region, map)
+}
+
+fn as_inventories(
+    ec2: &HashMap<String, Arc<Ec2Inventory>>,
+) -> HashMap<String, Arc<dyn InstanceInventory>> {
+    ec2.iter()
+        .map(|(r, i)| (r.clone(), i.clone() as Arc<dyn InstanceInventory>))
+        .collect()
 }
 
 fn sweep_settings(
@@ -523,16 +531,28 @@ async fn sweep(config: Config, args: SweepArgs) -> Result<std::process::ExitCode
     if let Some(g) = args.grace_period {
         config.sweep.grace_period = g;
     }
-    let chef: Arc<dyn ChefApi> = Arc::new(app::chef_client(&config)?);
-    let reaper = app::reaper(&config, chef).await?;
-    let (default_region, inventories) = sweep_inventories(&config).await;
+    let chef = Arc::new(app::chef_client(&config)?);
+    let reaper = app::reaper(&config, chef.clone()).await?;
+    let (default_region, ec2) = sweep_inventories(&config).await;
+    let inventories = as_inventories(&ec2);
     let settings = sweep_settings(&config, default_region, args.apply, args.force);
     let bar = Bar::new(args.output == Output::Text);
     let report = nodereaper::sweep::sweep(&reaper, &inventories, &settings, &bar).await;
     bar.finish();
     let report = report?;
+    // What the sweep cost, by endpoint.
+    let mut requests: std::collections::BTreeMap<String, u64> = chef.request_counts();
+    for inv in ec2.values() {
+        let (pages, asg) = inv.request_counts();
+        *requests.entry("EC2 DescribeInstances".into()).or_default() += pages;
+        *requests
+            .entry("AutoScaling DescribeAutoScalingInstances".into())
+            .or_default() += asg;
+    }
     if args.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut out = serde_json::to_value(&report)?;
+        out["requests"] = serde_json::to_value(&requests)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(
             "{:<40} {:<21} {:<14} {:<14} {:<18} REASON",
@@ -572,6 +592,12 @@ async fn sweep(config: Config, args: SweepArgs) -> Result<std::process::ExitCode
             counts.join(", "),
             report.duration_ms
         );
+        let cost: Vec<String> = requests
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        println!("requests: {}", cost.join(", "));
         if let Some(reason) = &report.aborted {
             println!("ABORTED: {reason}");
         }

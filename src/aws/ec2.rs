@@ -21,6 +21,8 @@ pub struct Ec2Inventory {
     client: Client,
     autoscaling: aws_sdk_autoscaling::Client,
     region: String,
+    /// DescribeInstances pages and DescribeAutoScalingInstances calls made.
+    calls: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl Ec2Inventory {
@@ -33,7 +35,14 @@ impl Ec2Inventory {
             client,
             autoscaling,
             region: region.into(),
+            calls: Default::default(),
         }
+    }
+
+    /// (DescribeInstances pages, DescribeAutoScalingInstances calls) so far.
+    pub fn request_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.calls[0].load(Relaxed), self.calls[1].load(Relaxed))
     }
 
     /// Fills `asg_lifecycle_state` for instances EC2 still reports alive.
@@ -48,6 +57,7 @@ impl Ec2Inventory {
             .collect();
         for chunk in alive.chunks(IDS_PER_ASG_CALL) {
             let started = std::time::Instant::now();
+            self.calls[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let result = self
                 .autoscaling
                 .describe_auto_scaling_instances()
@@ -102,6 +112,7 @@ impl Ec2Inventory {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
+            self.calls[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let page = page.map_err(|e| {
                 AwsError::from_sdk(
                     "EC2",
