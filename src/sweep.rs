@@ -457,6 +457,13 @@ fn finish(mut report: Report, started: Instant) -> Report {
         *report.by_verdict.entry(key).or_default() += 1;
     }
     let m = metrics::get();
+    for (verdict, n) in &report.by_verdict {
+        if !matches!(verdict.as_str(), "delete" | "deleted" | "keep" | "skipped") {
+            m.sweep_skipped
+                .with_label_values(&[verdict])
+                .inc_by(*n as u64);
+        }
+    }
     m.sweep_last_run.set(Utc::now().timestamp() as f64);
     m.sweep_duration.set(started.elapsed().as_secs_f64());
     report

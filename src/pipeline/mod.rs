@@ -228,6 +228,7 @@ impl Pipeline {
                 let summary = summary.clone();
                 let in_flight = in_flight.clone();
                 in_flight.fetch_add(1, Ordering::SeqCst);
+                metrics::get().in_flight.inc();
                 tokio::spawn(async move {
                     let disposition = this.handle(&source, &msg, event, verdict).await;
                     this.settle(&source, &msg, &disposition).await;
@@ -240,6 +241,7 @@ impl Pipeline {
                         }
                     }
                     in_flight.fetch_sub(1, Ordering::SeqCst);
+                    metrics::get().in_flight.dec();
                     drop(permit);
                 });
             }
