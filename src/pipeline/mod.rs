@@ -591,7 +591,10 @@ impl Pipeline {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod backoff_tests {
     use super::*;
 
     #[test]
