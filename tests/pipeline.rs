@@ -538,3 +538,32 @@ async fn queue_without_dlq_is_refused_at_start() {
     assert!(err.to_string().contains("dead-letter"), "{err}");
     let _: Option<Source> = None;
 }
+
+#[tokio::test]
+async fn two_replicas_on_one_queue_share_the_work_safely() {
+    let chef = admin();
+    let (queue, dlq) = queue_with_dlq(&unique("replicas"), 5).await;
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let id = fake_instance_id();
+        register(&chef, &format!("n-{id}"), Some(&id)).await;
+        send(
+            &queue,
+            &sns_wrap(&asg_terminate_notification(&id, "web-asg")),
+        )
+        .await;
+        ids.push(id);
+    }
+    let control = unique("control");
+    register(&chef, &control, Some(&fake_instance_id())).await;
+    let journal = tempfile::tempdir().expect("tempdir");
+    let cfg = daemon_config(&[&queue], journal.path());
+    let (a, b) = tokio::join!(drain(&cfg, None), drain(&cfg, None));
+    assert_eq!(a.deleted + b.deleted, 40, "{a:?} {b:?}");
+    for id in &ids {
+        assert!(node_gone(&chef, &format!("n-{id}")).await);
+    }
+    assert!(chef.get_node(&control).await.expect("get").is_some());
+    assert_eq!(depth(&queue).await, (0, 0));
+    assert_eq!(depth(&dlq).await, (0, 0));
+}
