@@ -7,7 +7,9 @@ use crate::aws::{self, ec2::Ec2Inventory, lifecycle::AsgLifecycle, sqs::SqsQueue
 use crate::chef::credentials::{self, CredentialsError, KeySource};
 use crate::chef::resolve::Resolver;
 use crate::chef::{ChefClient, ChefError, ChefSettings};
-use crate::config::Config;
+use aws_config::SdkConfig;
+
+use crate::config::{Config, QueueConfig};
 use crate::decide::Protection;
 use crate::journal::{JournalError, LocalJournal, S3Journal};
 use crate::pipeline::{Breaker, Pipeline, Source};
@@ -150,6 +152,22 @@ pub async fn inventory(cfg: &Config, region: Option<&str>) -> Ec2Inventory {
     )
 }
 
+/// Connects to one configured queue (and finds its DLQ), with the SDK
+/// configuration of the queue's region.
+pub async fn connect_queue(
+    cfg: &Config,
+    q: &QueueConfig,
+) -> Result<(SqsQueue, SdkConfig), AwsError> {
+    let region = q
+        .region
+        .clone()
+        .or_else(|| aws::region_from_queue_url(&q.url));
+    let sdk = aws::sdk_config(&cfg.aws, region.as_deref()).await;
+    let queue =
+        SqsQueue::connect(aws_sdk_sqs::Client::new(&sdk), &q.url, q.dlq_url.as_deref()).await?;
+    Ok((queue, sdk))
+}
+
 /// One [`Source`] per configured queue, with the services of its region.
 pub async fn sources(cfg: &Config) -> Result<Vec<Source>, AppError> {
     if cfg.queues.is_empty() {
@@ -157,14 +175,7 @@ pub async fn sources(cfg: &Config) -> Result<Vec<Source>, AppError> {
     }
     let mut out = Vec::new();
     for q in &cfg.queues {
-        let region = q
-            .region
-            .clone()
-            .or_else(|| aws::region_from_queue_url(&q.url));
-        let sdk = aws::sdk_config(&cfg.aws, region.as_deref()).await;
-        let queue = SqsQueue::connect(aws_sdk_sqs::Client::new(&sdk), &q.url, q.dlq_url.as_deref())
-            .await
-            .map_err(Box::new)?;
+        let (queue, sdk) = connect_queue(cfg, q).await.map_err(Box::new)?;
         let region_name = sdk
             .region()
             .map(|r| r.to_string())

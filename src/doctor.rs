@@ -98,15 +98,9 @@ async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
         ));
     }
     for q in &cfg.queues {
-        let region = q
-            .region
-            .clone()
-            .or_else(|| aws::region_from_queue_url(&q.url));
-        let sdk = aws::sdk_config(&cfg.aws, region.as_deref()).await;
-        let client = aws_sdk_sqs::Client::new(&sdk);
         let name = format!("queue {}", sqs::queue_name(&q.url));
-        match sqs::SqsQueue::connect(client, &q.url, q.dlq_url.as_deref()).await {
-            Ok(queue) => {
+        match app::connect_queue(cfg, q).await {
+            Ok((queue, _)) => {
                 match queue.depth().await {
                     Ok((visible, hidden)) => checks.push(Check::pass(
                         name.clone(),

@@ -47,7 +47,6 @@ async fn drain(cfg: &Config, recorder: Option<&LifecycleRecorder>) -> Summary {
 async fn sns_topic_into(queue_url: &str, name: &str) -> String {
     let sdk = aws().await;
     let sns = aws_sdk_sns::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
     let topic = sns
         .create_topic()
         .name(name)
@@ -57,19 +56,7 @@ async fn sns_topic_into(queue_url: &str, name: &str) -> String {
         .topic_arn()
         .expect("arn")
         .to_string();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("attrs")
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .expect("queue arn");
+    let queue_arn = queue_arn(queue_url).await;
     sns.subscribe()
         .topic_arn(&topic)
         .protocol("sqs")
@@ -341,20 +328,7 @@ async fn eventbridge_rule_to_sqs_in_moto() {
     let (queue, dlq) = queue_with_dlq(&unique("eb"), 5).await;
     let sdk = aws().await;
     let events = aws_sdk_eventbridge::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("attrs")
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .expect("arn");
+    let queue_arn = queue_arn(&queue).await;
     let rule = unique("asg-terminate");
     events
         .put_rule()
@@ -432,7 +406,6 @@ async fn running_instance_is_not_deregistered_and_goes_to_dlq() {
 #[tokio::test]
 async fn dry_run_changes_nothing() {
     let chef = admin();
-    let sqs = aws_sdk_sqs::Client::new(&aws().await);
     let (queue, dlq) = queue_with_dlq(&unique("dry"), 5).await;
     let recorder = LifecycleRecorder::start(false).await;
     let id = fake_instance_id();
@@ -498,7 +471,6 @@ async fn dry_run_changes_nothing() {
         .await
         .expect("entries")
         .is_empty());
-    let _ = sqs;
 }
 
 #[tokio::test]

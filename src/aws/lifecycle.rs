@@ -3,6 +3,8 @@
 use async_trait::async_trait;
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 
 use super::AwsError;
 use crate::ports::{Completion, Lifecycle, LifecycleAction};
@@ -32,40 +34,51 @@ fn target(action: &LifecycleAction) -> String {
     )
 }
 
+/// Runs one lifecycle call, records its latency, and maps the answer.
+async fn call<T, E>(
+    operation: &'static str,
+    action: &LifecycleAction,
+    request: impl std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+) -> Result<Completion, AwsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let started = std::time::Instant::now();
+    let result = request.await;
+    crate::telemetry::metrics::aws_request(
+        "autoscaling",
+        operation,
+        result.is_ok(),
+        started.elapsed(),
+    );
+    match result {
+        Ok(_) => Ok(Completion::Completed),
+        Err(e) if no_longer_active(e.code(), e.message()) => Ok(Completion::NoLongerActive),
+        Err(e) => Err(AwsError::from_sdk(
+            "AutoScaling",
+            operation,
+            target(action),
+            e,
+        )),
+    }
+}
+
 #[async_trait]
 impl Lifecycle for AsgLifecycle {
     async fn heartbeat(&self, action: &LifecycleAction) -> Result<Completion, AwsError> {
-        let started = std::time::Instant::now();
-        let result = self
+        let request = self
             .client
             .record_lifecycle_action_heartbeat()
             .auto_scaling_group_name(&action.auto_scaling_group)
             .lifecycle_hook_name(&action.hook_name)
             .set_lifecycle_action_token(action.token.clone())
             .instance_id(&action.instance_id)
-            .send()
-            .await;
-        crate::telemetry::metrics::aws_request(
-            "autoscaling",
-            "RecordLifecycleActionHeartbeat",
-            result.is_ok(),
-            started.elapsed(),
-        );
-        match result {
-            Ok(_) => Ok(Completion::Completed),
-            Err(e) if no_longer_active(e.code(), e.message()) => Ok(Completion::NoLongerActive),
-            Err(e) => Err(AwsError::from_sdk(
-                "AutoScaling",
-                "RecordLifecycleActionHeartbeat",
-                target(action),
-                e,
-            )),
-        }
+            .send();
+        call("RecordLifecycleActionHeartbeat", action, request).await
     }
 
     async fn complete_continue(&self, action: &LifecycleAction) -> Result<Completion, AwsError> {
-        let started = std::time::Instant::now();
-        let result = self
+        let request = self
             .client
             .complete_lifecycle_action()
             .auto_scaling_group_name(&action.auto_scaling_group)
@@ -73,24 +86,8 @@ impl Lifecycle for AsgLifecycle {
             .set_lifecycle_action_token(action.token.clone())
             .instance_id(&action.instance_id)
             .lifecycle_action_result("CONTINUE")
-            .send()
-            .await;
-        crate::telemetry::metrics::aws_request(
-            "autoscaling",
-            "CompleteLifecycleAction",
-            result.is_ok(),
-            started.elapsed(),
-        );
-        match result {
-            Ok(_) => Ok(Completion::Completed),
-            Err(e) if no_longer_active(e.code(), e.message()) => Ok(Completion::NoLongerActive),
-            Err(e) => Err(AwsError::from_sdk(
-                "AutoScaling",
-                "CompleteLifecycleAction",
-                target(action),
-                e,
-            )),
-        }
+            .send();
+        call("CompleteLifecycleAction", action, request).await
     }
 }
 

@@ -202,6 +202,21 @@ pub async fn aws() -> aws_config::SdkConfig {
         .await
 }
 
+/// The ARN of a queue.
+pub async fn queue_arn(url: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    aws_sdk_sqs::Client::new(&aws().await)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|a| a.get(&QueueArn).cloned())
+        .expect("queue arn")
+}
+
 /// A queue with a DLQ (redrive after `max_receive` receives). Returns (url, dlq url).
 pub async fn queue_with_dlq(name: &str, max_receive: u32) -> (String, String) {
     let sqs = aws_sdk_sqs::Client::new(&aws().await);
@@ -212,19 +227,7 @@ pub async fn queue_with_dlq(name: &str, max_receive: u32) -> (String, String) {
         .await
         .expect("create dlq");
     let dlq_url = dlq.queue_url().expect("dlq url").to_string();
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("dlq attrs")
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .expect("dlq arn");
+    let dlq_arn = queue_arn(&dlq_url).await;
     let q = sqs
         .create_queue()
         .queue_name(name)
