@@ -1,0 +1,86 @@
+//! `nodereaper deregister`: one instance or node, by hand.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use nodereaper::act::{Outcome, Request, Target};
+use nodereaper::app;
+use nodereaper::config::Config;
+use nodereaper::ports::ChefApi;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{ExitCode, Output};
+
+#[derive(Args)]
+pub struct DeregisterArgs {
+    /// EC2 instance id (i-0123456789abcdef0).
+    #[arg(required_unless_present = "node", conflicts_with = "node")]
+    pub instance_id: Option<String>,
+    /// Deregister this node name instead of resolving an instance id.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Show what would be deleted without deleting.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+pub async fn deregister(config: Config, args: DeregisterArgs) -> Result<ExitCode> {
+    let chef: Arc<dyn ChefApi> = Arc::new(app::chef_client(&config)?);
+    let reaper = app::reaper(&config, chef).await?;
+    let target = match (args.instance_id, args.node) {
+        (Some(id), None) => Target::Instance(id),
+        (None, Some(node)) => Target::Node(node),
+        _ => bail!("give an instance id or --node NAME"),
+    };
+    let request = Request {
+        target,
+        source: "deregister",
+        reason: "nodereaper deregister (operator)".into(),
+        message_id: None,
+        dry_run: args.dry_run,
+        recheck: None,
+    };
+    let outcome = reaper.reap(&request).await?;
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let exists = |b: bool| if b { "exists" } else { "absent" };
+    match &outcome {
+        Outcome::AlreadyGone { target } => {
+            println!("{target}: already gone (no node or client registered)")
+        }
+        Outcome::Protected { plan, reason } => {
+            println!("{}: protected, not deleted: {reason}", plan.node_name)
+        }
+        Outcome::Changed { plan, reason } => println!("{}: not deleted: {reason}", plan.node_name),
+        Outcome::WouldDelete { plan } => {
+            println!("dry run: would delete (found by {})", plan.found_by);
+            println!(
+                "  node   {:<40} {}",
+                plan.node_name,
+                exists(plan.node_exists)
+            );
+            println!(
+                "  client {:<40} {}",
+                plan.client_name,
+                exists(plan.client_exists)
+            );
+        }
+        Outcome::Deleted {
+            plan,
+            node,
+            client,
+            journal_id,
+        } => {
+            println!("deleted (found by {}; backup {journal_id})", plan.found_by);
+            println!("  node   {:<40} {node:?}", plan.node_name);
+            println!("  client {:<40} {client:?}", plan.client_name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,34 @@
+//! `nodereaper doctor`.
+
+use std::path::Path;
+
+use nodereaper::config::Config;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{ExitCode, Output};
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+pub async fn doctor(config: Config, path: Option<&Path>, args: DoctorArgs) -> Result<ExitCode> {
+    let source = match path {
+        Some(p) => p.display().to_string(),
+        None => "configuration (defaults and environment)".into(),
+    };
+    let checks = nodereaper::doctor::run(&config, &source).await;
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print!("{}", nodereaper::doctor::render(&checks));
+    }
+    Ok(if checks.iter().all(|c| c.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
