@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use nodereaper::app;
 use nodereaper::config::Config;
 use nodereaper::ports::ChefApi;
@@ -10,7 +9,7 @@ use nodereaper::telemetry::{self, http::Readiness};
 use tokio::sync::watch;
 
 use super::sweep::{as_inventories, sweep_inventories, sweep_settings};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::ExitCode;

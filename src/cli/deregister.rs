@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 
-use anyhow::bail;
 use nodereaper::act::{Outcome, Request, Target};
 use nodereaper::app;
 use nodereaper::config::Config;
 use nodereaper::ports::ChefApi;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 
 use super::{ExitCode, Output};

@@ -1,11 +1,10 @@
 //! `nodereaper journal` and `nodereaper restore`.
 
-use anyhow::{bail, Context};
 use nodereaper::app;
 use nodereaper::config::Config;
 use nodereaper::journal::EntryFilter;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::{ExitCode, Output};
