@@ -370,8 +370,9 @@ impl Pipeline {
             Event::Termination(t) => t,
         };
         let started = Instant::now();
+        let mut plan = None;
         let disposition = self
-            .handle_termination(source, msg, &termination, instance)
+            .handle_termination(source, msg, &termination, instance, &mut plan)
             .await;
         let (outcome, detail) = match &disposition {
             Disposition::Delete { outcome } => (outcome.as_str(), String::new()),
@@ -381,6 +382,8 @@ impl Pipeline {
         };
         tracing::info!(
             instance_id = %termination.instance_id,
+            node = plan.as_ref().map_or("-", |p| p.node_name.as_str()),
+            client = plan.as_ref().map_or("-", |p| p.client_name.as_str()),
             asg = termination.auto_scaling_group.as_deref().unwrap_or("-"),
             origin = ?termination.origin,
             message_id = %msg.message_id,
@@ -393,12 +396,14 @@ impl Pipeline {
         disposition
     }
 
+    /// `plan` receives what was (or would be) deleted, for the log line.
     async fn handle_termination(
         &self,
         source: &Source,
         msg: &ReceivedMessage,
         t: &Termination,
         instance: Result<Option<InstanceInfo>, String>,
+        plan: &mut Option<crate::act::Plan>,
     ) -> Disposition {
         let m = metrics::get();
         let info = match instance {
@@ -444,28 +449,17 @@ impl Pipeline {
                                 instance_id = %t.instance_id,
                                 node = %plan.node_name,
                                 client = %plan.client_name,
-                                lifecycle = t.lifecycle.is_some(),
-                                "dry run: would delete node and client{}, then delete the message",
+                                "dry run: would back up and delete node and client{}, then delete the message",
                                 if t.lifecycle.is_some() { ", complete the lifecycle action with CONTINUE" } else { "" }
                             );
                         }
-                        if let Outcome::Deleted {
-                            plan,
-                            node,
-                            client,
-                            journal_id,
-                        } = &outcome
-                        {
-                            tracing::info!(
-                                instance_id = %t.instance_id,
-                                node = %plan.node_name,
-                                client = %plan.client_name,
-                                node_result = ?node,
-                                client_result = ?client,
-                                journal_id = %journal_id,
-                                "deregistered"
-                            );
-                        }
+                        *plan = match &outcome {
+                            Outcome::WouldDelete { plan }
+                            | Outcome::Deleted { plan, .. }
+                            | Outcome::Protected { plan, .. }
+                            | Outcome::Changed { plan, .. } => Some(plan.clone()),
+                            Outcome::AlreadyGone { .. } => None,
+                        };
                         outcome.label().to_string()
                     }
                     Err(e) => {
