@@ -197,7 +197,8 @@ pub struct ProtectConfig {
     pub roles: Vec<String>,
     pub environments: Vec<String>,
     pub policy_groups: Vec<String>,
-    /// Instances carrying this tag (any value but "false") are left alone.
+    /// Instances carrying this tag (any value but "false") are left alone;
+    /// `""` switches the opt-out tag off.
     pub instance_tag: Option<String>,
 }
 
@@ -270,8 +271,36 @@ impl Default for SweepConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Address for /metrics, /healthz, /readyz; unset disables the server.
+    /// Address for /metrics, /healthz, /readyz; `"off"` disables the server.
+    #[serde(with = "listen_serde")]
     pub listen: Option<SocketAddr>,
+}
+
+/// `listen = "127.0.0.1:9797"` or `listen = "off"` (TOML has no null).
+mod listen_serde {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn parse(text: &str) -> Result<Option<SocketAddr>, String> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        text.parse()
+            .map(Some)
+            .map_err(|_| format!("an address like \"127.0.0.1:9797\" or \"off\", got {text:?}"))
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for HttpConfig {
@@ -315,7 +344,7 @@ impl Config {
             source,
         })?;
         let mut config = Self::parse(&text, path)?;
-        config.apply_env(|k| std::env::var(k).ok());
+        config.apply_env(|k| std::env::var(k).ok())?;
         config.validate(path)?;
         Ok(config)
     }
@@ -324,7 +353,7 @@ impl Config {
     /// commands and tests.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut config = Self::default();
-        config.apply_env(|k| std::env::var(k).ok());
+        config.apply_env(|k| std::env::var(k).ok())?;
         config.validate(Path::new("(environment)"))?;
         Ok(config)
     }
@@ -336,7 +365,9 @@ impl Config {
         })
     }
 
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+    /// Applies [`ENV_OVERRIDES`]. A key given by the environment replaces
+    /// both forms of the file's setting (`client_key` and `client_key_pem`).
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let non_empty = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         if let Some(v) = non_empty("NODEREAPER_CHEF_SERVER_URL") {
             self.chef.server_url = Some(v);
@@ -346,9 +377,11 @@ impl Config {
         }
         if let Some(v) = non_empty("NODEREAPER_CHEF_CLIENT_KEY") {
             self.chef.client_key = Some(PathBuf::from(v));
+            self.chef.client_key_pem = None;
         }
         if let Some(v) = non_empty("NODEREAPER_CHEF_CLIENT_KEY_PEM") {
             self.chef.client_key_pem = Some(v);
+            self.chef.client_key = None;
         }
         if let Some(v) = non_empty("NODEREAPER_CHEF_PROFILE") {
             self.chef.profile = Some(v);
@@ -370,12 +403,14 @@ impl Config {
             }];
         }
         if let Some(v) = non_empty("NODEREAPER_LISTEN") {
-            if v == "off" {
-                self.http.listen = None;
-            } else if let Ok(addr) = v.parse() {
-                self.http.listen = Some(addr);
-            }
+            self.http.listen =
+                listen_serde::parse(v.trim()).map_err(|expected| ConfigError::Invalid {
+                    file: PathBuf::from("(environment)"),
+                    key: "NODEREAPER_LISTEN".into(),
+                    expected,
+                })?;
         }
+        Ok(())
     }
 
     /// Checks every rule serde cannot express.
@@ -467,16 +502,39 @@ impl Config {
                 ),
             ));
         }
-        if p.retry_backoff_base.is_zero() || p.retry_backoff_base > p.retry_backoff_max {
+        if p.retry_backoff_base.is_zero() {
             return Err(invalid(
                 "pipeline.retry_backoff_base",
-                "a duration above zero and not above pipeline.retry_backoff_max".into(),
+                "a duration above zero".into(),
+            ));
+        }
+        if p.retry_backoff_max < p.retry_backoff_base {
+            return Err(invalid(
+                "pipeline.retry_backoff_max",
+                format!(
+                    "at least pipeline.retry_backoff_base ({:?}), got {:?}",
+                    p.retry_backoff_base, p.retry_backoff_max
+                ),
             ));
         }
         if p.retry_backoff_max > Duration::from_secs(12 * 3600) {
             return Err(invalid(
                 "pipeline.retry_backoff_max",
                 "at most 12h (the SQS visibility timeout maximum)".into(),
+            ));
+        }
+        if p.lifecycle_heartbeat_interval.is_zero()
+            || p.lifecycle_heartbeat_interval > Duration::from_secs(6 * 3600)
+        {
+            return Err(invalid(
+                "pipeline.lifecycle_heartbeat_interval",
+                "a duration above zero and at most 6h (visibility is extended to twice it, SQS allows 12h)".into(),
+            ));
+        }
+        if p.shutdown_deadline.is_zero() {
+            return Err(invalid(
+                "pipeline.shutdown_deadline",
+                "a duration above zero".into(),
             ));
         }
         if p.breaker_threshold == 0 {
@@ -494,6 +552,12 @@ impl Config {
             }
         }
         let s = &self.sweep;
+        if s.interval.is_some_and(|i| i < Duration::from_secs(60)) {
+            return Err(invalid(
+                "sweep.interval",
+                "at least 1m (each sweep reads the whole Chef server)".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&s.max_candidate_share) {
             return Err(invalid(
                 "sweep.max_candidate_share",
@@ -571,6 +635,40 @@ mod tests {
     }
 
     #[test]
+    fn bad_listen_address_is_an_error_not_a_default() {
+        let mut cfg = Config::default();
+        let err = cfg
+            .apply_env(|k| (k == "NODEREAPER_LISTEN").then(|| ":9797".to_string()))
+            .expect_err("must refuse")
+            .to_string();
+        assert!(
+            err.contains("NODEREAPER_LISTEN") && err.contains("off"),
+            "{err}"
+        );
+        let cfg = parse("[http]\nlisten = \"off\"\n").expect("off");
+        assert_eq!(cfg.http.listen, None);
+        let err = parse("[http]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn zero_periods_are_refused() {
+        let err = parse("[pipeline]\nlifecycle_heartbeat_interval = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pipeline.lifecycle_heartbeat_interval"),
+            "{err}"
+        );
+        let err = parse("[sweep]\ninterval = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sweep.interval"), "{err}");
+    }
+
+    #[test]
     fn durations_are_human() {
         let cfg = parse("[sweep]\ninterval = \"6h\"\ngrace_period = \"90m\"\n").expect("parse");
         assert_eq!(cfg.sweep.interval, Some(Duration::from_secs(6 * 3600)));
@@ -580,15 +678,21 @@ mod tests {
     #[test]
     fn env_overrides_paths_and_secrets() {
         let mut cfg = Config::default();
+        cfg.chef.client_key_pem = Some("inline from the file".into());
         cfg.apply_env(|k| match k {
             "NODEREAPER_CHEF_CLIENT_KEY" => Some("/run/secrets/key.pem".into()),
             "NODEREAPER_QUEUE_URL" => Some("http://127.0.0.1:5000/123/q".into()),
             "NODEREAPER_LISTEN" => Some("off".into()),
             _ => None,
-        });
+        })
+        .expect("valid environment");
         assert_eq!(
             cfg.chef.client_key,
             Some(PathBuf::from("/run/secrets/key.pem"))
+        );
+        assert_eq!(
+            cfg.chef.client_key_pem, None,
+            "the environment's key replaces the file's"
         );
         assert_eq!(cfg.queues.len(), 1);
         assert_eq!(cfg.http.listen, None);

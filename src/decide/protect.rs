@@ -35,7 +35,8 @@ impl Protection {
             roles: cfg.roles.clone(),
             environments: cfg.environments.clone(),
             policy_groups: cfg.policy_groups.clone(),
-            instance_tag: cfg.instance_tag.clone(),
+            // An empty tag name switches the opt-out tag off.
+            instance_tag: cfg.instance_tag.clone().filter(|t| !t.is_empty()),
         }
     }
 
