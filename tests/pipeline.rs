@@ -531,7 +531,10 @@ async fn two_replicas_on_one_queue_share_the_work_safely() {
     let journal = tempfile::tempdir().expect("tempdir");
     let cfg = daemon_config(&[&queue], journal.path());
     let (a, b) = tokio::join!(drain(&cfg, None), drain(&cfg, None));
-    assert_eq!(a.deleted + b.deleted, 40, "{a:?} {b:?}");
+    // SQS delivers at least once: a message may reach both replicas (seen
+    // on a loaded machine); the second handling must find it already gone.
+    assert!(a.deleted + b.deleted >= 40, "{a:?} {b:?}");
+    assert_eq!(a.dead_lettered + b.dead_lettered, 0, "{a:?} {b:?}");
     for id in &ids {
         assert!(node_gone(&chef, &format!("n-{id}")).await);
     }

@@ -1,0 +1,1123 @@
+//! Pipeline-level fuzzing: random and mutated message bodies go through what
+//! a worker does with a message (`source::parse`, one batched EC2 lookup,
+//! `Pipeline::handle`, `Pipeline::settle`) against in-memory ports: a fake
+//! Chef server that records every delete, a fake journal, queue, EC2
+//! inventory and lifecycle API. No server is involved, so it is fast.
+//!
+//! Invariants, for every input:
+//! - nothing panics;
+//! - a delete happens only when the body parsed as a termination whose
+//!   instance id has an unambiguous, unprotected registration in the fake
+//!   (and then the node and its client are deleted, and the message acked);
+//! - a termination of an instance EC2 reports alive ("forged") deletes
+//!   nothing, completes no lifecycle action and dead-letters the message;
+//! - every deleted object was journalled (with its JSON) before its delete;
+//!   with a broken journal nothing is deleted and the message is held;
+//! - dry runs, parse errors, tests and other events delete nothing;
+//! - exactly one queue action per message, matching the disposition;
+//! - handling the same message again (redelivery) deletes nothing more.
+//!
+//! Case count: NODEREAPER_FUZZ_CASES (default 2000). The reliability run
+//! (docs/RELIABILITY.md) uses 100,000 in release:
+//!
+//!     NODEREAPER_FUZZ_CASES=100000 cargo test --release --test fuzz_pipeline -- --nocapture
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nodereaper::act::{DeletionLimiter, Reaper};
+use nodereaper::aws::AwsError;
+use nodereaper::chef::resolve::Resolver;
+use nodereaper::chef::ChefError;
+use nodereaper::config::{OtherEvents, PipelineConfig, ProtectConfig};
+use nodereaper::decide::Protection;
+use nodereaper::journal::{JournalEntry, JournalError};
+use nodereaper::pipeline::{Breaker, Disposition, Pipeline, Source};
+use nodereaper::ports::{
+    ChefApi, Completion, Deleted, InstanceInfo, InstanceInventory, Journal, Lifecycle,
+    LifecycleAction, Queue, ReceivedMessage, SearchRow,
+};
+use nodereaper::source::{self, Event};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------
+// The fake world: registrations on the Chef server.
+
+/// Node named exactly like its instance id (resolver step 1).
+const BY_NAME: &str = "i-0aaaaaaaaaaaaaaa1";
+/// Node `web-b` found by search on `ec2_instance_id` (resolver step 2).
+const BY_SEARCH: &str = "i-0bbbbbbbbbbbbbbb2";
+/// Old-style 8-digit id, node `web-c`.
+const SHORT: &str = "i-cccc3333";
+/// Node `web-d` without an API client.
+const NODE_ONLY: &str = "i-0ddddddddddddddd4";
+/// Node `keep-e` matches the protected name pattern `keep-*`.
+const PROTECTED: &str = "i-0eeeeeeeeeeeeeee5";
+/// Two nodes record this id: refused, never guessed.
+const AMBIGUOUS: &str = "i-0fffffffffffffff6";
+/// A node named after this id records another id: refused.
+const MISMATCH: &str = "i-0123456789abcdef7";
+/// The search index still lists `ghost-h`, whose node is gone.
+const STALE: &str = "i-0abcabcabcabcab08";
+/// Node `db-1`: the control, named in no template but reachable by id.
+const CONTROL: &str = "i-0999999999999999a";
+
+const REGISTERED: [&str; 9] = [
+    BY_NAME, BY_SEARCH, SHORT, NODE_ONLY, PROTECTED, AMBIGUOUS, MISMATCH, STALE, CONTROL,
+];
+
+/// What a correct daemon deletes for a confirmed termination of `id`:
+/// (node, client if one exists). None: nothing may be deleted.
+fn expected_target(id: &str) -> Option<(&'static str, Option<&'static str>)> {
+    match id {
+        BY_NAME => Some((BY_NAME, Some(BY_NAME))),
+        BY_SEARCH => Some(("web-b", Some("web-b"))),
+        SHORT => Some(("web-c", Some("web-c"))),
+        NODE_ONLY => Some(("web-d", None)),
+        CONTROL => Some(("db-1", Some("db-1"))),
+        _ => None,
+    }
+}
+
+fn node(name: &str, instance_id: &str) -> Value {
+    json!({
+        "name": name,
+        "chef_environment": "_default",
+        "run_list": ["recipe[base]"],
+        "automatic": {"ec2": {"instance_id": instance_id}, "ohai_time": 1.0e9},
+    })
+}
+
+#[derive(Default)]
+struct World {
+    nodes: BTreeMap<String, Value>,
+    clients: BTreeSet<String>,
+    /// Names the search index returns although their node is gone.
+    ghosts: Vec<(String, String)>,
+    /// ("node" | "client", name), in order.
+    deleted: Vec<(&'static str, String)>,
+    journal: Vec<JournalEntry>,
+    journal_broken: bool,
+    /// The n-th Chef call (0-based) answers 503 Service Unavailable.
+    chef_fails_at: Option<usize>,
+    chef_calls: usize,
+    completed: Vec<LifecycleAction>,
+    queue_actions: Vec<&'static str>,
+    violations: Vec<String>,
+}
+
+impl World {
+    fn new() -> Self {
+        let mut w = World::default();
+        let mut add = |name: &str, id: &str, client: bool| {
+            w.nodes.insert(name.to_string(), node(name, id));
+            if client {
+                w.clients.insert(name.to_string());
+            }
+        };
+        add(BY_NAME, BY_NAME, true);
+        add("web-b", BY_SEARCH, true);
+        add("web-c", SHORT, true);
+        add("web-d", NODE_ONLY, false);
+        add("keep-e", PROTECTED, true);
+        add("amb-1", AMBIGUOUS, true);
+        add("amb-2", AMBIGUOUS, true);
+        add(MISMATCH, "i-0777777777777777f", true);
+        add("db-1", CONTROL, true);
+        w.ghosts.push(("ghost-h".into(), STALE.into()));
+        w
+    }
+}
+
+type Shared = Arc<Mutex<World>>;
+
+fn lock(w: &Shared) -> std::sync::MutexGuard<'_, World> {
+    w.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct FakeChef(Shared);
+
+impl FakeChef {
+    /// Counts a call; the injected outage, if this is the call to fail.
+    fn outage(&self, what: &str) -> Option<ChefError> {
+        let mut w = lock(&self.0);
+        let n = w.chef_calls;
+        w.chef_calls += 1;
+        (w.chef_fails_at == Some(n)).then(|| ChefError::Status {
+            server: "https://chef.fake".into(),
+            method: "fake".into(),
+            object: what.into(),
+            status: 503,
+            detail: "injected outage".into(),
+        })
+    }
+
+    /// "No backup, no delete": the journal must already hold this object.
+    fn check_backup(w: &mut World, kind: &'static str, name: &str) {
+        let current = match kind {
+            "node" => w.nodes.get(name).cloned(),
+            _ => w.clients.contains(name).then(|| json!({"name": name})),
+        };
+        let Some(current) = current else { return };
+        let backed_up = w.journal.iter().any(|e| match kind {
+            "node" => e.node_name == name && e.node.as_ref() == Some(&current),
+            _ => e.client_name.as_deref() == Some(name) && e.client.as_ref() == Some(&current),
+        });
+        if !backed_up {
+            w.violations
+                .push(format!("{kind} {name} deleted without a journal backup"));
+        }
+    }
+}
+
+#[async_trait]
+impl ChefApi for FakeChef {
+    fn server(&self) -> &str {
+        "https://chef.fake"
+    }
+    async fn get_node(&self, name: &str) -> Result<Option<Value>, ChefError> {
+        if let Some(e) = self.outage("GET node") {
+            return Err(e);
+        }
+        Ok(lock(&self.0).nodes.get(name).cloned())
+    }
+    async fn delete_node(&self, name: &str) -> Result<Deleted, ChefError> {
+        if let Some(e) = self.outage("DELETE node") {
+            return Err(e);
+        }
+        let mut w = lock(&self.0);
+        FakeChef::check_backup(&mut w, "node", name);
+        w.deleted.push(("node", name.to_string()));
+        Ok(match w.nodes.remove(name) {
+            Some(_) => Deleted::Removed,
+            None => Deleted::AlreadyGone,
+        })
+    }
+    async fn get_client(&self, name: &str) -> Result<Option<Value>, ChefError> {
+        if let Some(e) = self.outage("GET client") {
+            return Err(e);
+        }
+        let w = lock(&self.0);
+        Ok(w.clients.contains(name).then(|| json!({"name": name})))
+    }
+    async fn delete_client(&self, name: &str) -> Result<Deleted, ChefError> {
+        if let Some(e) = self.outage("DELETE client") {
+            return Err(e);
+        }
+        let mut w = lock(&self.0);
+        FakeChef::check_backup(&mut w, "client", name);
+        w.deleted.push(("client", name.to_string()));
+        Ok(if w.clients.remove(name) {
+            Deleted::Removed
+        } else {
+            Deleted::AlreadyGone
+        })
+    }
+    async fn list_nodes(&self) -> Result<Vec<String>, ChefError> {
+        Ok(lock(&self.0).nodes.keys().cloned().collect())
+    }
+    async fn search_node_names(&self, query: &str) -> Result<Vec<String>, ChefError> {
+        if let Some(e) = self.outage("search") {
+            return Err(e);
+        }
+        let w = lock(&self.0);
+        let Some(id) = query.strip_prefix("ec2_instance_id:") else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = w
+            .nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.pointer("/automatic/ec2/instance_id")
+                    .and_then(Value::as_str)
+                    == Some(id)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.extend(
+            w.ghosts
+                .iter()
+                .filter(|(_, ghost_id)| ghost_id == id)
+                .map(|(name, _)| name.clone()),
+        );
+        Ok(names)
+    }
+    async fn partial_search_nodes(
+        &self,
+        _query: &str,
+        _keys: &[(&str, &[&str])],
+    ) -> Result<Vec<SearchRow>, ChefError> {
+        Ok(Vec::new())
+    }
+    async fn create_node(&self, _node: &Value) -> Result<(), ChefError> {
+        Ok(())
+    }
+    async fn update_node(&self, _name: &str, _node: &Value) -> Result<(), ChefError> {
+        Ok(())
+    }
+    async fn create_client(
+        &self,
+        _name: &str,
+        _public_key: Option<&str>,
+        _admin: bool,
+    ) -> Result<(), ChefError> {
+        Ok(())
+    }
+}
+
+struct FakeJournal(Shared);
+
+#[async_trait]
+impl Journal for FakeJournal {
+    async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError> {
+        let mut w = lock(&self.0);
+        if w.journal_broken {
+            return Err(JournalError::Io {
+                location: "/fake/journal".into(),
+                detail: "cannot fsync".into(),
+                source: std::io::Error::other("disk full"),
+            });
+        }
+        w.journal.push(entry.clone());
+        Ok(())
+    }
+    async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError> {
+        Ok(lock(&self.0).journal.clone())
+    }
+}
+
+struct FakeQueue(Shared);
+
+#[async_trait]
+impl Queue for FakeQueue {
+    fn name(&self) -> &str {
+        "fuzz"
+    }
+    async fn receive(&self, _max: i32, _wait: Duration) -> Result<Vec<ReceivedMessage>, AwsError> {
+        Ok(Vec::new())
+    }
+    async fn delete(&self, _msg: &ReceivedMessage) -> Result<(), AwsError> {
+        lock(&self.0).queue_actions.push("delete");
+        Ok(())
+    }
+    async fn extend_visibility(
+        &self,
+        _msg: &ReceivedMessage,
+        _timeout: Duration,
+    ) -> Result<(), AwsError> {
+        lock(&self.0).queue_actions.push("extend_visibility");
+        Ok(())
+    }
+    async fn depth(&self) -> Result<(u64, u64), AwsError> {
+        Ok((0, 0))
+    }
+    async fn dead_letter(&self, _msg: &ReceivedMessage, _reason: &str) -> Result<(), AwsError> {
+        lock(&self.0).queue_actions.push("dead_letter");
+        Ok(())
+    }
+}
+
+/// What EC2 says about every instance asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ec2 {
+    /// DescribeInstances no longer knows the id (terminated long ago).
+    Unknown,
+    Terminated,
+    ShuttingDown,
+    /// Terminated, but tagged `nodereaper:protect`.
+    TaggedProtect,
+    /// Running while Auto Scaling terminates it (lifecycle hook wait).
+    TerminatingWait,
+    /// Alive: a termination for it is forged, stale or premature.
+    Running,
+    Stopped,
+    Pending,
+    /// The EC2 call fails.
+    Error,
+}
+
+impl Ec2 {
+    fn alive(self) -> bool {
+        matches!(self, Ec2::Running | Ec2::Stopped | Ec2::Pending)
+    }
+}
+
+struct FakeInventory(Ec2);
+
+#[async_trait]
+impl InstanceInventory for FakeInventory {
+    async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError> {
+        let (state, asg, tag) = match self.0 {
+            Ec2::Unknown => return Ok(HashMap::new()),
+            Ec2::Error => {
+                return Err(AwsError::invalid(
+                    "EC2",
+                    "DescribeInstances",
+                    "fuzz",
+                    "injected failure",
+                ))
+            }
+            Ec2::Terminated => ("terminated", None, false),
+            Ec2::ShuttingDown => ("shutting-down", None, false),
+            Ec2::TaggedProtect => ("terminated", None, true),
+            Ec2::TerminatingWait => ("running", Some("Terminating:Wait"), false),
+            Ec2::Running => ("running", Some("InService"), false),
+            Ec2::Stopped => ("stopped", None, false),
+            Ec2::Pending => ("pending", Some("Pending"), false),
+        };
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let mut tags = HashMap::new();
+                if tag {
+                    tags.insert("nodereaper:protect".to_string(), "true".to_string());
+                }
+                let info = InstanceInfo {
+                    instance_id: id.clone(),
+                    state: state.to_string(),
+                    tags,
+                    asg_lifecycle_state: asg.map(str::to_string),
+                };
+                (id.clone(), info)
+            })
+            .collect())
+    }
+}
+
+struct FakeLifecycle(Shared);
+
+#[async_trait]
+impl Lifecycle for FakeLifecycle {
+    async fn heartbeat(&self, _action: &LifecycleAction) -> Result<Completion, AwsError> {
+        Ok(Completion::Completed)
+    }
+    async fn complete_continue(&self, action: &LifecycleAction) -> Result<Completion, AwsError> {
+        lock(&self.0).completed.push(action.clone());
+        Ok(Completion::Completed)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Inputs.
+
+/// The message shapes nodereaper receives, with `{id}` for the instance id.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    AsgTerminate,
+    HookTerminating,
+    EventBridgeLifecycleAction,
+    EventBridgeTerminateSuccessful,
+    Ec2StateTerminated,
+    Ec2StateShuttingDown,
+    Ec2StateRunning,
+    AsgLaunch,
+    AsgTest,
+    HookWarmPool,
+    SnsSubscriptionConfirmation,
+}
+
+const SHAPES: [Shape; 11] = [
+    Shape::AsgTerminate,
+    Shape::HookTerminating,
+    Shape::EventBridgeLifecycleAction,
+    Shape::EventBridgeTerminateSuccessful,
+    Shape::Ec2StateTerminated,
+    Shape::Ec2StateShuttingDown,
+    Shape::Ec2StateRunning,
+    Shape::AsgLaunch,
+    Shape::AsgTest,
+    Shape::HookWarmPool,
+    Shape::SnsSubscriptionConfirmation,
+];
+
+fn payload(shape: Shape, id: &str) -> Value {
+    let asg_arn = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:0:autoScalingGroupName/web-asg";
+    let asg_event = |event: &str| {
+        json!({
+            "Progress": 50, "AccountId": "123456789012",
+            "Description": format!("Terminating EC2 instance: {id}"),
+            "AutoScalingGroupARN": asg_arn, "Service": "AWS Auto Scaling",
+            "Time": "2026-11-25T10:00:36.414Z", "EC2InstanceId": id,
+            "AutoScalingGroupName": "web-asg", "Event": event,
+            "Details": {"Availability Zone": "us-east-1a"},
+        })
+    };
+    let hook = |extra: Option<(&str, &str)>| {
+        let mut v = json!({
+            "Origin": "AutoScalingGroup", "Destination": "EC2",
+            "Service": "AWS Auto Scaling", "Time": "2026-11-25T10:00:36.414Z",
+            "AccountId": "123456789012", "AutoScalingGroupName": "web-asg",
+            "LifecycleHookName": "drain", "LifecycleActionToken": "71514b9d-6a40-4b26-8523-05e7ee35fa40",
+            "EC2InstanceId": id, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        });
+        if let Some((k, val)) = extra {
+            v[k] = json!(val);
+        }
+        v
+    };
+    let eventbridge = |source: &str, detail_type: &str, detail: Value| {
+        json!({
+            "version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+            "detail-type": detail_type, "source": source, "account": "123456789012",
+            "time": "2026-11-25T10:00:36Z", "region": "us-east-1",
+            "resources": [], "detail": detail,
+        })
+    };
+    match shape {
+        Shape::AsgTerminate => asg_event("autoscaling:EC2_INSTANCE_TERMINATE"),
+        Shape::AsgLaunch => asg_event("autoscaling:EC2_INSTANCE_LAUNCH"),
+        Shape::AsgTest => json!({
+            "AccountId": "123456789012", "RequestId": "x", "AutoScalingGroupARN": asg_arn,
+            "AutoScalingGroupName": "web-asg", "Service": "AWS Auto Scaling",
+            "Event": "autoscaling:TEST_NOTIFICATION", "Time": "2026-11-25T10:00:36.414Z",
+        }),
+        Shape::HookTerminating => hook(None),
+        Shape::HookWarmPool => hook(Some(("Destination", "WarmPool"))),
+        Shape::EventBridgeLifecycleAction => eventbridge(
+            "aws.autoscaling",
+            "EC2 Instance-terminate Lifecycle Action",
+            json!({
+                "LifecycleActionToken": "87654321-4321-4321-4321-210987654321",
+                "AutoScalingGroupName": "web-asg", "LifecycleHookName": "drain",
+                "EC2InstanceId": id, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+            }),
+        ),
+        Shape::EventBridgeTerminateSuccessful => eventbridge(
+            "aws.autoscaling",
+            "EC2 Instance Terminate Successful",
+            json!({"EC2InstanceId": id, "AutoScalingGroupName": "web-asg", "StatusCode": "InProgress"}),
+        ),
+        Shape::Ec2StateTerminated | Shape::Ec2StateShuttingDown | Shape::Ec2StateRunning => {
+            let state = match shape {
+                Shape::Ec2StateTerminated => "terminated",
+                Shape::Ec2StateShuttingDown => "shutting-down",
+                _ => "running",
+            };
+            eventbridge(
+                "aws.ec2",
+                "EC2 Instance State-change Notification",
+                json!({"instance-id": id, "state": state}),
+            )
+        }
+        Shape::SnsSubscriptionConfirmation => json!({
+            "Type": "SubscriptionConfirmation", "MessageId": "165545c9",
+            "Token": "2336412f37", "TopicArn": "arn:aws:sns:us-east-1:123456789012:nodereaper",
+            "Message": "You have chosen to subscribe to the topic",
+            "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription",
+            "Timestamp": "2026-11-25T10:00:36.500Z",
+        }),
+    }
+}
+
+fn sns_envelope(message: String) -> Value {
+    json!({
+        "Type": "Notification", "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:nodereaper",
+        "Subject": "Auto Scaling: termination", "Message": message,
+        "Timestamp": "2026-11-25T10:00:36.500Z", "SignatureVersion": "1",
+        "Signature": "EXAMPLE", "SigningCertURL": "https://sns.example/cert.pem",
+    })
+}
+
+/// One edit of a message.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Remove the n-th object member (pre-order, all depths).
+    Remove(usize),
+    /// Replace the n-th member's value.
+    Replace(usize, Value),
+    /// Byte-level damage to the serialized body.
+    Flip(usize, u8),
+    Truncate(usize),
+    Insert(usize, String),
+}
+
+fn edit_member(value: &mut Value, n: &mut usize, m: &Mutation) -> bool {
+    match value {
+        Value::Object(map) => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for k in keys {
+                if *n == 0 {
+                    match m {
+                        Mutation::Remove(_) => {
+                            map.remove(&k);
+                        }
+                        Mutation::Replace(_, v) => {
+                            map.insert(k, v.clone());
+                        }
+                        _ => {}
+                    }
+                    return true;
+                }
+                *n -= 1;
+                if let Some(child) = map.get_mut(&k) {
+                    if edit_member(child, n, m) {
+                        return true;
+                    }
+                }
+            }
+            false
+        }
+        Value::Array(items) => items.iter_mut().any(|item| edit_member(item, n, m)),
+        _ => false,
+    }
+}
+
+fn apply_value(value: &mut Value, mutations: &[Mutation]) {
+    for m in mutations {
+        if let Mutation::Remove(n) | Mutation::Replace(n, _) = m {
+            edit_member(value, &mut n.clone(), m);
+        }
+    }
+}
+
+fn apply_bytes(body: String, mutations: &[Mutation]) -> String {
+    let mut bytes = body.into_bytes();
+    for m in mutations {
+        let len = bytes.len().max(1);
+        match m {
+            Mutation::Flip(at, b) if !bytes.is_empty() => bytes[at % len] = *b,
+            Mutation::Truncate(at) => bytes.truncate(at % len),
+            Mutation::Insert(at, text) => {
+                let at = at % (bytes.len() + 1);
+                bytes.splice(at..at, text.bytes());
+            }
+            _ => {}
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    /// A message shape, perhaps wrapped in SNS, perhaps mutated.
+    Shaped {
+        shape: Shape,
+        id: String,
+        sns: bool,
+        inner: Vec<Mutation>,
+        outer: Vec<Mutation>,
+    },
+    /// Any string at all.
+    Raw(String),
+    /// Random JSON.
+    Json(Value),
+}
+
+impl Body {
+    fn render(&self) -> String {
+        match self {
+            Body::Raw(s) => s.clone(),
+            Body::Json(v) => v.to_string(),
+            Body::Shaped {
+                shape,
+                id,
+                sns,
+                inner,
+                outer,
+            } => {
+                let mut p = payload(*shape, id);
+                apply_value(&mut p, inner);
+                let mut v = if *sns && !matches!(shape, Shape::SnsSubscriptionConfirmation) {
+                    sns_envelope(apply_bytes(p.to_string(), inner))
+                } else {
+                    p
+                };
+                apply_value(&mut v, outer);
+                apply_bytes(v.to_string(), outer)
+            }
+        }
+    }
+
+    fn unmutated(&self) -> bool {
+        matches!(self, Body::Shaped { inner, outer, .. } if inner.is_empty() && outer.is_empty())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    body: Body,
+    ec2: Ec2,
+    shutting_down_is_termination: bool,
+    dry_run: bool,
+    other_events_dead_letter: bool,
+    journal_broken: bool,
+    chef_fails_at: Option<usize>,
+    redeliver: bool,
+}
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+        instance_id().prop_map(Value::from),
+        prop::sample::select(vec![
+            "autoscaling:EC2_INSTANCE_TERMINATE",
+            "autoscaling:EC2_INSTANCE_TERMINATING",
+            "autoscaling:TEST_NOTIFICATION",
+            "Notification",
+            "terminated",
+            "WarmPool",
+            "aws.autoscaling",
+            "EC2 Instance Terminate Successful",
+            "{\"Event\":\"autoscaling:EC2_INSTANCE_TERMINATE\",\"EC2InstanceId\":\"i-0aaaaaaaaaaaaaaa1\"}",
+        ])
+        .prop_map(Value::from),
+        Just(json!({})),
+        Just(json!([])),
+    ]
+}
+
+fn random_json() -> impl Strategy<Value = Value> {
+    let keys = prop::sample::select(vec![
+        "Type",
+        "Message",
+        "Event",
+        "EC2InstanceId",
+        "AutoScalingGroupName",
+        "LifecycleTransition",
+        "LifecycleHookName",
+        "detail-type",
+        "source",
+        "detail",
+        "instance-id",
+        "state",
+        "region",
+        "TopicArn",
+    ]);
+    leaf().prop_recursive(3, 48, 8, move |inner| {
+        prop_oneof![
+            prop::collection::btree_map(keys.clone(), inner.clone(), 0..8).prop_map(|m| {
+                Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+            inner.clone().prop_map(|v| Value::String(v.to_string())),
+            prop::collection::vec(inner, 0..3).prop_map(Value::Array),
+        ]
+    })
+}
+
+fn instance_id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => prop::sample::select(REGISTERED.to_vec()).prop_map(str::to_string),
+        2 => "i-[0-9a-f]{17}",
+        1 => "i-[0-9a-f]{8}",
+        1 => prop_oneof![
+            Just(String::new()),
+            "i-[0-9A-F]{17}",
+            "i-[0-9a-f]{0,20}",
+            " ?i-0aaaaaaaaaaaaaaa1 ?",
+            "[a-z*:() ]{0,12}",
+            ".{0,24}",
+        ],
+    ]
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        3 => (0usize..24).prop_map(Mutation::Remove),
+        3 => ((0usize..24), leaf()).prop_map(|(n, v)| Mutation::Replace(n, v)),
+        1 => (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Mutation::Flip(at, b)),
+        1 => any::<usize>().prop_map(Mutation::Truncate),
+        1 => (any::<usize>(), prop::sample::select(vec!["\"", "{", "}", ",", "null", "\\u0000", "\u{1F980}", "]"]))
+            .prop_map(|(at, t)| Mutation::Insert(at, t.to_string())),
+    ]
+}
+
+/// Termination shapes twice as often as the others.
+fn shape() -> impl Strategy<Value = Shape> {
+    prop_oneof![
+        2 => prop::sample::select(SHAPES[..5].to_vec()),
+        1 => prop::sample::select(SHAPES[5..].to_vec()),
+    ]
+}
+
+fn body() -> impl Strategy<Value = Body> {
+    let mutations = || {
+        prop_oneof![
+            3 => Just(Vec::new()),
+            1 => prop::collection::vec(mutation(), 1..4),
+        ]
+    };
+    prop_oneof![
+        8 => (
+            shape(),
+            instance_id(),
+            any::<bool>(),
+            mutations(),
+            mutations(),
+        )
+            .prop_map(|(shape, id, sns, inner, outer)| Body::Shaped { shape, id, sns, inner, outer }),
+        1 => any::<String>().prop_map(Body::Raw),
+        1 => random_json().prop_map(Body::Json),
+    ]
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let ec2 = prop::sample::select(vec![
+        Ec2::Unknown,
+        Ec2::Unknown,
+        Ec2::Unknown,
+        Ec2::Terminated,
+        Ec2::Terminated,
+        Ec2::ShuttingDown,
+        Ec2::TaggedProtect,
+        Ec2::TerminatingWait,
+        Ec2::Running,
+        Ec2::Running,
+        Ec2::Stopped,
+        Ec2::Pending,
+        Ec2::Error,
+    ]);
+    (
+        body(),
+        ec2,
+        any::<bool>(),
+        prop::bool::weighted(0.1),
+        prop::bool::weighted(0.2),
+        prop::bool::weighted(0.05),
+        prop::option::weighted(0.1, 0usize..8),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(
+            |(body, ec2, sd, dry_run, dl, journal_broken, chef_fails_at, redeliver)| Case {
+                body,
+                ec2,
+                shutting_down_is_termination: sd,
+                dry_run,
+                other_events_dead_letter: dl,
+                journal_broken,
+                chef_fails_at,
+                redeliver,
+            },
+        )
+}
+
+// ---------------------------------------------------------------------------
+// One case.
+
+#[derive(Default, Debug)]
+struct Stats {
+    cases: usize,
+    terminations: usize,
+    forged: usize,
+    with_deletions: usize,
+    dispositions: BTreeMap<&'static str, usize>,
+    parse_errors: usize,
+}
+
+fn label(d: &Disposition) -> &'static str {
+    match d {
+        Disposition::Delete { .. } => "delete",
+        Disposition::DeadLetter { .. } => "dead_letter",
+        Disposition::Retry { .. } => "retry",
+        Disposition::Hold { .. } => "hold",
+    }
+}
+
+fn pipeline(world: &Shared, case: &Case) -> (Pipeline, Source) {
+    let chef: Arc<dyn ChefApi> = Arc::new(FakeChef(world.clone()));
+    let reaper = Reaper {
+        chef,
+        journal: Arc::new(FakeJournal(world.clone())),
+        resolver: Resolver::default(),
+        protection: Protection::new(&ProtectConfig {
+            node_names: vec!["keep-*".into()],
+            ..ProtectConfig::default()
+        }),
+        limiter: Arc::new(DeletionLimiter::new(0)),
+    };
+    let settings = PipelineConfig {
+        dry_run: case.dry_run,
+        shutting_down_is_termination: case.shutting_down_is_termination,
+        other_events: if case.other_events_dead_letter {
+            OtherEvents::DeadLetter
+        } else {
+            OtherEvents::Delete
+        },
+        ..PipelineConfig::default()
+    };
+    let source = Source {
+        queue: Arc::new(FakeQueue(world.clone())),
+        inventory: Arc::new(FakeInventory(case.ec2)),
+        lifecycle: Arc::new(FakeLifecycle(world.clone())),
+    };
+    let p = Pipeline {
+        sources: vec![source.clone()],
+        reaper: Arc::new(reaper),
+        settings,
+        breaker: Arc::new(Breaker::new("chef", 5, Duration::from_secs(30))),
+    };
+    (p, source)
+}
+
+/// What a worker does with one message (parse, one EC2 lookup, handle, settle).
+async fn deliver(
+    p: &Pipeline,
+    source: &Source,
+    body: &str,
+    n: usize,
+) -> (Result<Event, source::ParseError>, Disposition) {
+    let msg = ReceivedMessage {
+        message_id: format!("m-{n}"),
+        receipt_handle: format!("r-{n}"),
+        body: body.to_string(),
+        sent_at: None,
+        receive_count: 1,
+    };
+    let event = source::parse(body, &p.parse_options());
+    let instance = match &event {
+        Ok(Event::Termination(t)) if p.settings.verify_instance_state => source
+            .inventory
+            .describe(std::slice::from_ref(&t.instance_id))
+            .await
+            .map(|m| m.get(&t.instance_id).cloned())
+            .map_err(|e| e.to_string()),
+        _ => Ok(None),
+    };
+    // ParseError is not Clone; parsing is pure, so parse again for handle().
+    let again = source::parse(body, &p.parse_options());
+    let disposition = p.handle(source, &msg, again, instance).await;
+    p.settle(source, &msg, &disposition).await;
+    (event, disposition)
+}
+
+/// The invariants after the first delivery. Returns what the message may
+/// delete (for the redelivery check).
+fn check_first(
+    case: &Case,
+    body: &str,
+    event: &Result<Event, source::ParseError>,
+    disposition: &Disposition,
+    w: &World,
+    s: &mut Stats,
+) -> Result<Option<(&'static str, Option<&'static str>)>, String> {
+    s.cases += 1;
+    *s.dispositions.entry(label(disposition)).or_default() += 1;
+    if !w.deleted.is_empty() {
+        s.with_deletions += 1;
+    }
+    let fail = |why: String| {
+        Err(format!(
+            "{why}\n  body: {body}\n  event: {event:?}\n  disposition: {disposition:?}\n  deleted: {:?}\n  journal: {} entries\n  case: {case:?}",
+            w.deleted,
+            w.journal.len()
+        ))
+    };
+    if let Some(v) = w.violations.first() {
+        return fail(v.clone());
+    }
+    if w.queue_actions.len() != usize::from(!case.dry_run) {
+        return fail(format!("queue actions {:?}", w.queue_actions));
+    }
+    if let Some(action) = w.queue_actions.first() {
+        let expected = match disposition {
+            Disposition::Delete { .. } => "delete",
+            Disposition::DeadLetter { .. } => "dead_letter",
+            Disposition::Retry { .. } | Disposition::Hold { .. } => "extend_visibility",
+        };
+        if *action != expected {
+            return fail(format!("queue action {action} for this disposition"));
+        }
+    }
+
+    let t = match &event {
+        Ok(Event::Termination(t)) => t,
+        other => {
+            if other.is_err() {
+                s.parse_errors += 1;
+            }
+            if !w.deleted.is_empty() || !w.journal.is_empty() || !w.completed.is_empty() {
+                return fail("a message that is not a termination changed something".into());
+            }
+            if other.is_err() && !matches!(disposition, Disposition::DeadLetter { .. }) {
+                return fail("an unparseable message must be dead-lettered".into());
+            }
+            if case.body.unmutated() {
+                if let Body::Shaped { shape, id, .. } = &case.body {
+                    let termination_shape = matches!(
+                        shape,
+                        Shape::AsgTerminate
+                            | Shape::HookTerminating
+                            | Shape::EventBridgeLifecycleAction
+                            | Shape::EventBridgeTerminateSuccessful
+                            | Shape::Ec2StateTerminated
+                    ) || (matches!(shape, Shape::Ec2StateShuttingDown)
+                        && case.shutting_down_is_termination);
+                    if termination_shape && nodereaper::source::message::is_instance_id(id) {
+                        return fail("a well-formed termination was not recognised".into());
+                    }
+                }
+            }
+            return Ok(None);
+        }
+    };
+    s.terminations += 1;
+    let allowed = expected_target(&t.instance_id);
+    // Only the registration of this very instance may go.
+    for (kind, name) in &w.deleted {
+        let ok = match (allowed, *kind) {
+            (Some((node, _)), "node") => name == node,
+            (Some((_, Some(client))), "client") => name == client,
+            // No client registered: a DELETE that answers 404 harms nothing.
+            (Some((node, None)), "client") => name == node,
+            _ => false,
+        };
+        if !ok {
+            return fail(format!(
+                "deleted {kind} {name}, which is not the registration of {}",
+                t.instance_id
+            ));
+        }
+    }
+    if case.ec2.alive() {
+        s.forged += 1;
+        if !w.deleted.is_empty() || !w.journal.is_empty() || !w.completed.is_empty() {
+            return fail("a termination of a live instance changed something".into());
+        }
+        if !matches!(disposition, Disposition::DeadLetter { .. }) {
+            return fail("a termination of a live instance must be dead-lettered".into());
+        }
+        return Ok(None);
+    }
+    if case.dry_run && (!w.deleted.is_empty() || !w.journal.is_empty() || !w.completed.is_empty()) {
+        return fail("a dry run changed something".into());
+    }
+    let confirmed = matches!(
+        case.ec2,
+        Ec2::Unknown | Ec2::Terminated | Ec2::ShuttingDown | Ec2::TerminatingWait
+    );
+    if !confirmed && !w.deleted.is_empty() {
+        return fail(format!("deleted although EC2 said {:?}", case.ec2));
+    }
+    let healthy = !case.journal_broken && case.chef_fails_at.is_none() && !case.dry_run;
+    if case.journal_broken && !w.deleted.is_empty() {
+        return fail("deleted although the journal could not be written".into());
+    }
+    if case.journal_broken
+        && case.chef_fails_at.is_none()
+        && !case.dry_run
+        && confirmed
+        && allowed.is_some()
+        && !matches!(disposition, Disposition::Hold { .. })
+    {
+        return fail("a broken journal must hold the message".into());
+    }
+    if let (true, true, Some((node, client))) = (confirmed, healthy, allowed) {
+        // Completeness: the registration is gone, the message acknowledged.
+        let node_gone = w.deleted.iter().any(|(k, n)| *k == "node" && n == node);
+        let client_gone =
+            client.is_none_or(|c| w.deleted.iter().any(|(k, n)| *k == "client" && n == c));
+        if !node_gone || !client_gone || !matches!(disposition, Disposition::Delete { .. }) {
+            return fail(
+                "a confirmed termination of a registered instance was not carried out".into(),
+            );
+        }
+    }
+    if w.completed.iter().any(|a| a.instance_id != t.instance_id) {
+        return fail("completed the lifecycle action of another instance".into());
+    }
+    if !w.completed.is_empty()
+        && (t.lifecycle.is_none() || !matches!(disposition, Disposition::Delete { .. }))
+    {
+        return fail("completed a lifecycle action without a finished termination".into());
+    }
+    Ok(allowed)
+}
+
+async fn run_case(case: &Case, stats: &RefCell<Stats>) -> Result<(), String> {
+    let world: Shared = Arc::new(Mutex::new(World::new()));
+    {
+        let mut w = lock(&world);
+        w.journal_broken = case.journal_broken;
+        w.chef_fails_at = case.chef_fails_at;
+    }
+    let (p, source) = pipeline(&world, case);
+    let body = case.body.render();
+    let (event, disposition) = deliver(&p, &source, &body, 1).await;
+
+    let allowed = {
+        let w = lock(&world);
+        let mut s = stats.borrow_mut();
+        check_first(case, &body, &event, &disposition, &w, &mut s)?
+    };
+
+    if case.redeliver {
+        // The same message again, everything healthy now: nothing more may go.
+        let deleted_before: BTreeSet<(&'static str, String)> = {
+            let mut w = lock(&world);
+            w.journal_broken = false;
+            w.chef_fails_at = None;
+            w.deleted.iter().cloned().collect()
+        };
+        let (_, again) = deliver(&p, &source, &body, 2).await;
+        let w = lock(&world);
+        if let Some(v) = w.violations.first() {
+            return Err(format!("redelivery: {v}"));
+        }
+        for (kind, name) in &w.deleted {
+            let fine = deleted_before.contains(&(*kind, name.clone()))
+                || allowed.is_some_and(|(node, client)| {
+                    (*kind == "node" && name == node)
+                        || (*kind == "client" && (client == Some(name.as_str()) || name == node))
+                });
+            if !fine {
+                return Err(format!("redelivery deleted {kind} {name}: {again:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn pipeline_decisions_hold_for_random_and_mutated_messages() {
+    let cases: u32 = std::env::var("NODEREAPER_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(2000);
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 2000,
+        ..ProptestConfig::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stats = RefCell::new(Stats::default());
+    let started = std::time::Instant::now();
+    let result = runner.run(&case(), |case| {
+        rt.block_on(run_case(&case, &stats))
+            .map_err(TestCaseError::fail)
+    });
+    let s = stats.into_inner();
+    println!(
+        "fuzz_pipeline: {cases} cases, {} in {:.1}s ({} runs incl. shrinking): {} terminations ({} forged), {} with deletions, {} unparseable; dispositions {:?}",
+        if result.is_ok() { "passed" } else { "FAILED" },
+        started.elapsed().as_secs_f64(),
+        s.cases,
+        s.terminations,
+        s.forged,
+        s.with_deletions,
+        s.parse_errors,
+        s.dispositions
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    // The generator must reach every branch, else the test proves little.
+    if cases >= 1000 {
+        let share = |n: usize| n as f64 / s.cases as f64;
+        assert!(share(s.terminations) > 0.2, "too few terminations: {s:?}");
+        assert!(share(s.with_deletions) > 0.05, "too few deletions: {s:?}");
+        assert!(share(s.forged) > 0.03, "too few forged terminations: {s:?}");
+        assert!(share(s.parse_errors) > 0.05, "too few parse errors: {s:?}");
+    }
+}
