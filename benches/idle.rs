@@ -85,6 +85,11 @@ async fn main() {
         spent.other(idle_cpu)
     );
     println!(
+        "  whole life (start, {secs} s idle, SIGTERM) from wait4 rusage: CPU {:.3} s, maxrss {:.1} MiB  (/proc ticks are 10 ms)",
+        run.rusage_cpu_secs,
+        support::mib(run.rusage_maxrss_kib)
+    );
+    println!(
         "  SIGTERM -> exit {:.0} ms (a long poll in progress is abandoned)",
         shutdown.as_secs_f64() * 1e3
     );
@@ -102,6 +107,8 @@ async fn main() {
             "aws_requests_in_window": moto_reqs,
             "cpu_during_window": spent.to_json(idle_cpu),
             "sigterm_to_exit_ms": r3(shutdown.as_secs_f64() * 1e3),
+            "lifetime_rusage_cpu_s": r3(run.rusage_cpu_secs),
+            "lifetime_rusage_maxrss_mib": r3(support::mib(run.rusage_maxrss_kib)),
         }),
     );
 }
