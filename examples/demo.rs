@@ -247,6 +247,7 @@ async fn run(args: Args) -> Result<usize> {
     }
 
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(nodereaper::aws::https_client())
         .region(aws_config::Region::new(REGION))
         .endpoint_url(&moto_url)
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(

@@ -150,11 +150,21 @@ impl AwsError {
     }
 }
 
+/// The HTTPS client every AWS SDK client uses: hyper 1 + rustls 0.23 with
+/// ring, the same TLS stack as the Chef client (one crypto backend in the
+/// binary). Trusts the platform's root certificates, like the SDK default.
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// Loads the SDK configuration: the standard credential chain, the region
 /// (argument, else `aws.region`, else the chain), and the endpoint override
 /// (`aws.endpoint_url`, else `AWS_ENDPOINT_URL`, which the SDK reads itself).
 pub async fn sdk_config(aws: &AwsConfig, region: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
     if let Some(r) = region.or(aws.region.as_deref()) {
         loader = loader.region(Region::new(r.to_string()));
     }

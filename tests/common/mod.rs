@@ -196,6 +196,7 @@ pub async fn register_aged(
 pub async fn aws() -> aws_config::SdkConfig {
     stack();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(nodereaper::aws::https_client())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(stack().moto_url())
         .load()
