@@ -260,6 +260,29 @@ impl Pipeline {
         }
     }
 
+    /// Decides and acts on a batch of messages from `source` and returns each
+    /// with its [`Disposition`], without settling anything on the queue: the
+    /// caller deletes, dead-letters or retries. At most `workers` messages are
+    /// worked at once. This is the whole per-message path (parse, verify,
+    /// protect, resolve, back up, delete, complete) for callers that receive
+    /// messages themselves, such as the Lambda handler.
+    pub async fn process_batch(
+        &self,
+        source: &Source,
+        messages: Vec<ReceivedMessage>,
+    ) -> Vec<(ReceivedMessage, Disposition)> {
+        use futures::StreamExt;
+        let batch = self.prepare_batch(source, messages).await;
+        futures::stream::iter(batch)
+            .map(|(msg, event, verdict)| async move {
+                let disposition = self.handle(source, &msg, event, verdict).await;
+                (msg, disposition)
+            })
+            .buffered(self.settings.workers.max(1))
+            .collect()
+            .await
+    }
+
     async fn queue_drained(&self, source: &Source) -> bool {
         match source.queue.depth().await {
             Ok((visible, hidden)) => visible == 0 && hidden == 0,
