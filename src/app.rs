@@ -13,6 +13,7 @@ use crate::config::{Config, QueueConfig};
 use crate::decide::Protection;
 use crate::journal::{JournalError, LocalJournal, S3Journal};
 use crate::pipeline::{Breaker, Pipeline, Source};
+use crate::secrets::{self, KeyStore, RotatingChef};
 use crate::ports::{ChefApi, Journal};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub enum AppError {
     Aws(#[from] Box<AwsError>),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
     #[error("no queue configured: set [[queues]] url = \"...\" in the config file or NODEREAPER_QUEUE_URL")]
     NoQueue,
 }
@@ -38,7 +41,7 @@ pub fn chef_identity(cfg: &Config) -> Result<credentials::Credentials, AppError>
     let explicit_key = match (&c.client_key, &c.client_key_pem) {
         (Some(path), _) => Some(KeySource::Path(path.clone())),
         (None, Some(pem)) => Some(KeySource::InlinePem(pem.clone())),
-        (None, None) => None,
+        (None, None) => KeyStore::from_config(c).map(|s| s.key_source()),
     };
     if let (Some(server_url), Some(client_name), Some(key)) =
         (&c.server_url, &c.client_name, &explicit_key)
@@ -79,9 +82,48 @@ pub fn chef_identity(cfg: &Config) -> Result<credentials::Credentials, AppError>
     Ok(creds)
 }
 
+/// The Chef client, its key read once (from a file, inline, or a secret
+/// store). For a key that may rotate, use [`chef_api`].
 pub fn chef_client(cfg: &Config) -> Result<ChefClient, AppError> {
     let creds = chef_identity(cfg)?;
-    let key = credentials::load_key(&creds.key, cfg.chef.allow_insecure_key_permissions)?;
+    let key = match KeyStore::from_key_source(&creds.key) {
+        Some(store) => secrets::fetch_key_blocking(&cfg.aws, &store)?,
+        None => credentials::load_key(&creds.key, cfg.chef.allow_insecure_key_permissions)?,
+    };
+    chef_client_with_key(cfg, &creds, key)
+}
+
+/// The Chef API for long-running use (daemon, Lambda): with a key from a
+/// secret store, a [`RotatingChef`] that re-reads the key on 401.
+pub async fn chef_api(cfg: &Config) -> Result<Arc<dyn ChefApi>, AppError> {
+    let creds = chef_identity(cfg)?;
+    match KeyStore::from_key_source(&creds.key) {
+        Some(store) => {
+            let cfg_owned = cfg.clone();
+            let factory: secrets::ClientFactory = Box::new(move |key| {
+                chef_client_with_key(&cfg_owned, &creds, key).map_err(|e| match e {
+                    AppError::Chef(c) => *c,
+                    other => ChefError::BadResponse {
+                        server: cfg_owned.chef.server_url.clone().unwrap_or_default(),
+                        method: "setup".into(),
+                        object: "client".into(),
+                        detail: other.to_string(),
+                    },
+                })
+            });
+            Ok(Arc::new(
+                RotatingChef::connect(&cfg.aws, store, factory).await?,
+            ))
+        }
+        None => Ok(Arc::new(chef_client(cfg)?)),
+    }
+}
+
+fn chef_client_with_key(
+    cfg: &Config,
+    creds: &credentials::Credentials,
+    key: crate::chef::auth::SigningKey,
+) -> Result<ChefClient, AppError> {
     let server_url = url::Url::parse(&creds.server_url).map_err(|e| {
         AppError::Identity(format!(
             "chef server URL {:?} is not a URL: {e}",
@@ -90,7 +132,7 @@ pub fn chef_client(cfg: &Config) -> Result<ChefClient, AppError> {
     })?;
     Ok(ChefClient::new(ChefSettings {
         server_url,
-        client_name: creds.client_name,
+        client_name: creds.client_name.clone(),
         key,
         sign_version: cfg.chef.sign_version,
         timeout: cfg.chef.timeout,

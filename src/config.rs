@@ -17,10 +17,19 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("NODEREAPER_CHEF_CLIENT_NAME", "chef.client_name"),
     ("NODEREAPER_CHEF_CLIENT_KEY", "chef.client_key"),
     ("NODEREAPER_CHEF_CLIENT_KEY_PEM", "chef.client_key_pem"),
+    (
+        "NODEREAPER_CHEF_CLIENT_KEY_SECRET",
+        "chef.client_key_secret",
+    ),
+    (
+        "NODEREAPER_CHEF_CLIENT_KEY_PARAMETER",
+        "chef.client_key_parameter",
+    ),
     ("NODEREAPER_CHEF_PROFILE", "chef.profile"),
     ("NODEREAPER_CHEF_CREDENTIALS", "chef.credentials_file"),
     ("NODEREAPER_JOURNAL_DIR", "journal.dir"),
     ("NODEREAPER_JOURNAL_S3_BUCKET", "journal.s3_bucket"),
+    ("NODEREAPER_JOURNAL_S3_PREFIX", "journal.s3_prefix"),
     (
         "NODEREAPER_QUEUE_URL",
         "queues (replaces the list with one queue)",
@@ -70,6 +79,13 @@ pub struct ChefConfig {
     pub client_key: Option<PathBuf>,
     /// The key inline (prefer `NODEREAPER_CHEF_CLIENT_KEY_PEM` to a file).
     pub client_key_pem: Option<String>,
+    /// The key from AWS Secrets Manager: a secret id or ARN whose
+    /// SecretString is the PEM. Fetched once, kept in memory, fetched again
+    /// when the server answers 401 (rotation).
+    pub client_key_secret: Option<String>,
+    /// The key from an SSM Parameter Store SecureString parameter (name or
+    /// ARN); same lifecycle as `client_key_secret`.
+    pub client_key_parameter: Option<String>,
     /// Read identity from Chef's `~/.chef/credentials` profile when the
     /// explicit keys above are not set.
     pub profile: Option<String>,
@@ -95,6 +111,8 @@ impl Default for ChefConfig {
             client_name: None,
             client_key: None,
             client_key_pem: None,
+            client_key_secret: None,
+            client_key_parameter: None,
             profile: None,
             credentials_file: None,
             sign_version: SignVersion::V1_3,
@@ -366,7 +384,8 @@ impl Config {
     }
 
     /// Applies [`ENV_OVERRIDES`]. A key given by the environment replaces
-    /// both forms of the file's setting (`client_key` and `client_key_pem`).
+    /// every form of the file's setting (`client_key`, `client_key_pem`,
+    /// `client_key_secret`, `client_key_parameter`).
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let non_empty = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         if let Some(v) = non_empty("NODEREAPER_CHEF_SERVER_URL") {
@@ -375,13 +394,29 @@ impl Config {
         if let Some(v) = non_empty("NODEREAPER_CHEF_CLIENT_NAME") {
             self.chef.client_name = Some(v);
         }
-        if let Some(v) = non_empty("NODEREAPER_CHEF_CLIENT_KEY") {
-            self.chef.client_key = Some(PathBuf::from(v));
-            self.chef.client_key_pem = None;
+        let env_keys = [
+            "NODEREAPER_CHEF_CLIENT_KEY",
+            "NODEREAPER_CHEF_CLIENT_KEY_PEM",
+            "NODEREAPER_CHEF_CLIENT_KEY_SECRET",
+            "NODEREAPER_CHEF_CLIENT_KEY_PARAMETER",
+        ];
+        let given: Vec<&str> = env_keys
+            .iter()
+            .copied()
+            .filter(|k| non_empty(k).is_some())
+            .collect();
+        if given.len() > 1 {
+            return Err(ConfigError::Invalid {
+                file: PathBuf::from("(environment)"),
+                key: given.join(", "),
+                expected: "only one of the Chef key variables".into(),
+            });
         }
-        if let Some(v) = non_empty("NODEREAPER_CHEF_CLIENT_KEY_PEM") {
-            self.chef.client_key_pem = Some(v);
-            self.chef.client_key = None;
+        if !given.is_empty() {
+            self.chef.client_key = non_empty("NODEREAPER_CHEF_CLIENT_KEY").map(PathBuf::from);
+            self.chef.client_key_pem = non_empty("NODEREAPER_CHEF_CLIENT_KEY_PEM");
+            self.chef.client_key_secret = non_empty("NODEREAPER_CHEF_CLIENT_KEY_SECRET");
+            self.chef.client_key_parameter = non_empty("NODEREAPER_CHEF_CLIENT_KEY_PARAMETER");
         }
         if let Some(v) = non_empty("NODEREAPER_CHEF_PROFILE") {
             self.chef.profile = Some(v);
@@ -394,6 +429,9 @@ impl Config {
         }
         if let Some(v) = non_empty("NODEREAPER_JOURNAL_S3_BUCKET") {
             self.journal.s3_bucket = Some(v);
+        }
+        if let Some(v) = non_empty("NODEREAPER_JOURNAL_S3_PREFIX") {
+            self.journal.s3_prefix = v;
         }
         if let Some(v) = non_empty("NODEREAPER_QUEUE_URL") {
             self.queues = vec![QueueConfig {
@@ -438,6 +476,38 @@ impl Config {
                 "chef.client_key",
                 "either client_key (a path) or client_key_pem, not both".into(),
             ));
+        }
+        let key_forms = [
+            ("client_key", self.chef.client_key.is_some()),
+            ("client_key_pem", self.chef.client_key_pem.is_some()),
+            ("client_key_secret", self.chef.client_key_secret.is_some()),
+            (
+                "client_key_parameter",
+                self.chef.client_key_parameter.is_some(),
+            ),
+        ];
+        let set: Vec<&str> = key_forms
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(k, _)| *k)
+            .collect();
+        if set.len() > 1 {
+            return Err(invalid(
+                &format!("chef.{}", set[1]),
+                format!(
+                    "one source of the Chef key: client_key, client_key_pem, client_key_secret \
+                     or client_key_parameter, not {}",
+                    set.join(" and ")
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("chef.client_key_secret", &self.chef.client_key_secret),
+            ("chef.client_key_parameter", &self.chef.client_key_parameter),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(invalid(key, "a non-empty name or ARN".into()));
+            }
         }
         if !self.chef.search_query.contains("{instance_id}") {
             return Err(invalid(
@@ -696,5 +766,45 @@ mod tests {
         );
         assert_eq!(cfg.queues.len(), 1);
         assert_eq!(cfg.http.listen, None);
+    }
+
+    #[test]
+    fn key_from_a_secret_store() {
+        let mut cfg = parse("[chef]\nclient_key = \"/etc/k.pem\"\n").expect("parse");
+        cfg.apply_env(|k| {
+            (k == "NODEREAPER_CHEF_CLIENT_KEY_SECRET").then(|| "arn:aws:secretsmanager:x".into())
+        })
+        .expect("valid environment");
+        assert_eq!(cfg.chef.client_key, None, "the environment's key wins");
+        assert_eq!(
+            cfg.chef.client_key_secret.as_deref(),
+            Some("arn:aws:secretsmanager:x")
+        );
+        let err = Config::default()
+            .apply_env(|k| {
+                matches!(
+                    k,
+                    "NODEREAPER_CHEF_CLIENT_KEY_SECRET" | "NODEREAPER_CHEF_CLIENT_KEY_PARAMETER"
+                )
+                .then(|| "x".into())
+            })
+            .expect_err("two key sources")
+            .to_string();
+        assert!(
+            err.contains("NODEREAPER_CHEF_CLIENT_KEY_SECRET, NODEREAPER_CHEF_CLIENT_KEY_PARAMETER"),
+            "{err}"
+        );
+        let err = parse("[chef]\nclient_key = \"/k\"\nclient_key_parameter = \"/p\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chef.client_key_parameter")
+                && err.contains("not client_key and client_key_parameter"),
+            "{err}"
+        );
+        let err = parse("[chef]\nclient_key_secret = \" \"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chef.client_key_secret"), "{err}");
     }
 }

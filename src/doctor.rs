@@ -127,6 +127,23 @@ async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
 }
 
 async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
+    if let Some(store) = crate::secrets::KeyStore::from_config(&cfg.chef) {
+        match crate::secrets::fetch_key(&cfg.aws, &store).await {
+            Ok(key) => checks.push(Check::pass(
+                "chef key",
+                format!("read {store}: an RSA private key ({key:?}), kept in memory"),
+            )),
+            Err(e) => {
+                let fix = format!(
+                    "allow {} on {store} to this AWS identity (`nodereaper setup --print-iam-policy`), \
+                     and store the client's PEM private key as its value",
+                    store.permission()
+                );
+                checks.push(Check::fail("chef key", e.to_string(), fix));
+                return;
+            }
+        }
+    }
     if let Ok(identity) = app::chef_identity(cfg) {
         if let KeySource::Path(path) = &identity.key {
             match credentials::load_key(&identity.key, false) {

@@ -23,6 +23,7 @@ pub mod journal;
 pub mod pipeline;
 pub mod ports;
 pub mod restore;
+pub mod secrets;
 pub mod setup;
 pub mod source;
 pub mod sweep;

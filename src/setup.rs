@@ -561,6 +561,40 @@ pub fn iam_policy(
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
+/// The statement that lets nodereaper read its Chef key from a secret store
+/// (`chef.client_key_secret` / `chef.client_key_parameter`), to add to
+/// [`iam_policy`]'s statements when such a key is configured.
+pub fn key_store_statement(store: &crate::secrets::KeyStore) -> Value {
+    let partition = store
+        .name()
+        .strip_prefix("arn:")
+        .and_then(|r| r.split(':').next())
+        .unwrap_or("aws");
+    json!({
+        "Sid": "ChefKey",
+        "Effect": "Allow",
+        "Action": [store.permission()],
+        "Resource": store.resource_arn(partition),
+    })
+}
+
+/// [`iam_policy`] plus the key-store read of `chef` when one is configured.
+pub fn iam_policy_for(
+    queue_arns: &[String],
+    dlq_arns: &[String],
+    journal: Option<(&str, &str)>,
+    chef: &crate::config::ChefConfig,
+) -> Value {
+    let mut policy = iam_policy(queue_arns, dlq_arns, journal);
+    if let (Some(store), Some(statements)) = (
+        crate::secrets::KeyStore::from_config(chef),
+        policy["Statement"].as_array_mut(),
+    ) {
+        statements.push(key_store_statement(&store));
+    }
+    policy
+}
+
 /// A resource setup knows the ARN of: real, or predicted in a dry run.
 struct Known {
     arn: String,

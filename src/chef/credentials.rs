@@ -33,6 +33,12 @@ pub enum KeySource {
     Path(PathBuf),
     /// PEM text given directly (e.g. inline in the credentials file).
     InlinePem(String),
+    /// An AWS Secrets Manager secret (id or ARN) holding the PEM: fetched
+    /// by [`crate::secrets`], not by [`load_key`].
+    SecretsManager(String),
+    /// An SSM Parameter Store SecureString parameter (name or ARN) holding
+    /// the PEM: fetched by [`crate::secrets`], not by [`load_key`].
+    SsmParameter(String),
 }
 
 impl fmt::Debug for KeySource {
@@ -40,6 +46,8 @@ impl fmt::Debug for KeySource {
         match self {
             KeySource::Path(p) => f.debug_tuple("Path").field(p).finish(),
             KeySource::InlinePem(_) => f.write_str("<inline PEM redacted>"),
+            KeySource::SecretsManager(id) => f.debug_tuple("SecretsManager").field(id).finish(),
+            KeySource::SsmParameter(name) => f.debug_tuple("SsmParameter").field(name).finish(),
         }
     }
 }
@@ -50,6 +58,8 @@ impl fmt::Display for KeySource {
         match self {
             KeySource::Path(p) => write!(f, "key file {}", p.display()),
             KeySource::InlinePem(_) => f.write_str("inline PEM key"),
+            KeySource::SecretsManager(id) => write!(f, "Secrets Manager secret {id}"),
+            KeySource::SsmParameter(name) => write!(f, "SSM parameter {name}"),
         }
     }
 }
@@ -158,6 +168,12 @@ pub enum CredentialsError {
         /// Permission bits (`mode & 0o7777`).
         mode: u32,
     },
+    /// The key lives in an AWS secret store: [`crate::secrets`] fetches it.
+    #[error("{origin} is fetched from AWS (nodereaper::secrets), not loaded from disk")]
+    RemoteKey {
+        /// `Secrets Manager secret ID` or `SSM parameter NAME`.
+        origin: String,
+    },
     /// The key material is not a usable RSA private key.
     #[error("{origin}: {source}")]
     InvalidKey {
@@ -215,6 +231,11 @@ pub fn load_key(
             SigningKey::from_pem(&pem).map_err(|source| CredentialsError::InvalidKey {
                 origin: source_origin(Some(&path)),
                 source,
+            })
+        }
+        KeySource::SecretsManager(_) | KeySource::SsmParameter(_) => {
+            Err(CredentialsError::RemoteKey {
+                origin: source.to_string(),
             })
         }
     }

@@ -72,7 +72,7 @@ pub async fn setup(config: Config, args: SetupArgs) -> Result<ExitCode> {
         .as_deref()
         .map(|b| (b, config.journal.s3_prefix.as_str()));
     if args.print_iam_policy {
-        let policy = setup::iam_policy(&[], &[], journal);
+        let policy = setup::iam_policy_for(&[], &[], journal, &config.chef);
         if args.output == Output::Json {
             let out = serde_json::json!({
                 "iam_policy": policy,
