@@ -20,6 +20,7 @@ pub mod decide;
 pub mod doctor;
 pub mod error;
 pub mod journal;
+pub mod lambda;
 pub mod pipeline;
 pub mod ports;
 pub mod restore;

@@ -29,8 +29,10 @@ struct Cli {
     #[arg(long, short, global = true, env = "NODEREAPER_CONFIG")]
     config: Option<PathBuf>,
 
+    /// Without a command, the binary serves Lambda invocations when started
+    /// as a function's `bootstrap` (AWS_LAMBDA_RUNTIME_API is set).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +57,10 @@ enum Command {
     Setup(SetupArgs),
     /// Show how nodereaper classifies a message body (from a file or stdin).
     Parse(ParseArgs),
+    /// Serve AWS Lambda invocations (SQS, SNS, EventBridge) from the Lambda
+    /// Runtime API in AWS_LAMBDA_RUNTIME_API; the default command of a
+    /// function's `bootstrap`.
+    Lambda,
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -84,13 +90,26 @@ async fn main() -> ExitCode {
 }
 
 async fn real_main(cli: Cli) -> Result<ExitCode> {
+    let command = match cli.command {
+        Some(c) => c,
+        None if std::env::var_os(nodereaper::lambda::RUNTIME_API_VAR).is_some() => Command::Lambda,
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            return Ok(ExitCode::from(2));
+        }
+    };
     // `parse` needs no configuration: it must work on any machine.
-    if let Command::Parse(args) = &cli.command {
+    if let Command::Parse(args) = &command {
         return cli::parse::parse(args);
     }
     let config = load_config(cli.config.as_deref())?;
     telemetry::logging::init(config.log.format, &config.log.level);
-    match cli.command {
+    match command {
+        Command::Lambda => {
+            nodereaper::lambda::run(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => cli::daemon::run(config, args).await,
         Command::Deregister(args) => cli::deregister::deregister(config, args).await,
         Command::Sweep(args) => cli::sweep::sweep(config, args).await,
