@@ -13,8 +13,8 @@ use crate::config::{Config, QueueConfig};
 use crate::decide::Protection;
 use crate::journal::{JournalError, LocalJournal, S3Journal};
 use crate::pipeline::{Breaker, Pipeline, Source};
-use crate::secrets::{self, KeyStore, RotatingChef};
 use crate::ports::{ChefApi, Journal};
+use crate::secrets::{self, KeyStore, RotatingChef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

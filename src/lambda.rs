@@ -165,7 +165,9 @@ fn sns_record(i: usize, r: &Value) -> Result<Record, LambdaError> {
         .ok_or_else(|| LambdaError::Event(format!("Records[{i}].Sns: expected an object")))?;
     let field = |k: &str| {
         str_field(sns, k).ok_or_else(|| {
-            LambdaError::Event(format!("Records[{i}].Sns.{k}: expected a string (SNS record)"))
+            LambdaError::Event(format!(
+                "Records[{i}].Sns.{k}: expected a string (SNS record)"
+            ))
         })
     };
     let sent_at = str_field(sns, "Timestamp")
@@ -242,7 +244,8 @@ impl Queue for LambdaQueue {
             .message_attributes(REASON_ATTRIBUTE, attr(&reason)?)
             .message_attributes(SOURCE_QUEUE_ATTRIBUTE, attr(&self.origin)?);
         if !msg.message_id.is_empty() {
-            send = send.message_attributes("nodereaper-original-message-id", attr(&msg.message_id)?);
+            send =
+                send.message_attributes("nodereaper-original-message-id", attr(&msg.message_id)?);
         }
         send.send()
             .await
@@ -329,7 +332,10 @@ impl Handler {
         let ready = self.ready().await?;
         let mut report = Report::default();
         // Records of one invocation share an origin (one queue, topic or bus).
-        let origin = records.first().map(|r| r.origin.clone()).unwrap_or_default();
+        let origin = records
+            .first()
+            .map(|r| r.origin.clone())
+            .unwrap_or_default();
         let queue = Arc::new(LambdaQueue {
             inner: ready.source.queue.clone(),
             sqs: ready.sqs.clone(),
@@ -421,10 +427,12 @@ fn diagnostic(kind: &str, e: &dyn std::fmt::Display) -> Diagnostic {
 /// Serves invocations from the Runtime API until the process is stopped.
 pub async fn run(cfg: Config) -> Result<(), LambdaError> {
     let handler = Arc::new(Handler::new(cfg)?);
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
-        let handler = handler.clone();
-        async move { handler.handle(event.payload).await }
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<Value>| {
+            let handler = handler.clone();
+            async move { handler.handle(event.payload).await }
+        },
+    ))
     .await
     .map_err(|e| LambdaError::Config(format!("Lambda runtime: {e}")))
 }
@@ -466,7 +474,10 @@ mod tests {
         }]});
         let (d, r) = records(&sns).unwrap();
         assert_eq!(d, Delivery::Sns);
-        assert_eq!(r[0].message.message_id, "95df01b4-ee98-5cb9-9903-4c221d41eb5e");
+        assert_eq!(
+            r[0].message.message_id,
+            "95df01b4-ee98-5cb9-9903-4c221d41eb5e"
+        );
         assert!(r[0].message.receipt_handle.is_empty());
 
         let eb = json!({"version": "0", "id": "7bf73129", "detail-type": "EC2 Instance Terminate Successful",

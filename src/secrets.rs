@@ -148,8 +148,8 @@ const DENIED_CODES: [&str; 4] = [
 
 fn classify(store: &KeyStore, err: AwsError) -> SecretError {
     let code = err.code.as_deref().unwrap_or_default();
-    let kms_denied = code == "DecryptionFailure"
-        || (code.starts_with("KMS") && err.message.contains("ccess"));
+    let kms_denied =
+        code == "DecryptionFailure" || (code.starts_with("KMS") && err.message.contains("ccess"));
     if DENIED_CODES.contains(&code) || kms_denied {
         return SecretError::AccessDenied {
             store: store.clone(),
@@ -209,12 +209,9 @@ pub async fn fetch_pem(aws_cfg: &AwsConfig, store: &KeyStore) -> Result<String, 
                 out.is_ok(),
                 started.elapsed(),
             );
-            let out = out.map_err(|e| {
-                classify(store, AwsError::from_sdk("SSM", "GetParameter", name, e))
-            })?;
-            out.parameter()
-                .and_then(|p| p.value())
-                .map(str::to_string)
+            let out = out
+                .map_err(|e| classify(store, AwsError::from_sdk("SSM", "GetParameter", name, e)))?;
+            out.parameter().and_then(|p| p.value()).map(str::to_string)
         }
     };
     value
@@ -403,8 +400,7 @@ impl ChefApi for RotatingChef {
             .await
     }
     async fn get_client(&self, name: &str) -> Result<Option<Value>, ChefError> {
-        self.call(|c| async move { c.get_client(name).await })
-            .await
+        self.call(|c| async move { c.get_client(name).await }).await
     }
     async fn delete_client(&self, name: &str) -> Result<Deleted, ChefError> {
         self.call(|c| async move { c.delete_client(name).await })

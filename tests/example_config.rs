@@ -106,7 +106,9 @@ fn fully_populated() -> Config {
             client_name: Some("nodereaper".into()),
             client_key: Some(PathBuf::from("/etc/nodereaper/chef-client.pem")),
             client_key_pem: Some("-----BEGIN RSA PRIVATE KEY-----\n".into()),
-            client_key_secret: Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:k".into()),
+            client_key_secret: Some(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:k".into(),
+            ),
             client_key_parameter: Some("/nodereaper/chef-key".into()),
             profile: Some("nodereaper".into()),
             credentials_file: Some(PathBuf::from("/etc/nodereaper/credentials")),

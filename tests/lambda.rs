@@ -64,11 +64,16 @@ impl RuntimeApi {
                     if let Some((id, event)) = s.pending.pop_front() {
                         let mut h = HeaderMap::new();
                         let deadline = chrono::Utc::now().timestamp_millis() + 60_000;
-                        h.insert("Lambda-Runtime-Aws-Request-Id", HeaderValue::from_str(&id).unwrap());
+                        h.insert(
+                            "Lambda-Runtime-Aws-Request-Id",
+                            HeaderValue::from_str(&id).unwrap(),
+                        );
                         h.insert("Lambda-Runtime-Deadline-Ms", HeaderValue::from(deadline));
                         h.insert(
                             "Lambda-Runtime-Invoked-Function-Arn",
-                            HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:nodereaper"),
+                            HeaderValue::from_static(
+                                "arn:aws:lambda:us-east-1:123456789012:function:nodereaper",
+                            ),
                         );
                         h.insert(
                             "Lambda-Runtime-Trace-Id",
@@ -389,19 +394,35 @@ async fn sqs_batch_sns_and_eventbridge_through_the_runtime_api() {
     let poison_body = "this is not an Auto Scaling event".to_string();
     let (event, ids_by_body) = sqs_event(
         &s.queue,
-        &[terminated_body.clone(), forged_body.clone(), poison_body.clone()],
+        &[
+            terminated_body.clone(),
+            forged_body.clone(),
+            poison_body.clone(),
+        ],
     )
     .await;
     let t0 = Instant::now();
     let (kind, answer) = api.invoke(event).await;
-    println!("first SQS invocation (3 records): {} ms", t0.elapsed().as_millis());
+    println!(
+        "first SQS invocation (3 records): {} ms",
+        t0.elapsed().as_millis()
+    );
     assert_eq!(kind, "response", "{answer}");
     // Refused and poison records went to the DLQ with their reason and are
     // not failures: nothing is left for the queue to redeliver.
     assert_eq!(answer, json!({"batchItemFailures": []}), "{answer}");
-    assert_eq!(registered(&chef, &format!("n-{gone}")).await, (false, false));
-    assert_eq!(registered(&chef, &format!("n-{running}")).await, (true, true));
-    assert_eq!(registered(&chef, &format!("n-{eb_gone}")).await, (true, true));
+    assert_eq!(
+        registered(&chef, &format!("n-{gone}")).await,
+        (false, false)
+    );
+    assert_eq!(
+        registered(&chef, &format!("n-{running}")).await,
+        (true, true)
+    );
+    assert_eq!(
+        registered(&chef, &format!("n-{eb_gone}")).await,
+        (true, true)
+    );
     let dlq = dead_letters(&s.dlq).await;
     assert_eq!(dlq.len(), 2, "{dlq:?}");
     assert!(
@@ -419,7 +440,10 @@ async fn sqs_batch_sns_and_eventbridge_through_the_runtime_api() {
     println!("EventBridge invocation: {} ms", t0.elapsed().as_millis());
     assert_eq!(kind, "response", "{answer}");
     assert_eq!(answer["outcomes"][0]["disposition"], "delete", "{answer}");
-    assert_eq!(registered(&chef, &format!("n-{eb_gone}")).await, (false, false));
+    assert_eq!(
+        registered(&chef, &format!("n-{eb_gone}")).await,
+        (false, false)
+    );
 
     // SNS, the topic subscribed to the function: the terminated instance...
     let (kind, answer) = api
@@ -427,13 +451,22 @@ async fn sqs_batch_sns_and_eventbridge_through_the_runtime_api() {
         .await;
     assert_eq!(kind, "response", "{answer}");
     assert_eq!(answer["outcomes"][0]["disposition"], "delete", "{answer}");
-    assert_eq!(registered(&chef, &format!("n-{sns_gone}")).await, (false, false));
+    assert_eq!(
+        registered(&chef, &format!("n-{sns_gone}")).await,
+        (false, false)
+    );
     // ...and a forged one for the running instance: refused, to the DLQ.
     let forged = asg_terminate_notification(running, "other-asg");
     let (kind, answer) = api.invoke(sns_event(&forged)).await;
     assert_eq!(kind, "response", "{answer}");
-    assert_eq!(answer["outcomes"][0]["disposition"], "dead_letter", "{answer}");
-    assert_eq!(registered(&chef, &format!("n-{running}")).await, (true, true));
+    assert_eq!(
+        answer["outcomes"][0]["disposition"], "dead_letter",
+        "{answer}"
+    );
+    assert_eq!(
+        registered(&chef, &format!("n-{running}")).await,
+        (true, true)
+    );
     assert!(dead_letters(&s.dlq).await.contains_key(&forged));
     assert_eq!(journal_objects(&s.bucket).await, 3);
 
@@ -459,12 +492,7 @@ async fn transient_failure_fails_only_that_record() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let _function = start_function(
-        &api,
-        &s,
-        &["lambda"],
-        &format!("http://127.0.0.1:{closed}"),
-    );
+    let _function = start_function(&api, &s, &["lambda"], &format!("http://127.0.0.1:{closed}"));
     let ids = run_instances(1).await;
     terminate_instances(&ids).await;
     register(&chef, &format!("n-{}", ids[0]), Some(&ids[0])).await;

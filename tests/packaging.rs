@@ -81,10 +81,7 @@ fn cfn_lint_catches_a_broken_template() {
 /// the moto venv) and returns its description.
 fn create_stack(name: &str, params: &[(&str, &str)]) -> Value {
     let s = stack();
-    let python = tool("CFN_LINT")
-        .parent()
-        .expect("venv bin")
-        .join("python");
+    let python = tool("CFN_LINT").parent().expect("venv bin").join("python");
     let out = Command::new(python)
         .arg(repo_root().join("scripts/cfn-moto.py"))
         .arg(repo_root().join(TEMPLATE))
@@ -128,7 +125,11 @@ async fn put_code_zip(bucket: &str) {
             .force_path_style(true)
             .build(),
     );
-    s3.create_bucket().bucket(bucket).send().await.expect("bucket");
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket");
     s3.put_object()
         .bucket(bucket)
         .key("nodereaper.zip")
@@ -203,11 +204,20 @@ async fn cloudformation_function_stack_creates_in_moto() {
 
     // Outputs are usable: the queue URL answers SQS.
     let outputs = &st["outputs"];
-    for key in ["QueueUrl", "DeadLetterQueueUrl", "TopicArn", "RoleArn", "FunctionArn"] {
+    for key in [
+        "QueueUrl",
+        "DeadLetterQueueUrl",
+        "TopicArn",
+        "RoleArn",
+        "FunctionArn",
+    ] {
         assert!(outputs[key].is_string(), "output {key} missing: {st:#}");
     }
     assert_eq!(outputs["QueueUrl"], queue["id"]);
-    assert_eq!(depth(outputs["QueueUrl"].as_str().expect("url")).await, (0, 0));
+    assert_eq!(
+        depth(outputs["QueueUrl"].as_str().expect("url")).await,
+        (0, 0)
+    );
 
     // The function: provided.al2023, bootstrap, configured from the environment.
     let f = &resource(&st, "Function")["details"];
@@ -318,8 +328,9 @@ fn rules_and_dashboard_use_exported_metrics() {
         std::fs::read_to_string(repo_root().join("packaging/grafana/nodereaper-dashboard.json"))
             .expect("dashboard");
     let dashboard: Value = serde_json::from_str(&dashboard_text).expect("dashboard is JSON");
-    let rules = std::fs::read_to_string(repo_root().join("packaging/prometheus/nodereaper-rules.yml"))
-        .expect("rules");
+    let rules =
+        std::fs::read_to_string(repo_root().join("packaging/prometheus/nodereaper-rules.yml"))
+            .expect("rules");
     let mut used = BTreeSet::new();
     for text in [&dashboard_text, &rules] {
         for m in used_re.find_iter(text) {
@@ -362,5 +373,7 @@ fn rules_and_dashboard_use_exported_metrics() {
         );
     }
     let panels = dashboard["panels"].as_array().expect("panels");
-    assert!(panels.iter().all(|p| p["gridPos"]["w"].as_u64() <= Some(24)));
+    assert!(panels
+        .iter()
+        .all(|p| p["gridPos"]["w"].as_u64() <= Some(24)));
 }

@@ -93,7 +93,10 @@ async fn key_from_secrets_manager_and_ssm() {
         cfg.chef.client_key_secret = Some(id.clone());
         let chef = app::chef_client(&cfg).expect("chef client from the secret");
         assert_eq!(
-            chef.get_client(&name).await.expect("signed")["name"],
+            chef.get_client(&name)
+                .await
+                .expect("signed")
+                .expect("exists")["name"],
             json!(name)
         );
         let api = app::chef_api(&cfg).await.expect("chef api");
@@ -118,8 +121,7 @@ async fn key_from_secrets_manager_and_ssm() {
     // --print-iam-policy carries the read permission for the configured store.
     let policy = nodereaper::setup::iam_policy_for(&[], &[], None, &cfg.chef).to_string();
     assert!(
-        policy.contains("ssm:GetParameter")
-            && policy.contains(&format!("parameter{parameter}")),
+        policy.contains("ssm:GetParameter") && policy.contains(&format!("parameter{parameter}")),
         "{policy}"
     );
     let policy = nodereaper::setup::iam_policy_for(&[], &[], None, &config(&name).chef);
@@ -131,7 +133,10 @@ async fn errors_name_the_secret_and_what_is_wrong() {
     let name = unique("missing");
     let mut cfg = config(&name);
     cfg.chef.client_key_secret = Some("nodereaper/does-not-exist".into());
-    let err = app::chef_client(&cfg).expect_err("no such secret").to_string();
+    let err = app::chef_client(&cfg)
+        .err()
+        .expect("no such secret")
+        .to_string();
     assert!(
         err.contains("Secrets Manager secret nodereaper/does-not-exist")
             && err.contains("does not exist"),
@@ -207,7 +212,11 @@ async fn rotated_key_is_refetched_once_on_401() {
         .await
         .expect("connect")
         .with_min_refetch_interval(Duration::ZERO);
-    assert!(chef.get_client(&name).await.expect("old key works").is_some());
+    assert!(chef
+        .get_client(&name)
+        .await
+        .expect("old key works")
+        .is_some());
     assert_eq!(chef.rotations(), 0);
 
     // Rotate: new key on the Chef server; the store still has the old one.
