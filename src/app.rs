@@ -102,13 +102,13 @@ pub async fn chef_api(cfg: &Config) -> Result<Arc<dyn ChefApi>, AppError> {
             let cfg_owned = cfg.clone();
             let factory: secrets::ClientFactory = Box::new(move |key| {
                 chef_client_with_key(&cfg_owned, &creds, key).map_err(|e| match e {
-                    AppError::Chef(c) => *c,
-                    other => ChefError::BadResponse {
+                    AppError::Chef(c) => c,
+                    other => Box::new(ChefError::BadResponse {
                         server: cfg_owned.chef.server_url.clone().unwrap_or_default(),
                         method: "setup".into(),
                         object: "client".into(),
                         detail: other.to_string(),
-                    },
+                    }),
                 })
             });
             Ok(Arc::new(

@@ -260,7 +260,8 @@ pub fn fetch_key_blocking(
 }
 
 /// Builds a Chef client for a given key (the other settings fixed).
-pub type ClientFactory = Box<dyn Fn(SigningKey) -> Result<ChefClient, ChefError> + Send + Sync>;
+pub type ClientFactory =
+    Box<dyn Fn(SigningKey) -> Result<ChefClient, Box<ChefError>> + Send + Sync>;
 
 /// A [`ChefApi`] whose key comes from a secret store: on a 401 it fetches the
 /// key again and, when the key changed (rotation), retries the request once
@@ -285,7 +286,7 @@ impl RotatingChef {
     ) -> Result<Self, crate::app::AppError> {
         let pem = fetch_pem(aws_cfg, &store).await?;
         let key = parse(&store, &pem)?;
-        let client = factory(key).map_err(Box::new)?;
+        let client = factory(key)?;
         Ok(Self {
             server: client.server().to_string(),
             store,

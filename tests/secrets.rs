@@ -186,6 +186,7 @@ fn factory(name: String) -> secrets::ClientFactory {
             insecure_skip_tls_verify: false,
             page_size: 1000,
         })
+        .map_err(Box::new)
     })
 }
 
