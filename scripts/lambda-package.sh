@@ -55,5 +55,34 @@ newest=$(objdump -T "$tmp/bootstrap" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//
 if [[ $(printf '%s\n%s\n' "$newest" "$MAX_GLIBC" | sort -V | tail -n 1) != "$MAX_GLIBC" ]]; then
     die "bootstrap needs GLIBC_$newest; Amazon Linux 2023 has $MAX_GLIBC"
 fi
-printf 'zip=%s\narch=%s\nzip_bytes=%s\nbootstrap_bytes=%s\nnewest_glibc=%s\n' \
-    "$zip" "$arch" "$(stat -c %s "$zip")" "$(stat -c %s "$tmp/bootstrap")" "$newest"
+
+# Init duration of this build on this machine (x86_64 only): from exec until
+# the bootstrap's first GET /runtime/invocation/next on a local stand-in for
+# the Runtime API (nothing else is contacted before the first event).
+init_ms=-
+if [[ $arch == x86_64 && $(uname -m) == x86_64 ]]; then
+    init_ms=$(python3 - "$tmp/bootstrap" <<'PY'
+import os, socket, subprocess, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(1)
+env = {"PATH": "/usr/bin:/bin", "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:%d" % s.getsockname()[1],
+       "AWS_LAMBDA_FUNCTION_NAME": "nodereaper", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+       "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_REGION": "us-east-1",
+       "NODEREAPER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/nodereaper",
+       "NODEREAPER_JOURNAL_S3_BUCKET": "journal"}
+s.settimeout(10)
+t0 = time.monotonic()
+p = subprocess.Popen([sys.argv[1]], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    conn, _ = s.accept()
+    conn.recv(1024)
+    print(round((time.monotonic() - t0) * 1000, 1))
+finally:
+    p.kill()
+    p.wait()
+PY
+) || init_ms=-
+fi
+printf 'zip=%s\narch=%s\nzip_bytes=%s\nbootstrap_bytes=%s\nnewest_glibc=%s\ninit_ms=%s\n' \
+    "$zip" "$arch" "$(stat -c %s "$zip")" "$(stat -c %s "$tmp/bootstrap")" "$newest" "$init_ms"
