@@ -48,6 +48,7 @@ zip=target/lambda/nodereaper/bootstrap.zip
 tmp=$(mktemp -d)
 trap 'rm -rf -- "$tmp"' EXIT
 python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("bootstrap", sys.argv[2])' "$zip" "$tmp"
+chmod 0755 "$tmp/bootstrap" # zipfile does not restore the mode
 
 # Highest GLIBC_x.y the binary references.
 newest=$(objdump -T "$tmp/bootstrap" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)
