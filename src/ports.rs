@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::aws::AwsError;
-use crate::chef::ChefError;
-use crate::journal::{JournalEntry, JournalError};
+use crate::chef::{AclObject, ChefError, ClientKey, ServerInfo};
+use crate::journal::{Damage, JournalEntry, JournalError};
 
 /// Result of a DELETE on the Chef server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -59,6 +59,62 @@ pub trait ChefApi: Send + Sync {
         public_key: Option<&str>,
         admin: bool,
     ) -> Result<(), ChefError>;
+
+    // --- Server fidelity (keys, ACLs, API version). The defaults describe a
+    // server without keys or ACL endpoints, so in-memory fakes need nothing.
+
+    /// What the server is and which API version answers, learned once.
+    async fn server_info(&self) -> Result<ServerInfo, ChefError> {
+        Ok(ServerInfo::UNKNOWN)
+    }
+    /// Every key of a client (`/clients/NAME/keys` and each key). None: the
+    /// server has no keys endpoint (goiardi, API v0, unknown servers) or the
+    /// client does not exist.
+    async fn client_keys(&self, _name: &str) -> Result<Option<Vec<ClientKey>>, ChefError> {
+        Ok(None)
+    }
+    /// The object's ACL (`?detail=granular`). None: no ACL endpoint, or no
+    /// such object.
+    async fn get_acl(&self, _object: AclObject, _name: &str) -> Result<Option<Value>, ChefError> {
+        Ok(None)
+    }
+    /// Replaces one permission of an object's ACL with the backed-up one.
+    async fn put_acl(
+        &self,
+        object: AclObject,
+        name: &str,
+        _permission: &str,
+        _acl: &Value,
+    ) -> Result<(), ChefError> {
+        Err(ChefError::BadResponse {
+            server: self.server().to_string(),
+            method: "PUT".into(),
+            object: format!("/{}/{name}/_acl", object.collection()),
+            detail: "this server has no ACL endpoint".into(),
+        })
+    }
+    /// Creates a client with `public_key` (the `default` key), or with a new
+    /// key pair when None; returns the generated private key (shown once by
+    /// the server, never stored by nodereaper).
+    async fn create_client_returning_key(
+        &self,
+        name: &str,
+        public_key: Option<&str>,
+        admin: bool,
+        _validator: bool,
+    ) -> Result<Option<String>, ChefError> {
+        self.create_client(name, public_key, admin).await?;
+        Ok(None)
+    }
+    /// Adds one more key to an existing client (POST /clients/NAME/keys).
+    async fn add_client_key(&self, name: &str, _key: &ClientKey) -> Result<(), ChefError> {
+        Err(ChefError::BadResponse {
+            server: self.server().to_string(),
+            method: "POST".into(),
+            object: format!("/clients/{name}/keys"),
+            detail: "this server has no keys endpoint".into(),
+        })
+    }
 }
 
 /// What EC2 says about an instance.
@@ -113,8 +169,35 @@ pub trait Lifecycle: Send + Sync {
 pub trait Journal: Send + Sync {
     /// Durably stores the entry (fsync or S3 PUT acknowledged) before returning.
     async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError>;
-    /// All entries, oldest first.
+    /// All entries, oldest first. Damaged lines are skipped with a warning;
+    /// an entry whose objects are missing or unreadable comes back with them
+    /// absent and `damage` saying so.
     async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError>;
+    /// Checks every entry and its objects; lists what is damaged.
+    async fn verify(&self) -> Result<Vec<Damage>, JournalError> {
+        Ok(self
+            .entries()
+            .await?
+            .into_iter()
+            .flat_map(|e| {
+                let id = e.id.clone();
+                e.damage.into_iter().map(move |problem| Damage {
+                    location: id.clone(),
+                    line: None,
+                    entry_id: Some(id.clone()),
+                    problem,
+                })
+            })
+            .collect())
+    }
+    /// Removes the entries (and their objects) recorded before `cutoff`;
+    /// returns how many were removed.
+    async fn remove_before(
+        &self,
+        _cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, JournalError> {
+        Ok(0)
+    }
 }
 
 /// One message taken from a queue.

@@ -5,8 +5,10 @@ pub mod auth;
 pub mod client;
 pub mod credentials;
 pub mod resolve;
+pub mod server;
 
 pub use client::{ChefClient, ChefSettings};
+pub use server::{AclObject, ClientKey, ServerInfo, ServerKind};
 
 use crate::error::{Classify, Retry};
 
