@@ -220,6 +220,12 @@ pub struct JournalConfig {
     pub dir: PathBuf,
     pub s3_bucket: Option<String>,
     pub s3_prefix: String,
+    /// SSE-KMS key (id, ARN or alias) for S3 journal objects; unset: SSE-S3.
+    pub s3_kms_key_id: Option<String>,
+    /// Entries older than this are removed by `journal prune` (and daily by
+    /// the daemon).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 impl Default for JournalConfig {
@@ -228,6 +234,8 @@ impl Default for JournalConfig {
             dir: PathBuf::from("/var/lib/nodereaper/journal"),
             s3_bucket: None,
             s3_prefix: "nodereaper/journal/".into(),
+            s3_kms_key_id: None,
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -568,6 +576,21 @@ impl Config {
             return Err(invalid(
                 "sweep.instance_id_attribute",
                 "a non-empty attribute path, e.g. [\"ec2\", \"instance_id\"]".into(),
+            ));
+        }
+        if self.journal.retention < Duration::from_secs(24 * 3600) {
+            return Err(invalid(
+                "journal.retention",
+                format!(
+                    "at least 1d (backups are what makes a wrong deletion undoable), got {}",
+                    humantime::format_duration(self.journal.retention)
+                ),
+            ));
+        }
+        if self.journal.s3_kms_key_id.as_deref() == Some("") {
+            return Err(invalid(
+                "journal.s3_kms_key_id",
+                "a KMS key id, ARN or alias; leave it unset for SSE-S3".into(),
             ));
         }
         if let Some(b) = &self.journal.s3_bucket {

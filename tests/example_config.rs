@@ -153,6 +153,8 @@ fn fully_populated() -> Config {
             dir: d.journal.dir.clone(),
             s3_bucket: Some("acme-nodereaper-journal".into()),
             s3_prefix: d.journal.s3_prefix.clone(),
+            s3_kms_key_id: Some("alias/nodereaper-journal".into()),
+            retention: d.journal.retention,
         },
         sweep: SweepConfig {
             interval: Some(Duration::from_secs(6 * 3600)),
