@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::app;
 use crate::aws::{self, sqs};
 use crate::chef::credentials::{self, KeySource};
-use crate::chef::ChefError;
+use crate::chef::{ChefError, ServerKind};
 use crate::config::Config;
 use crate::ports::{ChefApi, Queue};
 
@@ -225,6 +225,36 @@ async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
             format!("unexpected status {s}"),
             "check chef.server_url",
         )),
+    }
+
+    match chef.server_info().await {
+        Ok(info) => {
+            let what = match info.kind {
+                ServerKind::ChefInfra if info.has_keys_endpoint() => format!(
+                    "Chef Infra Server, API v{}: client keys (/clients/NAME/keys) and node and client ACLs are backed up; search pages by total",
+                    info.api_version
+                ),
+                ServerKind::ChefInfra => format!(
+                    "Chef Infra Server, API v{}: public keys in client bodies, ACLs backed up; search pages by total",
+                    info.api_version
+                ),
+                ServerKind::Goiardi => "goiardi (API v0): public keys in client bodies; no keys or ACL endpoints (none are called); search pages end on a short page".into(),
+                ServerKind::Unknown => String::new(),
+            };
+            if info.kind == ServerKind::Unknown {
+                checks.push(Check::fail(
+                    "chef server kind",
+                    "the server named itself in no header (X-Ops-Server-API-Version, X-Goiardi): keys and ACLs will not be backed up",
+                    "let the X-Ops-Server-API-Version response header through the proxy in front of the Chef server",
+                ));
+            } else {
+                checks.push(Check::pass("chef server kind", what));
+            }
+        }
+        Err(e) => {
+            let fix = chef_fix(&e);
+            checks.push(Check::fail("chef server kind", e.to_string(), fix));
+        }
     }
 
     match chef.search_node_names("name:nodereaper-doctor-probe").await {
