@@ -27,6 +27,7 @@
 //!   `create_entity_with_container_acl`); deleting a client removes it from
 //!   every ACL (the authz actor is deleted);
 //! - DELETE of a node or client answers the deleted object.
+//!
 //! Signatures are not checked by the double (goiardi checks them for real).
 
 mod common;
@@ -53,11 +54,14 @@ fn public_key(tag: &str) -> String {
     format!("-----BEGIN PUBLIC KEY-----\n{tag}\n-----END PUBLIC KEY-----\n")
 }
 
+/// Key name -> (public key, expiration date).
+type Keys = BTreeMap<String, (String, String)>;
+
 #[derive(Default)]
 struct Server {
     nodes: BTreeMap<String, Value>,
     /// name -> (v1 client body, keys name -> (public key, expiration))
-    clients: BTreeMap<String, (Value, BTreeMap<String, (String, String)>)>,
+    clients: BTreeMap<String, (Value, Keys)>,
     /// ("nodes"|"clients", name) -> granular ACL
     acls: BTreeMap<(String, String), Value>,
     /// The search index: node names, some of them stale (no object).
@@ -111,7 +115,11 @@ async fn handle(State(server): State<Shared>, req: Request) -> Response {
     let query: BTreeMap<String, String> = req
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let requestor = req
         .headers()
@@ -330,8 +338,12 @@ struct Double {
 impl Double {
     async fn start() -> Self {
         let state: Shared = Default::default();
-        let app = axum::Router::new().fallback(handle).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -380,7 +392,8 @@ fn fill_index(s: &mut Server, n: usize) -> Vec<String> {
             s.index.push(format!("stale-{i:05}"));
         }
         let name = format!("node-{i:05}");
-        s.nodes.insert(name.clone(), node(&name, &format!("i-{i:017x}")));
+        s.nodes
+            .insert(name.clone(), node(&name, &format!("i-{i:017x}")));
         s.index.push(name.clone());
         names.push(name);
     }
@@ -394,7 +407,10 @@ async fn search_with_short_pages_mid_way_and_total_of_all_finds_every_node_once(
     let chef = double.client(100);
     // The sweep's call (src/sweep.rs): a partial search over all nodes.
     let keys: &[(&str, &[&str])] = &[("name", &["name"]), ("id", &["ec2", "instance_id"])];
-    let rows = chef.partial_search_nodes("*:*", keys).await.expect("partial search");
+    let rows = chef
+        .partial_search_nodes("*:*", keys)
+        .await
+        .expect("partial search");
     let mut names: Vec<String> = rows
         .iter()
         .map(|r| r["name"].as_str().expect("name").to_string())
@@ -412,12 +428,18 @@ async fn search_with_short_pages_mid_way_and_total_of_all_finds_every_node_once(
         .collect();
     let index_len = double.with(|s| s.index.len());
     assert_eq!(pages.len(), index_len.div_ceil(100), "pages: {pages:?}");
-    assert!(pages.iter().all(|(l, _)| !l.contains("sort=")), "no goiardi sort on Chef Infra");
+    assert!(
+        pages.iter().all(|(l, _)| !l.contains("sort=")),
+        "no goiardi sort on Chef Infra"
+    );
     // The full-object search pages the same way.
     let mut full = chef.search_node_names("*:*").await.expect("search");
     full.sort();
     assert_eq!(full, expected);
-    assert_eq!(chef.server_info().await.expect("info").kind, ServerKind::ChefInfra);
+    assert_eq!(
+        chef.server_info().await.expect("info").kind,
+        ServerKind::ChefInfra
+    );
 }
 
 #[tokio::test]
@@ -435,12 +457,12 @@ async fn search_total_capped_at_10000_pages_until_an_empty_page() {
     let last = double
         .requests()
         .into_iter()
-        .filter(|(l, _)| l.starts_with("GET /organizations/acme/search/node"))
-        .next_back()
+        .rfind(|(l, _)| l.starts_with("GET /organizations/acme/search/node"))
         .expect("requests");
     let index_len = double.with(|s| s.index.len());
     assert!(
-        last.0.contains(&format!("start={}", index_len.div_ceil(1000) * 1000)),
+        last.0
+            .contains(&format!("start={}", index_len.div_ceil(1000) * 1000)),
         "the last request is the empty page after the end: {last:?}"
     );
 }
@@ -466,7 +488,8 @@ async fn back_up(chef: &ChefClient, name: &str) -> JournalEntry {
 
 /// A registration as an instance makes it: its client creates its node.
 fn register(s: &mut Server, name: &str, keys: &[(&str, &str)]) {
-    s.nodes.insert(name.into(), node(name, "i-0123456789abcdef0"));
+    s.nodes
+        .insert(name.into(), node(name, "i-0123456789abcdef0"));
     s.acls.insert(("nodes".into(), name.into()), acl_for(name));
     s.clients.insert(
         name.into(),
@@ -478,28 +501,47 @@ fn register(s: &mut Server, name: &str, keys: &[(&str, &str)]) {
                 .collect(),
         ),
     );
-    s.acls.insert(("clients".into(), name.into()), acl_for(name));
+    s.acls
+        .insert(("clients".into(), name.into()), acl_for(name));
 }
 
 #[tokio::test]
 async fn v1_backup_and_restore_bring_back_keys_and_acls() {
     let double = Double::start().await;
     let name = "web-1";
-    double.with(|s| register(s, name, &[("default", "infinity"), ("rotated", "2030-01-01T00:00:00Z")]));
-    let original_node_acl = double.with(|s| s.acls[&("nodes".to_string(), name.to_string())].clone());
+    double.with(|s| {
+        register(
+            s,
+            name,
+            &[("default", "infinity"), ("rotated", "2030-01-01T00:00:00Z")],
+        )
+    });
+    let original_node_acl =
+        double.with(|s| s.acls[&("nodes".to_string(), name.to_string())].clone());
     let chef = double.client(1000);
 
     let entry = back_up(&chef, name).await;
     assert_eq!(entry.server_kind, Some(ServerKind::ChefInfra));
     assert_eq!(entry.api_version, Some(1));
     let client_body = entry.client.as_ref().expect("client");
-    assert!(client_body.get("public_key").is_none(), "a v1 client body has no key");
+    assert!(
+        client_body.get("public_key").is_none(),
+        "a v1 client body has no key"
+    );
     assert_eq!(
         entry.client_keys.as_deref(),
         Some(
             &[
-                ClientKey { name: "default".into(), public_key: public_key("default"), expiration_date: "infinity".into() },
-                ClientKey { name: "rotated".into(), public_key: public_key("rotated"), expiration_date: "2030-01-01T00:00:00Z".into() },
+                ClientKey {
+                    name: "default".into(),
+                    public_key: public_key("default"),
+                    expiration_date: "infinity".into()
+                },
+                ClientKey {
+                    name: "rotated".into(),
+                    public_key: public_key("rotated"),
+                    expiration_date: "2030-01-01T00:00:00Z".into()
+                },
             ][..]
         )
     );
@@ -535,7 +577,10 @@ async fn v1_backup_and_restore_bring_back_keys_and_acls() {
     assert!(posted.1.get("admin").is_none() && posted.1.get("create_key").is_none());
     let keys = double.with(|s| s.clients[name].1.clone());
     assert_eq!(keys.len(), 2);
-    assert_eq!(keys["rotated"], (public_key("rotated"), "2030-01-01T00:00:00Z".to_string()));
+    assert_eq!(
+        keys["rotated"],
+        (public_key("rotated"), "2030-01-01T00:00:00Z".to_string())
+    );
     // The node's ACL names the instance's client again, not only nodereaper.
     let node_acl = double.with(|s| s.acls[&("nodes".to_string(), name.to_string())].clone());
     assert_eq!(node_acl, original_node_acl);
@@ -570,14 +615,28 @@ async fn v1_client_without_backed_up_keys_gets_a_new_key_shown_once() {
         .await
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("client created_with_new_key"), "{stdout}");
-    assert!(!stdout.contains("PRIVATE KEY"), "the key goes to the file only: {stdout}");
-    assert_eq!(std::fs::read_to_string(&key_file).expect("key file"), FAKE_PRIVATE_KEY);
+    assert!(
+        !stdout.contains("PRIVATE KEY"),
+        "the key goes to the file only: {stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key_file).expect("key file"),
+        FAKE_PRIVATE_KEY
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&key_file).expect("meta").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&key_file)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
     }
     let posted = double
@@ -614,14 +673,24 @@ async fn acl_calls_check_the_answer_shape() {
     let double = Double::start().await;
     double.with(|s| register(s, "web-3", &[("default", "infinity")]));
     let chef = double.client(1000);
-    let acl = chef.get_acl(AclObject::Node, "web-3").await.expect("acl").expect("present");
+    let acl = chef
+        .get_acl(AclObject::Node, "web-3")
+        .await
+        .expect("acl")
+        .expect("present");
     assert!(acl["read"]["groups"].is_array());
     let requests = double.requests();
     assert!(
-        requests.iter().any(|(l, _)| l == "GET /organizations/acme/nodes/web-3/_acl?detail=granular"),
+        requests
+            .iter()
+            .any(|(l, _)| l == "GET /organizations/acme/nodes/web-3/_acl?detail=granular"),
         "{requests:?}"
     );
-    assert!(chef.get_acl(AclObject::Node, "missing").await.expect("acl").is_none());
+    assert!(chef
+        .get_acl(AclObject::Node, "missing")
+        .await
+        .expect("acl")
+        .is_none());
 }
 
 /// An RSA key for signing requests to the double (it checks no signature).

@@ -167,9 +167,11 @@ enum Line {
     Blank,
 }
 
-/// The index's lines with their 1-based numbers; `torn` is true when the
-/// file does not end with a newline.
-fn read_index(dir: &Path) -> Result<(Vec<(usize, String, Line)>, bool), JournalError> {
+/// One index line: 1-based number, raw text, parsed.
+type IndexLine = (usize, String, Line);
+
+/// The index's lines; `torn` is true when the file does not end with a newline.
+fn read_index(dir: &Path) -> Result<(Vec<IndexLine>, bool), JournalError> {
     let index = index_path(dir);
     let bytes = match fs::read(&index) {
         Ok(b) => b,

@@ -161,7 +161,7 @@ impl Journal for S3Journal {
         let mut removed = 0;
         for key in self.keys().await? {
             let id = key.strip_prefix(&self.prefix).unwrap_or(&key);
-            if !super::local::id_time(id).is_some_and(|t| t < cutoff) {
+            if super::local::id_time(id).is_none_or(|t| t >= cutoff) {
                 continue;
             }
             self.client
