@@ -479,3 +479,83 @@ async fn goiardi_never_receives_keys_or_acl_calls() {
         .collect();
     assert!(forbidden.is_empty(), "goiardi received {forbidden:?}");
 }
+
+#[tokio::test]
+async fn s3_journal_encrypts_verifies_and_prunes_in_moto() {
+    use nodereaper::journal::S3Journal;
+    let sdk = aws().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = unique("journal");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let prefix = "nodereaper/journal/";
+    let journal = S3Journal::new(s3.clone(), bucket.clone(), prefix);
+    let entry = |name: &str, age_days: i64| {
+        let mut e = JournalEntry::new(
+            "event",
+            "test",
+            None,
+            None,
+            name,
+            Some(name.into()),
+            "http://chef",
+            Some(json!({"name": name})),
+            None,
+        );
+        e.recorded_at -= chrono::Duration::days(age_days);
+        e.id = format!(
+            "{}-{name}-00000000",
+            e.recorded_at.format("%Y%m%dT%H%M%S%.3fZ")
+        );
+        e
+    };
+    let old = entry("old", 100);
+    let new = entry("new", 1);
+    journal.record(&old).await.expect("record");
+    journal.record(&new).await.expect("record");
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key(format!("{prefix}{}.json", new.id))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256)
+    );
+    // A damaged object is listed by verify and skipped by entries.
+    s3.put_object()
+        .bucket(&bucket)
+        .key(format!("{prefix}20261125T000000.000Z-bad-00000000.json"))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"{\"id\": ",
+        ))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(journal.entries().await.expect("entries").len(), 2);
+    let damage = journal.verify().await.expect("verify");
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert!(damage[0].location.contains("-bad-"), "{damage:?}");
+
+    let removed = nodereaper::journal::prune(&journal, std::time::Duration::from_secs(90 * 86400))
+        .await
+        .expect("prune");
+    assert_eq!(removed, 1);
+    let left: Vec<_> = journal
+        .entries()
+        .await
+        .expect("entries")
+        .into_iter()
+        .map(|e| e.node_name)
+        .collect();
+    assert_eq!(left, ["new"]);
+}
