@@ -669,6 +669,32 @@ fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
 }
 
 #[tokio::test]
+async fn doctor_reports_chef_infra_server_and_its_api_version() {
+    let double = Double::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &double.url);
+    // AWS checks go to the local moto (never to AWS).
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        common::stack().moto_url()
+    ));
+    std::fs::write(&config, text).expect("config");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nodereaper"))
+        .arg("--config")
+        .arg(&config)
+        .arg("doctor")
+        .output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("PASS chef server kind: Chef Infra Server, API v1: client keys"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
 async fn acl_calls_check_the_answer_shape() {
     let double = Double::start().await;
     double.with(|s| register(s, "web-3", &[("default", "infinity")]));

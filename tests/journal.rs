@@ -559,3 +559,21 @@ async fn s3_journal_encrypts_verifies_and_prunes_in_moto() {
         .collect();
     assert_eq!(left, ["new"]);
 }
+
+#[tokio::test]
+async fn doctor_reports_the_server_kind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path());
+    let mut text_cfg = std::fs::read_to_string(&config).expect("config");
+    text_cfg.push_str(&format!(
+        "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        stack().moto_url()
+    ));
+    std::fs::write(&config, text_cfg).expect("config");
+    let out = nodereaper(&config, &["doctor"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("PASS chef server kind: goiardi (API v0)"),
+        "{stdout}"
+    );
+}
