@@ -531,6 +531,22 @@ async fn s3_journal_encrypts_verifies_and_prunes_in_moto() {
         head.server_side_encryption(),
         Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256)
     );
+    // With a KMS key: SSE-KMS with that key.
+    let kms_journal = S3Journal::new(s3.clone(), bucket.clone(), "kms/")
+        .with_kms_key(Some("alias/nodereaper-journal".into()));
+    kms_journal.record(&new).await.expect("record with SSE-KMS");
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key(format!("kms/{}.json", new.id))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(head.ssekms_key_id(), Some("alias/nodereaper-journal"));
     // A damaged object is listed by verify and skipped by entries.
     s3.put_object()
         .bucket(&bucket)

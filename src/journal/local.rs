@@ -41,6 +41,12 @@ impl LocalJournal {
                 fs::set_permissions(d, fs::Permissions::from_mode(0o700))
                     .map_err(|source| io_err(d, "cannot restrict permissions", source))?;
             }
+            // An index written by an older version may be world-readable.
+            let index = index_path(dir);
+            if index.exists() {
+                fs::set_permissions(&index, fs::Permissions::from_mode(0o600))
+                    .map_err(|source| io_err(&index, "cannot restrict permissions", source))?;
+            }
         }
         repair(dir)?;
         Ok(Self {
