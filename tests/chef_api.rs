@@ -34,6 +34,7 @@ fn request(target: Target, dry_run: bool) -> Request {
         message_id: None,
         dry_run,
         recheck: None,
+        verified_region: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn write_config(dir: &Path, queue: Option<&str>, extra: &str) -> PathBuf {
         format!(
             r#"[chef]
 server_url = "{chef}"
+allow_plain_http = true
 client_name = "admin"
 client_key = "{key}"
 [aws]

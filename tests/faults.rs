@@ -251,6 +251,7 @@ async fn kill_9_mid_drain_then_restart() {
             r#"
 [chef]
 server_url = "{chef}"
+allow_plain_http = true
 client_name = "admin"
 client_key = "{key}"
 [aws]

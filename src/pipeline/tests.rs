@@ -15,7 +15,10 @@ use crate::chef::resolve::Resolver;
 use crate::chef::ChefError;
 use crate::decide::Protection;
 use crate::journal::{JournalEntry, JournalError};
-use crate::ports::{ChefApi, Deleted, Journal, LifecycleAction, SearchRow};
+use crate::ports::{
+    ChefApi, Deleted, InstanceInventory, Journal, Lifecycle, LifecycleAction, SearchRow,
+};
+use crate::testing::FixedFleet;
 
 #[derive(Default)]
 struct FakeChef {
@@ -152,6 +155,9 @@ impl Lifecycle for Recorder {
         self.push(format!("complete {}", a.instance_id));
         Ok(Completion::Completed)
     }
+    async fn probe(&self) -> Result<(), AwsError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -169,6 +175,9 @@ impl Journal for Recorder {
     }
     async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError> {
         Ok(Vec::new())
+    }
+    async fn probe(&self) -> Result<(), JournalError> {
+        Ok(())
     }
 }
 
@@ -200,8 +209,8 @@ fn setup(chef: FakeChef, dry_run: bool) -> (Pipeline, Source, Arc<Recorder>, Arc
     };
     let source = Source {
         queue: rec.clone(),
-        inventory: rec.clone(),
-        lifecycle: rec.clone(),
+        fleet: Arc::new(FixedFleet::new(rec.clone(), rec.clone())),
+        region: "us-east-1".into(),
     };
     (pipeline, source, rec, chef)
 }
@@ -214,7 +223,7 @@ fn lifecycle_message() -> ReceivedMessage {
             "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
             "LifecycleActionToken": "t",
             "AutoScalingGroupName": "web",
-            "LifecycleHookName": "h",
+            "LifecycleHookName": crate::config::DEFAULT_LIFECYCLE_HOOK,
             "EC2InstanceId": ID,
         })
         .to_string(),
@@ -224,8 +233,8 @@ fn lifecycle_message() -> ReceivedMessage {
 }
 
 async fn process(p: &Pipeline, s: &Source, msg: &ReceivedMessage) -> Disposition {
-    let event = message::parse(&msg.body, &p.parse_options());
-    let d = p.handle(s, msg, event, Ok(None)).await;
+    let mut done = p.process_batch(s, vec![msg.clone()]).await;
+    let (_, d) = done.pop().expect("one disposition per message");
     p.settle(s, msg, &d).await;
     d
 }
