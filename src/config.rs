@@ -733,6 +733,51 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_needs_an_explicit_opt_in() {
+        let err = parse("[chef]\nserver_url = \"http://chef.example\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chef.server_url") && err.contains("allow_plain_http"),
+            "{err}"
+        );
+        parse("[chef]\nserver_url = \"http://127.0.0.1:4545\"\nallow_plain_http = true\n")
+            .expect("opted in");
+        parse("[chef]\nserver_url = \"https://chef.example\"\n").expect("https");
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        for (key, text) in [
+            ("sweep.grace_period", "[sweep]\ngrace_period = \"200y\"\n"),
+            ("sweep.interval", "[sweep]\ninterval = \"400d\"\n"),
+            ("chef.timeout", "[chef]\ntimeout = \"2h\"\n"),
+            (
+                "pipeline.storm_brake_after",
+                "[pipeline]\nstorm_brake_after = \"30d\"\n",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("at most"), "{err}");
+        }
+    }
+
+    #[test]
+    fn accounts_are_validated() {
+        let ok = "[[aws.accounts]]\nid = \"111111111111\"\nrole_arn = \"arn:aws:iam::111111111111:role/r\"\n";
+        assert_eq!(parse(ok).expect("valid").aws.accounts.len(), 1);
+        let bad_id = ok.replace("\"111111111111\"\nrole", "\"1111\"\nrole");
+        let err = parse(&bad_id).unwrap_err().to_string();
+        assert!(err.contains("aws.accounts[0].id"), "{err}");
+        let bad_role = ok.replace(":role/r", ":user/r");
+        let err = parse(&bad_role).unwrap_err().to_string();
+        assert!(err.contains("aws.accounts[0].role_arn"), "{err}");
+        let twice = format!("{ok}{ok}");
+        let err = parse(&twice).unwrap_err().to_string();
+        assert!(err.contains("aws.accounts[1].id"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_names_file_and_key() {
         let err = parse("[pipeline]\nworkerz = 3\n").unwrap_err().to_string();
         assert!(err.contains("/etc/nodereaper.toml"), "{err}");

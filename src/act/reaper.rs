@@ -163,6 +163,23 @@ pub enum Dependency {
 }
 
 impl ReapError {
+    /// Whether a harmless GET on the Chef server fails the same way (an
+    /// outage, a rejected signature or clock, a denied read), so the breaker
+    /// can probe without a message. A denied DELETE or an empty DELETE
+    /// answer shows only on a real deletion.
+    pub fn any_request_shows_it(&self) -> bool {
+        use crate::chef::ChefError as E;
+        let chef = match self {
+            ReapError::Chef(e) | ReapError::Resolve(ResolveError::Chef(e)) => e,
+            _ => return false,
+        };
+        match chef {
+            E::Forbidden { method, .. } => method != "DELETE",
+            E::EmptyDelete { .. } => false,
+            _ => true,
+        }
+    }
+
     pub fn dependency(&self) -> Dependency {
         match self {
             ReapError::Resolve(_) | ReapError::Chef(_) => Dependency::Chef,
@@ -263,7 +280,7 @@ impl Reaper {
 
     /// Deregisters `req.target`: see the module docs for the order of steps.
     pub async fn reap(&self, req: &Request) -> Result<Outcome, ReapError> {
-        let read_at = std::time::Instant::now();
+        let read_at = tokio::time::Instant::now();
         let Some((plan, node, client)) = self.plan(&req.target).await? else {
             let target = match &req.target {
                 Target::Instance(id) => format!("instance {id}"),

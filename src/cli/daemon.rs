@@ -50,6 +50,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
         "nodereaper running"
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(every) = config.sweep.interval {
         let reaper = pipeline.reaper.clone();
@@ -68,16 +69,28 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
             stop_rx.clone(),
         ));
     }
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received: no new messages; finishing in-flight work");
-        let _ = stop_tx.send(true);
+    tokio::spawn({
+        let stop_tx = stop_tx.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: no new messages; finishing in-flight work");
+            let _ = stop_tx.send(true);
+        }
     });
     let summary = pipeline.run(stop_rx, args.exit_when_idle).await;
-    // The periodic sweep hears the same shutdown (or is cut short here when
-    // the daemon exits because the queues are drained).
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
+    // The periodic sweep hears the same shutdown: a run in progress may
+    // finish within the shutdown deadline, then it is cut short (a deletion
+    // cut short is finished by the next run; every step is idempotent).
+    let _ = stop_tx.send(true);
+    let finished = tokio::time::timeout(config.pipeline.shutdown_deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!("periodic sweep still running at the shutdown deadline; stopping it");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
     tracing::info!(
         received = summary.received,
         deleted = summary.deleted,
@@ -130,10 +143,8 @@ async fn periodic_sweep(
         } else if run.apply {
             run.max_candidates = run.max_candidates.min(per_day - today);
         }
-        let result = tokio::select! {
-            r = nodereaper::sweep::sweep(&reaper, &inventories, &run, &nodereaper::sweep::Silent) => r,
-            _ = shutdown.changed() => return,
-        };
+        let result =
+            nodereaper::sweep::sweep(&reaper, &inventories, &run, &nodereaper::sweep::Silent).await;
         match result {
             Ok(r) => {
                 deleted.push_back((now, r.deleted));

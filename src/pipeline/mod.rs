@@ -617,8 +617,8 @@ impl Pipeline {
                     Ok(outcome) => outcome,
                     Err(e) => {
                         let probe = match e.dependency() {
-                            Dependency::Chef if !e.blames_message() => Probe::OneMessage,
-                            Dependency::Chef => Probe::Chef,
+                            Dependency::Chef if e.any_request_shows_it() => Probe::Chef,
+                            Dependency::Chef => Probe::OneMessage,
                             Dependency::Journal => Probe::Journal,
                             Dependency::Brake => Probe::Never,
                         };
