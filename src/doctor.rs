@@ -100,7 +100,21 @@ async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
     for q in &cfg.queues {
         let name = format!("queue {}", sqs::queue_name(&q.url));
         match app::connect_queue(cfg, q).await {
-            Ok((queue, _)) => {
+            Ok((queue, sdk)) => {
+                match app::check_visibility(cfg, &sdk, &q.url).await {
+                    Ok(t) => checks.push(Check::pass(
+                        format!("{name} visibility"),
+                        format!(
+                            "VisibilityTimeout {t:?} > heartbeat interval {:?}",
+                            cfg.pipeline.lifecycle_heartbeat_interval
+                        ),
+                    )),
+                    Err(e) => checks.push(Check::fail(
+                        format!("{name} visibility"),
+                        e.to_string(),
+                        "raise the queue's VisibilityTimeout above pipeline.lifecycle_heartbeat_interval",
+                    )),
+                }
                 match queue.depth().await {
                     Ok((visible, hidden)) => checks.push(Check::pass(
                         name.clone(),

@@ -6,12 +6,15 @@
 //! real adapters against goiardi and moto everywhere else.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::aws::AwsError;
 use crate::chef::{AclObject, ChefError, ClientKey, ServerInfo};
+use crate::core::placement::Placement;
+use crate::error::{Classify, Retry};
 use crate::journal::{Damage, JournalEntry, JournalError};
 
 /// Result of a DELETE on the Chef server.
@@ -138,6 +141,50 @@ pub trait InstanceInventory: Send + Sync {
     async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError>;
 }
 
+/// The AWS services of one account and region.
+#[derive(Clone)]
+pub struct Regional {
+    pub placement: Placement,
+    pub inventory: Arc<dyn InstanceInventory>,
+    pub lifecycle: Arc<dyn Lifecycle>,
+}
+
+/// Why the services of a placement are not available.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PlacementError {
+    /// The event names an account that is neither nodereaper's own nor
+    /// configured in `[[aws.accounts]]`: nobody can say whether the instance
+    /// is gone, so the event is refused.
+    #[error("the event is from AWS account {account}, which is neither nodereaper's own ({own}) nor configured in [[aws.accounts]]; refusing to act on an instance nodereaper cannot verify")]
+    UnknownAccount { account: String, own: String },
+    /// Finding our own account or assuming the account's role failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+impl Classify for PlacementError {
+    fn retry(&self) -> Retry {
+        match self {
+            PlacementError::UnknownAccount { .. } => Retry::Permanent,
+            PlacementError::Aws(e) => e.retry(),
+        }
+    }
+
+    fn blames_message(&self) -> bool {
+        match self {
+            PlacementError::UnknownAccount { .. } => true,
+            PlacementError::Aws(e) => e.blames_message(),
+        }
+    }
+}
+
+/// EC2 and Auto Scaling wherever an instance lives: clients per account and
+/// region, created on first use and cached.
+#[async_trait]
+pub trait Fleet: Send + Sync {
+    async fn regional(&self, placement: &Placement) -> Result<Regional, PlacementError>;
+}
+
 /// The identity of one pending Auto Scaling lifecycle action.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LifecycleAction {
@@ -162,6 +209,9 @@ pub enum Completion {
 pub trait Lifecycle: Send + Sync {
     async fn heartbeat(&self, action: &LifecycleAction) -> Result<Completion, AwsError>;
     async fn complete_continue(&self, action: &LifecycleAction) -> Result<Completion, AwsError>;
+    /// A call with no effect that fails the way real calls would when
+    /// nodereaper lacks permission or credentials (the breaker's probe).
+    async fn probe(&self) -> Result<(), AwsError>;
 }
 
 /// Where deleted objects are backed up before deletion.
@@ -198,6 +248,9 @@ pub trait Journal: Send + Sync {
     ) -> Result<usize, JournalError> {
         Ok(0)
     }
+    /// Writes and removes a probe object the way [`Journal::record`] writes
+    /// (the breaker's probe after a journal failure).
+    async fn probe(&self) -> Result<(), JournalError>;
 }
 
 /// One message taken from a queue.

@@ -659,7 +659,7 @@ fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[chef]\nserver_url = \"{url}\"\nclient_name = \"nodereaper\"\nclient_key = \"{}\"\n[journal]\ndir = \"{}\"\n",
+            "[chef]\nserver_url = \"{url}\"\nallow_plain_http = true\nclient_name = \"nodereaper\"\nclient_key = \"{}\"\n[journal]\ndir = \"{}\"\n",
             key.display(),
             dir.join("journal").display()
         ),

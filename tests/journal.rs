@@ -38,6 +38,7 @@ fn request(node: &str) -> Request {
         message_id: None,
         dry_run: false,
         recheck: None,
+        verified_region: None,
     }
 }
 
@@ -89,7 +90,7 @@ fn write_config(dir: &Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[chef]\nserver_url = \"{}\"\nclient_name = \"admin\"\nclient_key = \"{}\"\n[journal]\ndir = \"{}\"\n",
+            "[chef]\nserver_url = \"{}\"\nallow_plain_http = true\nclient_name = \"admin\"\nclient_key = \"{}\"\n[journal]\ndir = \"{}\"\n",
             stack().chef_url(),
             stack().admin_key().display(),
             dir.join("journal").display()

@@ -238,6 +238,7 @@ pub fn write_config(dir: &Path, c: &DaemonConfig<'_>) -> PathBuf {
     let text = format!(
         r#"[chef]
 server_url = "{chef}"
+allow_plain_http = true
 client_name = "admin"
 client_key = "{key}"
 timeout = "30s"

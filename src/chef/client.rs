@@ -83,6 +83,9 @@ impl ChefClient {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("nodereaper/", env!("CARGO_PKG_VERSION")))
+            // Never follow a redirect: it would carry the signed headers to
+            // another URL. A 3xx is reported as an error naming the Location.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64);
         if let Some(path) = &settings.ca_bundle {
             let pem = std::fs::read(path)
@@ -295,6 +298,18 @@ impl ChefClient {
                 client,
                 detail,
             },
+            status if status.is_redirection() => ChefError::Redirect {
+                server,
+                method,
+                object,
+                status: status.as_u16(),
+                location: resp
+                    .headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("(no Location header)")
+                    .to_string(),
+            },
             status => ChefError::Status {
                 server,
                 method,
@@ -317,6 +332,19 @@ impl ChefClient {
             object: object_name(segments),
             detail: format!("body is not JSON ({e}): {}", snippet(&resp.body)),
         })
+    }
+
+    /// nodereaper's own identity as the server knows it: its API client, or
+    /// (knife users sign the same way) its user. `None` when neither exists,
+    /// which on a reachable server means a wrong URL or organization.
+    pub async fn own_identity(&self) -> Result<Option<(&'static str, Value)>, ChefError> {
+        if let Some(client) = self.get_object(&["clients", &self.client_name]).await? {
+            return Ok(Some(("client", client)));
+        }
+        Ok(self
+            .get_object(&["users", &self.client_name])
+            .await?
+            .map(|user| ("user", user)))
     }
 
     async fn get_object(&self, segments: &[&str]) -> Result<Option<Value>, ChefError> {

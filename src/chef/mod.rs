@@ -54,6 +54,17 @@ pub enum ChefError {
          has none, or a proxy answering for it)"
     )]
     EmptyDelete { server: String, object: String },
+    #[error(
+        "Chef server {server}: {method} {object} answered {status} redirecting to {location:?}; \
+         not followed (the signed headers must not go elsewhere): set chef.server_url to the final URL"
+    )]
+    Redirect {
+        server: String,
+        method: String,
+        object: String,
+        status: u16,
+        location: String,
+    },
     #[error("Chef server {server}: {method} {object} failed: {source}")]
     Transport {
         server: String,
@@ -97,6 +108,7 @@ impl Classify for ChefError {
                 | ChefError::Forbidden { .. }
                 | ChefError::Signing { .. }
                 | ChefError::EmptyDelete { .. }
+                | ChefError::Redirect { .. }
         )
     }
 }

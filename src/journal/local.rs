@@ -429,6 +429,23 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 
 #[async_trait]
 impl Journal for LocalJournal {
+    /// Writes, fsyncs and removes `objects/.probe.json` like an entry's objects.
+    async fn probe(&self) -> Result<(), JournalError> {
+        let path = self.dir.join("objects").join(".probe.json");
+        tokio::task::spawn_blocking(move || {
+            write_file_synced(&path, b"{}")?;
+            fs::remove_file(&path).map_err(|source| io_err(&path, "cannot remove", source))
+        })
+        .await
+        .map_err(|e| {
+            io_err(
+                &self.dir,
+                "journal probe task failed",
+                std::io::Error::other(e.to_string()),
+            )
+        })?
+    }
+
     async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError> {
         let _guard = self.lock.lock().await;
         let entry = entry.clone();

@@ -123,6 +123,27 @@ impl S3Journal {
 
 #[async_trait]
 impl Journal for S3Journal {
+    /// PUTs and deletes `<prefix>.probe` the way entries are written.
+    async fn probe(&self) -> Result<(), JournalError> {
+        let key = format!("{}.probe", self.prefix);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from_static(b"{}"))
+            .send()
+            .await
+            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "PutObject", &key, e)))?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "DeleteObject", &key, e)))?;
+        Ok(())
+    }
+
     async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError> {
         let key = format!("{}{}.json", self.prefix, entry.id);
         let body = serde_json::to_vec_pretty(entry).map_err(|e| JournalError::Corrupt {

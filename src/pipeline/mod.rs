@@ -17,25 +17,46 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-pub use breaker::Breaker;
+pub use breaker::{Breaker, Probe};
 
+use crate::act::reaper::Dependency;
 use crate::act::{Outcome, Reaper, Request, Target};
 use crate::config::{OtherEvents, PipelineConfig};
+use crate::core::placement::Placement;
 use crate::decide::{self, Verification};
 use crate::error::{Classify, Retry};
 use crate::ports::{
-    Completion, InstanceInfo, InstanceInventory, Lifecycle, Queue, ReceivedMessage,
+    Completion, Fleet, InstanceInfo, PlacementError, Queue, ReceivedMessage, Regional,
 };
 use crate::source::message::{self, Event, ParseOptions, Termination};
 use crate::telemetry::metrics;
 
-/// One queue with the AWS services of its region.
+/// One queue, and where to find EC2 and Auto Scaling for the instances its
+/// events name.
 #[derive(Clone)]
 pub struct Source {
     pub queue: Arc<dyn Queue>,
-    pub inventory: Arc<dyn InstanceInventory>,
-    pub lifecycle: Arc<dyn Lifecycle>,
+    /// EC2 and Auto Scaling per account and region.
+    pub fleet: Arc<dyn Fleet>,
+    /// The queue's region: the region of events that name none (raw
+    /// lifecycle hook messages).
+    pub region: String,
 }
+
+/// What EC2 said about a termination's instance, asked where it lives.
+#[derive(Clone)]
+pub struct Checked {
+    /// The services of the instance's account and region.
+    pub regional: Regional,
+    /// `None`: EC2 there does not know the id (or verification is off).
+    pub info: Option<InstanceInfo>,
+}
+
+/// EC2's answers for one placement of a batch.
+type PlacementStates = Result<(Regional, HashMap<String, InstanceInfo>), Arc<PlacementError>>;
+
+/// The verification of one termination: [`Checked`], or why it could not be.
+pub type Verdict = Result<Checked, Arc<PlacementError>>;
 
 /// How a message ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -164,16 +185,23 @@ impl Pipeline {
                 }
                 continue;
             }
-            if self.breaker.needs_probe() {
-                // Probe the Chef server itself rather than a message, so an
-                // outage costs no message a receive (and a trip to the DLQ).
-                self.probe_chef().await;
-                continue;
-            }
+            // Probe what failed rather than a message, so an outage costs no
+            // message a receive (and a trip to the DLQ). Only a refused Chef
+            // request, which no harmless request can re-test, lets one
+            // message through.
+            let one_message = match self.breaker.needs_probe() {
+                None => false,
+                Some(Probe::OneMessage) => true,
+                Some(probe) => {
+                    self.probe(&source, probe).await;
+                    continue;
+                }
+            };
             // Receive only as many messages as there are free workers.
             let free = workers
                 .available_permits()
-                .min(self.settings.batch_size as usize);
+                .min(self.settings.batch_size as usize)
+                .min(if one_message { 1 } else { usize::MAX });
             if free == 0 {
                 tokio::select! {
                     permit = workers.acquire() => drop(permit),
@@ -248,16 +276,69 @@ impl Pipeline {
         }
     }
 
-    /// One cheap signed request; closes the breaker on success, re-opens it
-    /// for another cooldown on failure.
-    async fn probe_chef(&self) {
-        match self.reaper.chef.get_node("nodereaper-health-probe").await {
-            Ok(_) => self.breaker.record_success(),
-            Err(e) => {
-                tracing::warn!(error = %e, "Chef server still failing; receiving stays paused");
-                self.breaker.record_failure(&e.to_string());
+    /// Tests what failed without touching a message; closes the breaker on
+    /// success, re-opens it for another cooldown on failure.
+    async fn probe(&self, source: &Source, probe: Probe) {
+        let result: Result<(), String> = match &probe {
+            Probe::Chef | Probe::OneMessage => self
+                .reaper
+                .chef
+                .get_node("nodereaper-health-probe")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Probe::Journal => self.reaper.journal.probe().await.map_err(|e| e.to_string()),
+            Probe::Aws(placement) => self.probe_aws(source, placement).await,
+            Probe::Never => Err(crate::act::limiter::Braked {
+                per_minute: self.settings.max_deletions_per_minute,
+                sustained: self.settings.storm_brake_after,
+            }
+            .to_string()),
+        };
+        match result {
+            Ok(()) => self.breaker.record_success(),
+            Err(error) => {
+                tracing::warn!(%error, ?probe, "still failing; receiving stays paused");
+                self.breaker.record_failure_of(probe, &error);
             }
         }
+    }
+
+    async fn probe_aws(&self, source: &Source, placement: &Placement) -> Result<(), String> {
+        let regional = source
+            .fleet
+            .regional(placement)
+            .await
+            .map_err(|e| e.to_string())?;
+        regional
+            .inventory
+            .describe(&["i-00000000000000000".to_string()])
+            .await
+            .map_err(|e| e.to_string())?;
+        regional.lifecycle.probe().await.map_err(|e| e.to_string())
+    }
+
+    /// Decides and acts on a batch of messages from `source` and returns each
+    /// with its [`Disposition`], without settling anything on the queue: the
+    /// caller deletes, dead-letters or retries. At most `workers` messages are
+    /// worked at once. This is the whole per-message path (parse, verify,
+    /// protect, resolve, back up, delete, complete) for callers that receive
+    /// messages themselves, such as the Lambda handler.
+    pub async fn process_batch(
+        &self,
+        source: &Source,
+        messages: Vec<ReceivedMessage>,
+    ) -> Vec<(ReceivedMessage, Disposition)> {
+        use futures::StreamExt;
+        let batch = self.prepare_batch(source, messages).await;
+        futures::stream::iter(batch)
+            .map(|(msg, event, verdict)| async move {
+                let disposition = self.handle(source, &msg, event, verdict).await;
+                (msg, disposition)
+            })
+            .buffered(self.settings.workers.max(1))
+            .collect()
+            .await
     }
 
     async fn queue_drained(&self, source: &Source) -> bool {
@@ -270,7 +351,18 @@ impl Pipeline {
         }
     }
 
-    /// Parses a batch and verifies all its terminations with one EC2 call.
+    /// Whether nodereaper owns this lifecycle hook (`pipeline.lifecycle_hooks`).
+    fn owns_hook(&self, t: &Termination) -> bool {
+        t.lifecycle.as_ref().is_none_or(|a| {
+            self.settings
+                .lifecycle_hooks
+                .iter()
+                .any(|h| h == &a.hook_name)
+        })
+    }
+
+    /// Parses a batch and verifies its terminations where each instance
+    /// lives: one EC2 call per account and region in the batch.
     async fn prepare_batch(
         &self,
         source: &Source,
@@ -278,7 +370,7 @@ impl Pipeline {
     ) -> Vec<(
         ReceivedMessage,
         Result<Event, message::ParseError>,
-        Result<Option<InstanceInfo>, String>,
+        Option<Verdict>,
     )> {
         let queue_name = source.queue.name();
         let opts = self.parse_options();
@@ -303,33 +395,74 @@ impl Pipeline {
                 (msg, event)
             })
             .collect();
-        let ids: Vec<String> = parsed
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Ok(Event::Termination(t)) => Some(t.instance_id.clone()),
-                _ => None,
-            })
-            .collect();
-        let states: Result<HashMap<String, InstanceInfo>, String> =
-            if ids.is_empty() || !self.settings.verify_instance_state {
-                Ok(HashMap::new())
-            } else {
-                match source.inventory.describe(&ids).await {
-                    Ok(map) => Ok(map),
-                    Err(e) => Err(e.to_string()),
+        let placement_of = |t: &Termination| {
+            Placement::of_event(t.account.as_deref(), t.region.as_deref(), &source.region)
+        };
+        let mut groups: std::collections::BTreeMap<Placement, Vec<String>> = Default::default();
+        for (_, event) in &parsed {
+            if let Ok(Event::Termination(t)) = event {
+                if self.owns_hook(t) {
+                    groups
+                        .entry(placement_of(t))
+                        .or_default()
+                        .push(t.instance_id.clone());
                 }
-            };
+            }
+        }
+        let mut checked: HashMap<Placement, PlacementStates> = HashMap::new();
+        for (placement, ids) in groups {
+            let result = async {
+                let regional = source.fleet.regional(&placement).await?;
+                let states = if self.settings.verify_instance_state {
+                    regional.inventory.describe(&ids).await?
+                } else {
+                    HashMap::new()
+                };
+                Ok::<_, PlacementError>((regional, states))
+            }
+            .await
+            .map_err(Arc::new);
+            checked.insert(placement, result);
+        }
         parsed
             .into_iter()
             .map(|(msg, event)| {
-                let verdict = match (&event, &states) {
-                    (Ok(Event::Termination(t)), Ok(map)) => Ok(map.get(&t.instance_id).cloned()),
-                    (Ok(Event::Termination(_)), Err(e)) => Err(e.clone()),
-                    _ => Ok(None),
+                let verdict = match &event {
+                    Ok(Event::Termination(t)) => checked.get(&placement_of(t)).map(|r| match r {
+                        Ok((regional, states)) => Ok(Checked {
+                            regional: regional.clone(),
+                            info: states.get(&t.instance_id).cloned(),
+                        }),
+                        Err(e) => Err(e.clone()),
+                    }),
+                    _ => None,
                 };
                 (msg, event, verdict)
             })
             .collect()
+    }
+
+    /// The one error policy: nodereaper's own failures (credentials,
+    /// permissions, journal, brake) hold the message and open the breaker on
+    /// what failed; transient ones retry; the rest is the message's (DLQ).
+    fn disposition_for(
+        &self,
+        error: &(dyn Classify + Send + Sync),
+        text: String,
+        probe: Probe,
+    ) -> Disposition {
+        if !error.blames_message() {
+            tracing::error!(error = %text, ?probe, "nodereaper cannot work (credentials, permissions, journal or storm brake); holding messages");
+            self.breaker.trip_on(probe, &text);
+            return Disposition::Hold { error: text };
+        }
+        match error.retry() {
+            Retry::Transient => {
+                self.breaker.record_failure_of(probe, &text);
+                Disposition::Retry { error: text }
+            }
+            Retry::Permanent => Disposition::DeadLetter { reason: text },
+        }
     }
 
     /// Decides and acts on one message. Never touches the message itself.
@@ -338,7 +471,7 @@ impl Pipeline {
         source: &Source,
         msg: &ReceivedMessage,
         event: Result<Event, message::ParseError>,
-        instance: Result<Option<InstanceInfo>, String>,
+        verdict: Option<Verdict>,
     ) -> Disposition {
         let event = match event {
             Ok(e) => e,
@@ -369,10 +502,29 @@ impl Pipeline {
             }
             Event::Termination(t) => t,
         };
+        if !self.owns_hook(&termination) {
+            let hook = termination
+                .lifecycle
+                .as_ref()
+                .map_or("", |a| a.hook_name.as_str());
+            tracing::info!(
+                message_id = %msg.message_id,
+                instance_id = %termination.instance_id,
+                hook,
+                "lifecycle action of a hook nodereaper does not own (pipeline.lifecycle_hooks): not completed, Chef left alone"
+            );
+            metrics::get()
+                .refusals
+                .with_label_values(&["foreign_hook"])
+                .inc();
+            return Disposition::Delete {
+                outcome: "foreign_hook".into(),
+            };
+        }
         let started = Instant::now();
         let mut plan = None;
         let disposition = self
-            .handle_termination(source, msg, &termination, instance, &mut plan)
+            .handle_termination(source, msg, &termination, verdict, &mut plan)
             .await;
         let (outcome, detail) = match &disposition {
             Disposition::Delete { outcome } => (outcome.as_str(), String::new()),
@@ -402,20 +554,32 @@ impl Pipeline {
         source: &Source,
         msg: &ReceivedMessage,
         t: &Termination,
-        instance: Result<Option<InstanceInfo>, String>,
+        verdict: Option<Verdict>,
         plan: &mut Option<crate::act::Plan>,
     ) -> Disposition {
         let m = metrics::get();
-        let info = match instance {
-            Ok(info) => info,
-            Err(error) => {
+        let placement =
+            Placement::of_event(t.account.as_deref(), t.region.as_deref(), &source.region);
+        let checked = match verdict {
+            Some(Ok(checked)) => checked,
+            Some(Err(error)) => {
+                if matches!(*error, PlacementError::UnknownAccount { .. }) {
+                    m.refusals.with_label_values(&["unknown_account"]).inc();
+                }
+                let text = format!(
+                    "cannot verify instance {} ({placement}): {error}",
+                    t.instance_id
+                );
+                return self.disposition_for(error.as_ref(), text, Probe::Aws(placement));
+            }
+            None => {
                 return Disposition::Retry {
-                    error: format!("cannot verify instance state: {error}"),
+                    error: format!("instance {} was not verified", t.instance_id),
                 }
             }
         };
         let verification = if self.settings.verify_instance_state {
-            decide::verify(info.as_ref(), &self.reaper.protection)
+            decide::verify(checked.info.as_ref(), &self.reaper.protection)
         } else {
             Verification::Confirmed {
                 evidence: "verification disabled".into(),
@@ -424,7 +588,9 @@ impl Pipeline {
         let outcome = match verification {
             Verification::Refused { reason } => {
                 m.refusals.with_label_values(&["instance_alive"]).inc();
-                return Disposition::DeadLetter { reason };
+                return Disposition::DeadLetter {
+                    reason: format!("{reason} ({placement})"),
+                };
             }
             Verification::Protected { reason } => {
                 tracing::info!(instance_id = %t.instance_id, %reason, "instance protected; Chef left alone");
@@ -435,56 +601,64 @@ impl Pipeline {
                 let request = Request {
                     target: Target::Instance(t.instance_id.clone()),
                     source: "event",
-                    reason: format!("{:?} event for {} ({evidence})", t.origin, t.instance_id),
+                    reason: format!(
+                        "{:?} event for {} ({evidence}; {placement})",
+                        t.origin, t.instance_id
+                    ),
                     message_id: Some(msg.message_id.clone()),
                     dry_run: self.settings.dry_run,
                     recheck: None,
+                    verified_region: Some(placement.region.clone()),
                 };
-                let reap = self.reap_with_keepalive(source, msg, t, &request).await;
-                match reap {
-                    Ok(outcome) => {
-                        self.breaker.record_success();
-                        if let Outcome::WouldDelete { plan } = &outcome {
-                            tracing::info!(
-                                instance_id = %t.instance_id,
-                                node = %plan.node_name,
-                                client = %plan.client_name,
-                                "dry run: would back up and delete node and client{}, then delete the message",
-                                if t.lifecycle.is_some() { ", complete the lifecycle action with CONTINUE" } else { "" }
-                            );
-                        }
-                        *plan = match &outcome {
-                            Outcome::WouldDelete { plan }
-                            | Outcome::Deleted { plan, .. }
-                            | Outcome::Protected { plan, .. }
-                            | Outcome::Changed { plan, .. } => Some(plan.clone()),
-                            Outcome::AlreadyGone { .. } => None,
-                        };
-                        outcome.label().to_string()
-                    }
+                let reap = self
+                    .reap_with_keepalive(source, &checked.regional, msg, t, &request)
+                    .await;
+                let outcome = match reap {
+                    Ok(outcome) => outcome,
                     Err(e) => {
-                        let error = e.to_string();
-                        if !e.blames_message() {
-                            tracing::error!(instance_id = %t.instance_id, %error, "nodereaper cannot work (credentials, permissions or journal); holding messages");
-                            self.breaker.trip(&error);
-                            return Disposition::Hold { error };
-                        }
-                        return match e.retry() {
-                            Retry::Transient => {
-                                self.breaker.record_failure(&error);
-                                Disposition::Retry { error }
-                            }
-                            Retry::Permanent => Disposition::DeadLetter { reason: error },
+                        let probe = match e.dependency() {
+                            Dependency::Chef if e.any_request_shows_it() => Probe::Chef,
+                            Dependency::Chef => Probe::OneMessage,
+                            Dependency::Journal => Probe::Journal,
+                            Dependency::Brake => Probe::Never,
                         };
+                        return self.disposition_for(&e, e.to_string(), probe);
                     }
+                };
+                self.breaker.record_success();
+                *plan = match &outcome {
+                    Outcome::WouldDelete { plan }
+                    | Outcome::Deleted { plan, .. }
+                    | Outcome::Protected { plan, .. }
+                    | Outcome::Refused { plan, .. }
+                    | Outcome::Changed { plan, .. } => Some(plan.clone()),
+                    Outcome::AlreadyGone { .. } => None,
+                };
+                match &outcome {
+                    Outcome::WouldDelete { plan } => tracing::info!(
+                        instance_id = %t.instance_id,
+                        node = %plan.node_name,
+                        client = %plan.client_name,
+                        "dry run: would back up and delete node and client{}, then delete the message",
+                        if t.lifecycle.is_some() { ", complete the lifecycle action with CONTINUE" } else { "" }
+                    ),
+                    // Not this instance's registration, or no longer the one
+                    // read: refuse, keep the evidence, never complete the hook.
+                    Outcome::Refused { reason, .. } | Outcome::Changed { reason, .. } => {
+                        return Disposition::DeadLetter {
+                            reason: reason.clone(),
+                        }
+                    }
+                    _ => {}
                 }
+                outcome.label().to_string()
             }
         };
         if let Some(action) = &t.lifecycle {
             if self.settings.dry_run {
                 return Disposition::Delete { outcome };
             }
-            match source.lifecycle.complete_continue(action).await {
+            match checked.regional.lifecycle.complete_continue(action).await {
                 Ok(c) => {
                     let label = match c {
                         Completion::Completed => "completed",
@@ -495,14 +669,7 @@ impl Pipeline {
                 Err(e) => {
                     m.lifecycle.with_label_values(&["complete", "error"]).inc();
                     // Chef is clean already; retrying only repeats the completion.
-                    return match e.retry() {
-                        Retry::Transient => Disposition::Retry {
-                            error: e.to_string(),
-                        },
-                        Retry::Permanent => Disposition::DeadLetter {
-                            reason: e.to_string(),
-                        },
-                    };
+                    return self.disposition_for(&e, e.to_string(), Probe::Aws(placement));
                 }
             }
         }
@@ -514,6 +681,7 @@ impl Pipeline {
     async fn reap_with_keepalive(
         &self,
         source: &Source,
+        regional: &Regional,
         msg: &ReceivedMessage,
         t: &Termination,
         request: &Request,
@@ -533,7 +701,7 @@ impl Pipeline {
                         tracing::warn!(message_id = %msg.message_id, error = %e, "cannot extend visibility");
                     }
                     if let Some(action) = &t.lifecycle {
-                        let result = source.lifecycle.heartbeat(action).await;
+                        let result = regional.lifecycle.heartbeat(action).await;
                         let label = match &result {
                             Ok(Completion::Completed) => "recorded",
                             Ok(Completion::NoLongerActive) => "no_longer_active",
