@@ -149,7 +149,9 @@ pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppE
     })
 }
 
-/// EC2 inventory for one region.
+/// EC2 inventory for one region, for sweeps: EC2 states only (a sweep acts
+/// on terminated or unknown instances, so Auto Scaling lifecycle states of
+/// alive ones would be requests for nothing).
 pub async fn inventory(cfg: &Config, region: Option<&str>) -> Ec2Inventory {
     let sdk = aws::sdk_config(&cfg.aws, region).await;
     let region = sdk
@@ -161,6 +163,7 @@ pub async fn inventory(cfg: &Config, region: Option<&str>) -> Ec2Inventory {
         aws_sdk_autoscaling::Client::new(&sdk),
         region,
     )
+    .states_only()
 }
 
 /// Connects to one configured queue (and finds its DLQ), with the SDK

@@ -90,6 +90,19 @@ async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
             "provide credentials (instance profile, AWS_PROFILE, or environment) and a region (aws.region or AWS_REGION)",
         )),
     }
+    let fleet = aws::fleet::AwsFleet::new(&cfg.aws);
+    let region = sdk.region().map_or_else(|| "us-east-1".to_string(), |r| r.to_string());
+    for account in &cfg.aws.accounts {
+        let name = format!("aws account {}", account.id);
+        match fleet.check_account(account, &region).await {
+            Ok(arn) => checks.push(Check::pass(name, format!("role assumed: {arn}"))),
+            Err(e) => checks.push(Check::fail(
+                name,
+                e.to_string(),
+                "let nodereaper's identity assume the role (sts:AssumeRole, the role's trust policy and external id)",
+            )),
+        }
+    }
     if cfg.queues.is_empty() {
         checks.push(Check::fail(
             "queues",

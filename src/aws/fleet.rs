@@ -71,6 +71,30 @@ impl AwsFleet {
             .map(String::as_str)
     }
 
+    /// Assumes the role of a configured account and asks STS who that is:
+    /// the account must be the one configured (`doctor`).
+    pub async fn check_account(&self, account: &AccountConfig, region: &str) -> Result<String, AwsError> {
+        let sdk = self.sdk_for(Some(account), region).await;
+        let answer = aws_sdk_sts::Client::new(&sdk)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("STS", "GetCallerIdentity", &account.role_arn, e))?;
+        match answer.account() {
+            Some(a) if a == account.id => Ok(answer.arn().unwrap_or_default().to_string()),
+            other => Err(AwsError::invalid(
+                "STS",
+                "GetCallerIdentity",
+                &account.role_arn,
+                format!(
+                    "the role's credentials belong to account {}, not {}",
+                    other.unwrap_or("(none)"),
+                    account.id
+                ),
+            )),
+        }
+    }
+
     async fn sdk_for(&self, account: Option<&AccountConfig>, region: &str) -> SdkConfig {
         let base = super::sdk_config(&self.aws, Some(region)).await;
         let Some(account) = account else {
