@@ -73,7 +73,11 @@ impl AwsFleet {
 
     /// Assumes the role of a configured account and asks STS who that is:
     /// the account must be the one configured (`doctor`).
-    pub async fn check_account(&self, account: &AccountConfig, region: &str) -> Result<String, AwsError> {
+    pub async fn check_account(
+        &self,
+        account: &AccountConfig,
+        region: &str,
+    ) -> Result<String, AwsError> {
         let sdk = self.sdk_for(Some(account), region).await;
         let answer = aws_sdk_sts::Client::new(&sdk)
             .get_caller_identity()
