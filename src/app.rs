@@ -19,6 +19,9 @@ use crate::ports::{ChefApi, Journal};
 pub enum AppError {
     #[error("Chef identity: {0}")]
     Identity(String),
+    /// A queue nodereaper cannot work with as configured.
+    #[error("{0}")]
+    Queue(String),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
@@ -204,7 +207,7 @@ pub async fn check_visibility(
         .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| {
-            AppError::Identity(format!(
+            AppError::Queue(format!(
                 "queue {url}: GetQueueAttributes gave no VisibilityTimeout"
             ))
         })?;
@@ -232,7 +235,7 @@ pub async fn sources(cfg: &Config) -> Result<Vec<Source>, AppError> {
         let (queue, sdk) = connect_queue(cfg, q).await.map_err(Box::new)?;
         check_visibility(cfg, &sdk, &q.url).await?;
         let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
-            AppError::Identity(format!(
+            AppError::Queue(format!(
                 "no region for queue {}: set queues[].region, aws.region or AWS_REGION",
                 q.url
             ))
