@@ -163,6 +163,15 @@ impl Pipeline {
         result
     }
 
+    /// Receives from one queue. Up to `RECEIVES_IN_FLIGHT` receives run at
+    /// once while there is a backlog, so the next batch is being fetched and
+    /// verified while the current one is worked; with an empty queue only one
+    /// long poll is outstanding. Every receive first reserves worker permits
+    /// and asks for at most that many messages, so a received message always
+    /// has a worker waiting for it (no prefetch beyond free workers: nothing
+    /// sits invisible in memory towards its visibility timeout). While there
+    /// is a backlog a receive waits until half a batch of workers is free, so
+    /// that batches (and their EC2 calls) stay large.
     async fn receive_loop(
         self: Arc<Self>,
         source: Source,
@@ -172,8 +181,17 @@ impl Pipeline {
         mut shutdown: watch::Receiver<bool>,
         exit_when_idle: bool,
     ) {
+        const RECEIVES_IN_FLIGHT: usize = 3;
         let queue_name = source.queue.name().to_string();
+        let batch = (self.settings.batch_size.max(1) as usize).min(self.settings.workers.max(1));
+        let prefetch_min = batch.div_ceil(2);
         let mut aws_failures: u32 = 0;
+        // Whether the last receive brought messages: only then is a second
+        // receive started while one is in flight.
+        let mut backlog = false;
+        let mut fetches: JoinSet<Result<usize, crate::aws::AwsError>> = JoinSet::new();
+        // A receive that finished while permits were awaited.
+        let mut carried = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -188,7 +206,7 @@ impl Pipeline {
             // Probe what failed rather than a message, so an outage costs no
             // message a receive (and a trip to the DLQ). Only a refused Chef
             // request, which no harmless request can re-test, lets one
-            // message through.
+            // message through (no receive ahead meanwhile).
             let one_message = match self.breaker.needs_probe() {
                 None => false,
                 Some(Probe::OneMessage) => true,
@@ -197,83 +215,142 @@ impl Pipeline {
                     continue;
                 }
             };
-            // Receive only as many messages as there are free workers.
-            let free = workers
-                .available_permits()
-                .min(self.settings.batch_size as usize)
-                .min(if one_message { 1 } else { usize::MAX });
-            if free == 0 {
+            // A finished receive: learn from it before starting another.
+            let finished = if carried.is_some() {
+                carried.take()
+            } else if fetches.len() >= RECEIVES_IN_FLIGHT || (!fetches.is_empty() && !backlog) {
                 tokio::select! {
-                    permit = workers.acquire() => drop(permit),
+                    r = fetches.join_next() => r,
+                    _ = shutdown.changed() => continue,
+                }
+            } else {
+                fetches.try_join_next()
+            };
+            if let Some(joined) = finished {
+                match joined {
+                    Ok(Ok(0)) => {
+                        aws_failures = 0;
+                        backlog = false;
+                        if exit_when_idle
+                            && fetches.is_empty()
+                            && in_flight.load(Ordering::SeqCst) == 0
+                            && self.queue_drained(&source).await
+                        {
+                            tracing::info!(queue = %queue_name, "queue drained; receiver done");
+                            break;
+                        }
+                    }
+                    Ok(Ok(_)) => {
+                        aws_failures = 0;
+                        backlog = true;
+                    }
+                    Ok(Err(e)) => {
+                        backlog = false;
+                        aws_failures = aws_failures.saturating_add(1);
+                        let wait = backoff(
+                            aws_failures,
+                            Duration::from_secs(1),
+                            Duration::from_secs(60),
+                        );
+                        tracing::warn!(queue = %queue_name, error = %e, retry_in = ?wait, "cannot receive; will retry");
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %queue_name, error = %e, "receive task failed");
+                    }
+                }
+                continue;
+            }
+            // Reserve workers: any free one for a poll of an idle queue (an
+            // event must not wait), else half a batch at least (waiting for
+            // workers to finish, or for a receive to come back).
+            if one_message && (!fetches.is_empty() || in_flight.load(Ordering::SeqCst) > 0) {
+                // The one message let through is still being worked: its
+                // outcome closes or re-opens the breaker.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
-            let received = tokio::select! {
-                r = source.queue.receive(free as i32, self.settings.wait_time) => r,
-                _ = shutdown.changed() => break,
+            let need = if one_message || (fetches.is_empty() && !backlog) {
+                1
+            } else {
+                prefetch_min
             };
-            let messages = match received {
-                Ok(m) => {
-                    aws_failures = 0;
-                    m
-                }
-                Err(e) => {
-                    aws_failures = aws_failures.saturating_add(1);
-                    let wait = backoff(
-                        aws_failures,
-                        Duration::from_secs(1),
-                        Duration::from_secs(60),
-                    );
-                    tracing::warn!(queue = %queue_name, error = %e, retry_in = ?wait, "cannot receive; will retry");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => {}
-                    }
+            let mut permits = tokio::select! {
+                p = workers.clone().acquire_many_owned(need as u32) => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                Some(joined) = fetches.join_next(), if !fetches.is_empty() => {
+                    carried = Some(joined);
                     continue;
                 }
+                _ = shutdown.changed() => continue,
             };
-            if messages.is_empty() {
-                if exit_when_idle
-                    && in_flight.load(Ordering::SeqCst) == 0
-                    && self.queue_drained(&source).await
-                {
-                    tracing::info!(queue = %queue_name, "queue drained; receiver done");
-                    break;
+            while !one_message && permits.num_permits() < batch {
+                match workers.clone().try_acquire_owned() {
+                    Ok(p) => permits.merge(p),
+                    Err(_) => break,
                 }
-                continue;
             }
-            if let Ok(mut s) = summary.lock() {
-                s.received += messages.len();
-            }
-            let batch = self.prepare_batch(&source, messages).await;
-            for (msg, event, verdict) in batch {
-                let Ok(permit) = workers.clone().acquire_owned().await else {
-                    break;
+            let this = self.clone();
+            let source = source.clone();
+            let summary = summary.clone();
+            let in_flight = in_flight.clone();
+            let mut stop = shutdown.clone();
+            fetches.spawn(async move {
+                let max = i32::try_from(permits.num_permits()).unwrap_or(10);
+                let received = tokio::select! {
+                    r = source.queue.receive(max, this.settings.wait_time) => r,
+                    _ = stop.changed() => return Ok(0),
                 };
-                let this = self.clone();
-                let source = source.clone();
-                let summary = summary.clone();
-                let in_flight = in_flight.clone();
-                in_flight.fetch_add(1, Ordering::SeqCst);
-                metrics::get().in_flight.inc();
-                tokio::spawn(async move {
-                    let disposition = this.handle(&source, &msg, event, verdict).await;
-                    this.settle(&source, &msg, &disposition).await;
-                    if let Ok(mut s) = summary.lock() {
-                        match disposition {
-                            Disposition::Delete { .. } => s.deleted += 1,
-                            Disposition::DeadLetter { .. } => s.dead_lettered += 1,
-                            Disposition::Retry { .. } => s.retried += 1,
-                            Disposition::Hold { .. } => s.held += 1,
+                let messages = received?;
+                let count = messages.len();
+                if count == 0 {
+                    return Ok(0);
+                }
+                if let Ok(mut s) = summary.lock() {
+                    s.received += count;
+                }
+                let batch = this.prepare_batch(&source, messages).await;
+                for (msg, event, verdict) in batch {
+                    // At most as many messages as reserved permits arrive.
+                    let Some(permit) = permits.split(1) else {
+                        break;
+                    };
+                    let this = this.clone();
+                    let source = source.clone();
+                    let summary = summary.clone();
+                    let in_flight = in_flight.clone();
+                    in_flight.fetch_add(1, Ordering::SeqCst);
+                    metrics::get().in_flight.inc();
+                    tokio::spawn(async move {
+                        let disposition = this.handle(&source, &msg, event, verdict).await;
+                        this.settle(&source, &msg, &disposition).await;
+                        if let Ok(mut s) = summary.lock() {
+                            match disposition {
+                                Disposition::Delete { .. } => s.deleted += 1,
+                                Disposition::DeadLetter { .. } => s.dead_lettered += 1,
+                                Disposition::Retry { .. } => s.retried += 1,
+                                Disposition::Hold { .. } => s.held += 1,
+                            }
                         }
-                    }
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                    metrics::get().in_flight.dec();
-                    drop(permit);
-                });
-            }
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        metrics::get().in_flight.dec();
+                        drop(permit);
+                    });
+                }
+                Ok(count)
+            });
         }
+        // Receives in progress are abandoned (their shutdown branch); a batch
+        // already received is still handed to workers before returning.
+        while fetches.join_next().await.is_some() {}
     }
 
     /// Tests what failed without touching a message; closes the breaker on
