@@ -334,7 +334,17 @@ async fn search_paging_returns_every_node_exactly_once() {
         })
         .await;
     let query = format!("batch:{batch}");
-    let mut found = admin.search_node_names(&query).await.expect("search");
+    // goiardi indexes new nodes asynchronously: on a loaded machine a search
+    // right after 1,234 creates may not see them all yet. Wait for the index
+    // (paging that loses rows never gets there, and fails below).
+    let mut found = Vec::new();
+    for _ in 0..60 {
+        found = admin.search_node_names(&query).await.expect("search");
+        if found.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert_eq!(found.len(), count, "full search rows");
     found.sort();
     found.dedup();
