@@ -1,9 +1,11 @@
 //! `nodereaper run`: receive events, decide, act, acknowledge.
 //!
-//! Per queue, one receiver long-polls (batch of up to 10) only when a worker
-//! is free, verifies all terminations of a batch with one EC2 call, and hands
-//! each message to a bounded pool of workers. A message is deleted only after
-//! every step succeeded; see [`Disposition`] for the other endings.
+//! Per queue, one receiver takes messages only for free workers: an idle
+//! queue gets one long poll at a time; with a backlog up to three receives
+//! overlap, each reserving its workers first (no unbounded prefetch). Each
+//! batch's terminations are verified with one EC2 call per account and
+//! region, then every message goes to a worker. A message is deleted only
+//! after every step succeeded; see [`Disposition`] for the other endings.
 
 pub mod breaker;
 
