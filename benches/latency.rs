@@ -9,8 +9,15 @@
 //! The daemon runs throughout; a few warm-up events are not counted.
 //!
 //!     cargo bench --bench latency
+//!     NODEREAPER_BENCH_DELAY_MS=20,10 cargo bench --bench latency
 //!
-//! Environment: NODEREAPER_BENCH_EVENTS (200), NODEREAPER_BENCH_WORKERS (16).
+//! Environment: NODEREAPER_BENCH_EVENTS (200), NODEREAPER_BENCH_WORKERS (16),
+//! NODEREAPER_BENCH_NAMES (`search`: nodes `n-<instance id>`, found by a
+//! Chef search; `id`: nodes named after the instance id),
+//! NODEREAPER_BENCH_DELAY_MS (unset; "C,A": the daemon reaches Chef and AWS
+//! through delay proxies in this process adding C ms to every Chef request
+//! and A ms to every AWS request, half each way; the benchmark's own
+//! requests go direct).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -23,7 +30,7 @@ use common::{aws, depth, fake_instance_id, unique};
 use nodereaper::chef::ChefClient;
 use nodereaper::ports::ChefApi;
 use serde_json::json;
-use support::{percentile, r3, sorted, Daemon, DaemonConfig};
+use support::{percentile, r3, sorted, Daemon, DaemonConfig, DelayProxy};
 
 const WARM_UP: usize = 3;
 
@@ -64,6 +71,17 @@ async fn topic_into(queue_url: &str, name: &str) -> String {
     topic
 }
 
+/// NODEREAPER_BENCH_NAMES: `search` (default, nodes named `n-<instance id>`,
+/// found by a Chef search) or `id` (nodes named after the instance id, found
+/// by one GET).
+fn names_are_ids() -> bool {
+    match std::env::var("NODEREAPER_BENCH_NAMES").as_deref() {
+        Ok("id") => true,
+        Ok("search") | Err(_) => false,
+        Ok(other) => panic!("NODEREAPER_BENCH_NAMES={other:?}: expected search or id"),
+    }
+}
+
 /// One event: returns (publish -> node gone, publish call duration).
 async fn one_event(
     chef: &Arc<ChefClient>,
@@ -71,7 +89,11 @@ async fn one_event(
     topic: &str,
 ) -> (Duration, Duration) {
     let id = fake_instance_id();
-    let name = format!("n-{id}");
+    let name = if names_are_ids() {
+        id.clone()
+    } else {
+        format!("n-{id}")
+    };
     support::register_many(
         chef,
         &[(name.clone(), Some(id.clone()))],
@@ -118,7 +140,28 @@ async fn main() {
     let (queue, dlq) = support::queue(&unique("latency"), 30, 5).await;
     let topic = topic_into(&queue, &unique("asg-topic")).await;
     let sns = aws_sdk_sns::Client::new(&aws().await);
-    let config = support::write_config(
+    let delay = std::env::var("NODEREAPER_BENCH_DELAY_MS").ok().map(|v| {
+        let ms: Vec<u64> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        assert_eq!(
+            ms.len(),
+            2,
+            "NODEREAPER_BENCH_DELAY_MS={v:?}: expected CHEF_MS,AWS_MS"
+        );
+        (ms[0], ms[1])
+    });
+    let stack = common::stack();
+    let proxies = match delay {
+        Some((c, a)) => Some((
+            DelayProxy::start(stack.chef_url(), Duration::from_millis(c) / 2).await,
+            DelayProxy::start(stack.moto_url(), Duration::from_millis(a) / 2).await,
+        )),
+        None => None,
+    };
+    let (chef_url, aws_url) = match &proxies {
+        Some((c, a)) => (c.url_for(stack.chef_url()), a.url_for(stack.moto_url())),
+        None => (stack.chef_url().to_string(), stack.moto_url().to_string()),
+    };
+    let config = support::write_config_via(
         &work,
         &DaemonConfig {
             queue_url: &queue,
@@ -127,6 +170,8 @@ async fn main() {
             wait_time: "20s",
             extra: "",
         },
+        &chef_url,
+        &aws_url,
     );
     let daemon = Daemon::start(&["run"], &config, &work.join("daemon.log"));
     // Up and long-polling: its metrics address is logged after the queues connected.
@@ -174,7 +219,19 @@ async fn main() {
     let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
     println!();
     println!(
-        "latency: {events} terminations one at a time, SNS -> SQS -> nodereaper (long poll 20 s)"
+        "latency: {events} terminations one at a time, SNS -> SQS -> nodereaper (long poll 20 s), {}",
+        match delay {
+            Some((c, a)) => format!("daemon's Chef requests +{c} ms, AWS requests +{a} ms (delay proxies)"),
+            None => "no added latency".into(),
+        }
+    );
+    println!(
+        "  nodes {}",
+        if names_are_ids() {
+            "named after the instance id (one GET resolves)"
+        } else {
+            "named n-<instance id> (resolved by search)"
+        }
     );
     println!(
         "  publish -> node gone: p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms  mean {mean:.1} ms  (min {:.1} ms)",
@@ -201,9 +258,15 @@ async fn main() {
         support::mib(live.rss_kib)
     );
     support::emit(
-        "latency",
+        if delay.is_some() {
+            "latency-delayed"
+        } else {
+            "latency"
+        },
         json!({
             "events": events,
+            "delay_ms": delay.map(|(c, a)| json!({"chef": c, "aws": a})),
+            "names": if names_are_ids() { "id" } else { "search" },
             "workers": workers,
             "wait_time_s": 20,
             "publish_to_gone_ms": {

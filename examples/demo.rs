@@ -532,6 +532,8 @@ impl ConfigText<'_> {
             "# The Chef Infra Server: the local goiardi, as its admin client.\n\
              [chef]\n\
              server_url = {chef}\n\
+             # goiardi on 127.0.0.1 speaks plain http (never in production).\n\
+             allow_plain_http = true\n\
              client_name = {name}\n\
              client_key = {key}\n\
              \n\

@@ -8,7 +8,7 @@
 #    moto in a virtualenv when missing, which needs root or sudo once). The
 #    demo uses its own stack directory, target/stack-demo, so it never
 #    disturbs the test suite's stack.
-# 2. Builds nodereaper and the demo (cargo build --release).
+# 2. Builds nodereaper and the demo (cargo build, dev profile).
 # 3. Runs examples/demo.rs: an Auto Scaling group of 4 instances, each
 #    registered in Chef, scales in to 1; `nodereaper setup` wires the SNS
 #    topic and SQS queue, `nodereaper run` deregisters the 3 terminated
@@ -58,15 +58,18 @@ env_file=$(scripts/stack.sh up | tail -n 1)
 [[ -f $env_file ]] || die "scripts/stack.sh up printed no env file"
 echo "stack env file: $env_file"
 
-step "Building nodereaper and the demo (cargo build --release; the first build takes a few minutes)"
-cargo build --release --quiet --bin nodereaper --example demo
+# The dev profile: a cold build takes half the time of --release (see
+# docs/BENCHMARKS.md, "Build"), and the demo is bound by the servers, not by
+# nodereaper's own speed.
+step "Building nodereaper and the demo (cargo build; the first build takes a few minutes)"
+cargo build --quiet --bin nodereaper --example demo
 
 demo_started=$SECONDS
 step "Running the demo"
 rc=0
-"$TARGET_DIR/release/examples/demo" \
+"$TARGET_DIR/debug/examples/demo" \
     --env-file "$env_file" \
-    --bin "$TARGET_DIR/release/nodereaper" \
+    --bin "$TARGET_DIR/debug/nodereaper" \
     --work-dir "$NODEREAPER_STACK_DIR/demo" || rc=$?
 
 printf '\ndemo.sh: %ss in all (the demo itself: %ss). The stack keeps running; stop it with:\n' \

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::act::{DeletionLimiter, Reaper};
-use crate::aws::{self, ec2::Ec2Inventory, lifecycle::AsgLifecycle, sqs::SqsQueue, AwsError};
+use crate::aws::{self, ec2::Ec2Inventory, fleet::AwsFleet, sqs::SqsQueue, AwsError};
 use crate::chef::credentials::{self, CredentialsError, KeySource};
 use crate::chef::resolve::Resolver;
 use crate::chef::{ChefClient, ChefError, ChefSettings};
@@ -20,6 +20,9 @@ use crate::secrets::{self, KeyStore, RotatingChef};
 pub enum AppError {
     #[error("Chef identity: {0}")]
     Identity(String),
+    /// A queue nodereaper cannot work with as configured.
+    #[error("{0}")]
+    Queue(String),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
@@ -32,6 +35,12 @@ pub enum AppError {
     Secret(#[from] crate::secrets::SecretError),
     #[error("no queue configured: set [[queues]] url = \"...\" in the config file or NODEREAPER_QUEUE_URL")]
     NoQueue,
+    #[error("queue {queue}: VisibilityTimeout {timeout:?} is not longer than pipeline.lifecycle_heartbeat_interval ({interval:?}); a message would reappear and be worked twice before its first extension. Raise the queue's VisibilityTimeout (`nodereaper setup` sets 5 minutes) or lower the interval")]
+    Visibility {
+        queue: String,
+        timeout: std::time::Duration,
+        interval: std::time::Duration,
+    },
 }
 
 /// Who we are on the Chef server, from explicit settings or a
@@ -153,11 +162,10 @@ pub async fn journal(cfg: &Config) -> Result<Arc<dyn Journal>, AppError> {
                     .force_path_style(true)
                     .build(),
             );
-            Ok(Arc::new(S3Journal::new(
-                s3,
-                bucket.clone(),
-                cfg.journal.s3_prefix.clone(),
-            )))
+            Ok(Arc::new(
+                S3Journal::new(s3, bucket.clone(), cfg.journal.s3_prefix.clone())
+                    .with_kms_key(cfg.journal.s3_kms_key_id.clone()),
+            ))
         }
         None => Ok(Arc::new(LocalJournal::open(&cfg.journal.dir)?)),
     }
@@ -175,12 +183,20 @@ pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppE
         chef,
         journal: journal(cfg).await?,
         resolver: resolver(cfg),
-        protection: Protection::new(&cfg.protect),
-        limiter: Arc::new(DeletionLimiter::new(cfg.pipeline.max_deletions_per_minute)),
+        protection: match chef_identity(cfg) {
+            Ok(me) => Protection::new(&cfg.protect).with_own_client(me.client_name),
+            Err(_) => Protection::new(&cfg.protect),
+        },
+        limiter: Arc::new(
+            DeletionLimiter::new(cfg.pipeline.max_deletions_per_minute)
+                .with_brake(cfg.pipeline.storm_brake_after),
+        ),
     })
 }
 
-/// EC2 inventory for one region.
+/// EC2 inventory for one region, for sweeps: EC2 states only (a sweep acts
+/// on terminated or unknown instances, so Auto Scaling lifecycle states of
+/// alive ones would be requests for nothing).
 pub async fn inventory(cfg: &Config, region: Option<&str>) -> Ec2Inventory {
     let sdk = aws::sdk_config(&cfg.aws, region).await;
     let region = sdk
@@ -192,6 +208,7 @@ pub async fn inventory(cfg: &Config, region: Option<&str>) -> Ec2Inventory {
         aws_sdk_autoscaling::Client::new(&sdk),
         region,
     )
+    .states_only()
 }
 
 /// Connects to one configured queue (and finds its DLQ), with the SDK
@@ -210,26 +227,65 @@ pub async fn connect_queue(
     Ok((queue, sdk))
 }
 
-/// One [`Source`] per configured queue, with the services of its region.
+/// The queue's VisibilityTimeout must exceed the keepalive interval
+/// (`pipeline.lifecycle_heartbeat_interval`): the first extension comes one
+/// interval after receipt, and a message that reappears before it is worked
+/// twice at once. Returns the timeout.
+pub async fn check_visibility(
+    cfg: &Config,
+    sdk: &SdkConfig,
+    url: &str,
+) -> Result<std::time::Duration, AppError> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let answer = aws_sdk_sqs::Client::new(sdk)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .map_err(|e| Box::new(AwsError::from_sdk("SQS", "GetQueueAttributes", url, e)))?;
+    let secs: u64 = answer
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            AppError::Queue(format!(
+                "queue {url}: GetQueueAttributes gave no VisibilityTimeout"
+            ))
+        })?;
+    let timeout = std::time::Duration::from_secs(secs);
+    let interval = cfg.pipeline.lifecycle_heartbeat_interval;
+    if timeout <= interval {
+        return Err(AppError::Visibility {
+            queue: url.to_string(),
+            timeout,
+            interval,
+        });
+    }
+    Ok(timeout)
+}
+
+/// One [`Source`] per configured queue; all share one [`AwsFleet`] (EC2 and
+/// Auto Scaling clients per account and region, created on first use).
 pub async fn sources(cfg: &Config) -> Result<Vec<Source>, AppError> {
     if cfg.queues.is_empty() {
         return Err(AppError::NoQueue);
     }
+    let fleet = Arc::new(AwsFleet::new(&cfg.aws));
     let mut out = Vec::new();
     for q in &cfg.queues {
         let (queue, sdk) = connect_queue(cfg, q).await.map_err(Box::new)?;
-        let region_name = sdk
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "default".into());
+        check_visibility(cfg, &sdk, &q.url).await?;
+        let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+            AppError::Queue(format!(
+                "no region for queue {}: set queues[].region, aws.region or AWS_REGION",
+                q.url
+            ))
+        })?;
         out.push(Source {
             queue: Arc::new(queue),
-            inventory: Arc::new(Ec2Inventory::new(
-                aws_sdk_ec2::Client::new(&sdk),
-                aws_sdk_autoscaling::Client::new(&sdk),
-                region_name,
-            )),
-            lifecycle: Arc::new(AsgLifecycle::new(aws_sdk_autoscaling::Client::new(&sdk))),
+            fleet: fleet.clone(),
+            region,
         });
     }
     Ok(out)

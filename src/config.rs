@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::chef::auth::SignVersion;
 
+/// The termination lifecycle hook `nodereaper setup` creates.
+pub const DEFAULT_LIFECYCLE_HOOK: &str = "nodereaper-terminate";
+
 /// Environment variables that override configuration keys.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("NODEREAPER_CHEF_SERVER_URL", "chef.server_url"),
@@ -96,6 +99,9 @@ pub struct ChefConfig {
     pub ca_bundle: Option<PathBuf>,
     pub insecure_skip_tls_verify: bool,
     pub allow_insecure_key_permissions: bool,
+    /// Accept an `http://` server URL (signed requests and node JSON in
+    /// clear text): for local test servers only.
+    pub allow_plain_http: bool,
     /// Search used when no node is named after the instance id.
     /// `{instance_id}` is replaced by the (validated) id.
     pub search_query: String,
@@ -120,6 +126,7 @@ impl Default for ChefConfig {
             ca_bundle: None,
             insecure_skip_tls_verify: false,
             allow_insecure_key_permissions: false,
+            allow_plain_http: false,
             search_query: "ec2_instance_id:{instance_id}".into(),
             client_name_template: "{node}".into(),
             page_size: 1000,
@@ -134,6 +141,24 @@ pub struct AwsConfig {
     pub region: Option<String>,
     /// Endpoint override for every AWS service (else `AWS_ENDPOINT_URL`).
     pub endpoint_url: Option<String>,
+    /// Other AWS accounts whose instances nodereaper may verify (through an
+    /// IAM role). Events from an account that is neither nodereaper's own nor
+    /// listed here are refused.
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// One `[[aws.accounts]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The 12-digit account id.
+    pub id: String,
+    /// Role in that account allowed to describe instances (and complete
+    /// lifecycle actions), assumed with STS AssumeRole.
+    pub role_arn: String,
+    /// External id the role's trust policy requires, if any.
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -184,6 +209,13 @@ pub struct PipelineConfig {
     #[serde(with = "humantime_serde")]
     pub breaker_cooldown: Duration,
     pub dry_run: bool,
+    /// Lifecycle hooks nodereaper owns: only their actions are completed;
+    /// an event of any other hook is acknowledged without touching Chef.
+    pub lifecycle_hooks: Vec<String>,
+    /// When deletions have run at `max_deletions_per_minute` this long, stop
+    /// deleting until restarted (the storm brake); `"0s"` disables it.
+    #[serde(with = "humantime_serde")]
+    pub storm_brake_after: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -198,11 +230,15 @@ impl Default for PipelineConfig {
             max_deletions_per_minute: 120,
             retry_backoff_base: Duration::from_secs(15),
             retry_backoff_max: Duration::from_secs(15 * 60),
-            lifecycle_heartbeat_interval: Duration::from_secs(60),
+            // Below SQS's default visibility timeout (30 s): the first
+            // extension must come before the message reappears.
+            lifecycle_heartbeat_interval: Duration::from_secs(20),
             shutdown_deadline: Duration::from_secs(30),
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(30),
             dry_run: false,
+            lifecycle_hooks: vec![DEFAULT_LIFECYCLE_HOOK.into()],
+            storm_brake_after: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -216,8 +252,15 @@ pub struct ProtectConfig {
     pub environments: Vec<String>,
     pub policy_groups: Vec<String>,
     /// Instances carrying this tag (any value but "false") are left alone;
-    /// `""` switches the opt-out tag off.
+    /// `""` switches the opt-out tag off. Seen only while EC2 still knows the
+    /// instance (about an hour after termination).
     pub instance_tag: Option<String>,
+    /// Nodes with this Chef tag (`normal.tags`, as `knife tag create` sets
+    /// it) are never deleted; checked on every path, EC2 or not. `""` off.
+    pub node_tag: Option<String>,
+    /// Glob patterns on client names that are never deleted (besides
+    /// validator and admin clients and nodereaper's own identity).
+    pub client_names: Vec<String>,
 }
 
 impl Default for ProtectConfig {
@@ -228,6 +271,8 @@ impl Default for ProtectConfig {
             environments: Vec::new(),
             policy_groups: Vec::new(),
             instance_tag: Some("nodereaper:protect".into()),
+            node_tag: Some("nodereaper:protect".into()),
+            client_names: vec!["*-validator".into()],
         }
     }
 }
@@ -238,6 +283,12 @@ pub struct JournalConfig {
     pub dir: PathBuf,
     pub s3_bucket: Option<String>,
     pub s3_prefix: String,
+    /// SSE-KMS key (id, ARN or alias) for S3 journal objects; unset: SSE-S3.
+    pub s3_kms_key_id: Option<String>,
+    /// Entries older than this are removed by `journal prune` (and daily by
+    /// the daemon).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 impl Default for JournalConfig {
@@ -246,6 +297,8 @@ impl Default for JournalConfig {
             dir: PathBuf::from("/var/lib/nodereaper/journal"),
             s3_bucket: None,
             s3_prefix: "nodereaper/journal/".into(),
+            s3_kms_key_id: None,
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -264,6 +317,9 @@ pub struct SweepConfig {
     pub max_candidates: usize,
     /// Largest share (0..=1) of EC2-backed nodes a sweep may delete.
     pub max_candidate_share: f64,
+    /// At most this many deletions by `run`'s periodic sweeps per rolling
+    /// 24 hours (the per-run caps alone allow that many every interval).
+    pub max_deletions_per_day: usize,
     /// Regions to ask EC2 in; default: `aws.region`.
     pub regions: Vec<String>,
     /// Node attribute paths for the inventory.
@@ -279,6 +335,7 @@ impl Default for SweepConfig {
             grace_period: Duration::from_secs(60 * 60),
             max_candidates: 100,
             max_candidate_share: 0.2,
+            max_deletions_per_day: 200,
             regions: Vec::new(),
             instance_id_attribute: vec!["ec2".into(), "instance_id".into()],
             region_attribute: vec!["ec2".into(), "placement_availability_zone".into()],
@@ -460,7 +517,16 @@ impl Config {
         };
         if let Some(url) = &self.chef.server_url {
             match url::Url::parse(url) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                Ok(u) if u.scheme() == "https" => {}
+                Ok(u) if u.scheme() == "http" && self.chef.allow_plain_http => {}
+                Ok(u) if u.scheme() == "http" => {
+                    return Err(invalid(
+                        "chef.server_url",
+                        format!(
+                            "an https:// URL, got {url:?}: plain http sends signed requests and node data in clear text; set chef.allow_plain_http = true for a local test server"
+                        ),
+                    ))
+                }
                 _ => {
                     return Err(invalid(
                         "chef.server_url",
@@ -539,6 +605,73 @@ impl Config {
                 "a duration above zero, e.g. \"30s\"".into(),
             ));
         }
+        // Upper bounds: beyond them a duration is a typo, and time arithmetic
+        // on it would overflow.
+        const DAY: u64 = 24 * 3600;
+        for (key, value, max_secs) in [
+            ("chef.timeout", self.chef.timeout, 3600),
+            (
+                "pipeline.shutdown_deadline",
+                self.pipeline.shutdown_deadline,
+                3600,
+            ),
+            (
+                "pipeline.breaker_cooldown",
+                self.pipeline.breaker_cooldown,
+                DAY,
+            ),
+            (
+                "pipeline.storm_brake_after",
+                self.pipeline.storm_brake_after,
+                7 * DAY,
+            ),
+            ("sweep.grace_period", self.sweep.grace_period, 365 * DAY),
+            (
+                "sweep.interval",
+                self.sweep.interval.unwrap_or_default(),
+                30 * DAY,
+            ),
+        ] {
+            if value > Duration::from_secs(max_secs) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "at most {}, got {}",
+                        humantime::format_duration(Duration::from_secs(max_secs)),
+                        humantime::format_duration(value)
+                    ),
+                ));
+            }
+        }
+        for (i, hook) in self.pipeline.lifecycle_hooks.iter().enumerate() {
+            if hook.is_empty() || hook.len() > 255 {
+                return Err(invalid(
+                    &format!("pipeline.lifecycle_hooks[{i}]"),
+                    format!("a lifecycle hook name (1 to 255 characters), got {hook:?}"),
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, a) in self.aws.accounts.iter().enumerate() {
+            if !crate::source::message::is_account_id(&a.id) || !seen.insert(a.id.as_str()) {
+                return Err(invalid(
+                    &format!("aws.accounts[{i}].id"),
+                    format!("a 12-digit AWS account id, listed once, got {:?}", a.id),
+                ));
+            }
+            if !(a.role_arn.starts_with("arn:")
+                && a.role_arn.contains(":iam::")
+                && a.role_arn.contains(":role/"))
+            {
+                return Err(invalid(
+                    &format!("aws.accounts[{i}].role_arn"),
+                    format!(
+                        "an IAM role ARN like arn:aws:iam::{}:role/nodereaper, got {:?}",
+                        a.id, a.role_arn
+                    ),
+                ));
+            }
+        }
         for (i, q) in self.queues.iter().enumerate() {
             if !(q.url.starts_with("https://") || q.url.starts_with("http://")) {
                 return Err(invalid(
@@ -613,12 +746,17 @@ impl Config {
                 "a number above 0".into(),
             ));
         }
-        for (i, pattern) in self.protect.node_names.iter().enumerate() {
-            if let Err(e) = glob::Pattern::new(pattern) {
-                return Err(invalid(
-                    &format!("protect.node_names[{i}]"),
-                    format!("a glob pattern, got {pattern:?} ({e})"),
-                ));
+        for (key, patterns) in [
+            ("protect.node_names", &self.protect.node_names),
+            ("protect.client_names", &self.protect.client_names),
+        ] {
+            for (i, pattern) in patterns.iter().enumerate() {
+                if let Err(e) = glob::Pattern::new(pattern) {
+                    return Err(invalid(
+                        &format!("{key}[{i}]"),
+                        format!("a glob pattern, got {pattern:?} ({e})"),
+                    ));
+                }
             }
         }
         let s = &self.sweep;
@@ -638,6 +776,21 @@ impl Config {
             return Err(invalid(
                 "sweep.instance_id_attribute",
                 "a non-empty attribute path, e.g. [\"ec2\", \"instance_id\"]".into(),
+            ));
+        }
+        if self.journal.retention < Duration::from_secs(24 * 3600) {
+            return Err(invalid(
+                "journal.retention",
+                format!(
+                    "at least 1d (backups are what makes a wrong deletion undoable), got {}",
+                    humantime::format_duration(self.journal.retention)
+                ),
+            ));
+        }
+        if self.journal.s3_kms_key_id.as_deref() == Some("") {
+            return Err(invalid(
+                "journal.s3_kms_key_id",
+                "a KMS key id, ARN or alias; leave it unset for SSE-S3".into(),
             ));
         }
         if let Some(b) = &self.journal.s3_bucket {
@@ -670,6 +823,51 @@ mod tests {
         assert_eq!(cfg.chef.sign_version, SignVersion::V1_3);
         assert_eq!(cfg.pipeline.wait_time, Duration::from_secs(20));
         assert_eq!(cfg.sweep.max_candidate_share, 0.2);
+    }
+
+    #[test]
+    fn plain_http_needs_an_explicit_opt_in() {
+        let err = parse("[chef]\nserver_url = \"http://chef.example\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chef.server_url") && err.contains("allow_plain_http"),
+            "{err}"
+        );
+        parse("[chef]\nserver_url = \"http://127.0.0.1:4545\"\nallow_plain_http = true\n")
+            .expect("opted in");
+        parse("[chef]\nserver_url = \"https://chef.example\"\n").expect("https");
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        for (key, text) in [
+            ("sweep.grace_period", "[sweep]\ngrace_period = \"200y\"\n"),
+            ("sweep.interval", "[sweep]\ninterval = \"400d\"\n"),
+            ("chef.timeout", "[chef]\ntimeout = \"2h\"\n"),
+            (
+                "pipeline.storm_brake_after",
+                "[pipeline]\nstorm_brake_after = \"30d\"\n",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("at most"), "{err}");
+        }
+    }
+
+    #[test]
+    fn accounts_are_validated() {
+        let ok = "[[aws.accounts]]\nid = \"111111111111\"\nrole_arn = \"arn:aws:iam::111111111111:role/r\"\n";
+        assert_eq!(parse(ok).expect("valid").aws.accounts.len(), 1);
+        let bad_id = ok.replace("\"111111111111\"\nrole", "\"1111\"\nrole");
+        let err = parse(&bad_id).unwrap_err().to_string();
+        assert!(err.contains("aws.accounts[0].id"), "{err}");
+        let bad_role = ok.replace(":role/r", ":user/r");
+        let err = parse(&bad_role).unwrap_err().to_string();
+        assert!(err.contains("aws.accounts[0].role_arn"), "{err}");
+        let twice = format!("{ok}{ok}");
+        let err = parse(&twice).unwrap_err().to_string();
+        assert!(err.contains("aws.accounts[1].id"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::app;
 use crate::aws::{self, sqs};
 use crate::chef::credentials::{self, KeySource};
-use crate::chef::ChefError;
+use crate::chef::{ChefError, ServerKind};
 use crate::config::Config;
 use crate::ports::{ChefApi, Queue};
 
@@ -90,6 +90,21 @@ async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
             "provide credentials (instance profile, AWS_PROFILE, or environment) and a region (aws.region or AWS_REGION)",
         )),
     }
+    let fleet = aws::fleet::AwsFleet::new(&cfg.aws);
+    let region = sdk
+        .region()
+        .map_or_else(|| "us-east-1".to_string(), |r| r.to_string());
+    for account in &cfg.aws.accounts {
+        let name = format!("aws account {}", account.id);
+        match fleet.check_account(account, &region).await {
+            Ok(arn) => checks.push(Check::pass(name, format!("role assumed: {arn}"))),
+            Err(e) => checks.push(Check::fail(
+                name,
+                e.to_string(),
+                "let nodereaper's identity assume the role (sts:AssumeRole, the role's trust policy and external id)",
+            )),
+        }
+    }
     if cfg.queues.is_empty() {
         checks.push(Check::fail(
             "queues",
@@ -100,7 +115,21 @@ async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
     for q in &cfg.queues {
         let name = format!("queue {}", sqs::queue_name(&q.url));
         match app::connect_queue(cfg, q).await {
-            Ok((queue, _)) => {
+            Ok((queue, sdk)) => {
+                match app::check_visibility(cfg, &sdk, &q.url).await {
+                    Ok(t) => checks.push(Check::pass(
+                        format!("{name} visibility"),
+                        format!(
+                            "VisibilityTimeout {t:?} > heartbeat interval {:?}",
+                            cfg.pipeline.lifecycle_heartbeat_interval
+                        ),
+                    )),
+                    Err(e) => checks.push(Check::fail(
+                        format!("{name} visibility"),
+                        e.to_string(),
+                        "raise the queue's VisibilityTimeout above pipeline.lifecycle_heartbeat_interval",
+                    )),
+                }
                 match queue.depth().await {
                     Ok((visible, hidden)) => checks.push(Check::pass(
                         name.clone(),
@@ -242,6 +271,36 @@ async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
             format!("unexpected status {s}"),
             "check chef.server_url",
         )),
+    }
+
+    match chef.server_info().await {
+        Ok(info) => {
+            let what = match info.kind {
+                ServerKind::ChefInfra if info.has_keys_endpoint() => format!(
+                    "Chef Infra Server, API v{}: client keys (/clients/NAME/keys) and node and client ACLs are backed up; search pages by total",
+                    info.api_version
+                ),
+                ServerKind::ChefInfra => format!(
+                    "Chef Infra Server, API v{}: public keys in client bodies, ACLs backed up; search pages by total",
+                    info.api_version
+                ),
+                ServerKind::Goiardi => "goiardi (API v0): public keys in client bodies; no keys or ACL endpoints (none are called); search pages end on a short page".into(),
+                ServerKind::Unknown => String::new(),
+            };
+            if info.kind == ServerKind::Unknown {
+                checks.push(Check::fail(
+                    "chef server kind",
+                    "the server named itself in no header (X-Ops-Server-API-Version, X-Goiardi): keys and ACLs will not be backed up",
+                    "let the X-Ops-Server-API-Version response header through the proxy in front of the Chef server",
+                ));
+            } else {
+                checks.push(Check::pass("chef server kind", what));
+            }
+        }
+        Err(e) => {
+            let fix = chef_fix(&e);
+            checks.push(Check::fail("chef server kind", e.to_string(), fix));
+        }
     }
 
     match chef.search_node_names("name:nodereaper-doctor-probe").await {

@@ -6,13 +6,16 @@
 //! real adapters against goiardi and moto everywhere else.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::aws::AwsError;
-use crate::chef::ChefError;
-use crate::journal::{JournalEntry, JournalError};
+use crate::chef::{AclObject, ChefError, ClientKey, ServerInfo};
+use crate::core::placement::Placement;
+use crate::error::{Classify, Retry};
+use crate::journal::{Damage, JournalEntry, JournalError};
 
 /// Result of a DELETE on the Chef server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -59,6 +62,70 @@ pub trait ChefApi: Send + Sync {
         public_key: Option<&str>,
         admin: bool,
     ) -> Result<(), ChefError>;
+
+    /// nodereaper's own identity as the server knows it (its client, else
+    /// its user): `None` when neither exists, which on a reachable server
+    /// means a wrong URL or organization (`/readyz`). Adapters that cannot
+    /// tell answer `None`.
+    async fn own_identity(&self) -> Result<Option<(&'static str, Value)>, ChefError> {
+        Ok(None)
+    }
+
+    // --- Server fidelity (keys, ACLs, API version). The defaults describe a
+    // server without keys or ACL endpoints, so in-memory fakes need nothing.
+
+    /// What the server is and which API version answers, learned once.
+    async fn server_info(&self) -> Result<ServerInfo, ChefError> {
+        Ok(ServerInfo::UNKNOWN)
+    }
+    /// Every key of a client (`/clients/NAME/keys` and each key). None: the
+    /// server has no keys endpoint (goiardi, API v0, unknown servers) or the
+    /// client does not exist.
+    async fn client_keys(&self, _name: &str) -> Result<Option<Vec<ClientKey>>, ChefError> {
+        Ok(None)
+    }
+    /// The object's ACL (`?detail=granular`). None: no ACL endpoint, or no
+    /// such object.
+    async fn get_acl(&self, _object: AclObject, _name: &str) -> Result<Option<Value>, ChefError> {
+        Ok(None)
+    }
+    /// Replaces one permission of an object's ACL with the backed-up one.
+    async fn put_acl(
+        &self,
+        object: AclObject,
+        name: &str,
+        _permission: &str,
+        _acl: &Value,
+    ) -> Result<(), ChefError> {
+        Err(ChefError::BadResponse {
+            server: self.server().to_string(),
+            method: "PUT".into(),
+            object: format!("/{}/{name}/_acl", object.collection()),
+            detail: "this server has no ACL endpoint".into(),
+        })
+    }
+    /// Creates a client with `public_key` (the `default` key), or with a new
+    /// key pair when None; returns the generated private key (shown once by
+    /// the server, never stored by nodereaper).
+    async fn create_client_returning_key(
+        &self,
+        name: &str,
+        public_key: Option<&str>,
+        admin: bool,
+        _validator: bool,
+    ) -> Result<Option<String>, ChefError> {
+        self.create_client(name, public_key, admin).await?;
+        Ok(None)
+    }
+    /// Adds one more key to an existing client (POST /clients/NAME/keys).
+    async fn add_client_key(&self, name: &str, _key: &ClientKey) -> Result<(), ChefError> {
+        Err(ChefError::BadResponse {
+            server: self.server().to_string(),
+            method: "POST".into(),
+            object: format!("/clients/{name}/keys"),
+            detail: "this server has no keys endpoint".into(),
+        })
+    }
 }
 
 /// What EC2 says about an instance.
@@ -80,6 +147,50 @@ pub trait InstanceInventory: Send + Sync {
     /// Looks up many instances at once. Ids EC2 does not know are absent from
     /// the map (they count as gone).
     async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError>;
+}
+
+/// The AWS services of one account and region.
+#[derive(Clone)]
+pub struct Regional {
+    pub placement: Placement,
+    pub inventory: Arc<dyn InstanceInventory>,
+    pub lifecycle: Arc<dyn Lifecycle>,
+}
+
+/// Why the services of a placement are not available.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PlacementError {
+    /// The event names an account that is neither nodereaper's own nor
+    /// configured in `[[aws.accounts]]`: nobody can say whether the instance
+    /// is gone, so the event is refused.
+    #[error("the event is from AWS account {account}, which is neither nodereaper's own ({own}) nor configured in [[aws.accounts]]; refusing to act on an instance nodereaper cannot verify")]
+    UnknownAccount { account: String, own: String },
+    /// Finding our own account or assuming the account's role failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+impl Classify for PlacementError {
+    fn retry(&self) -> Retry {
+        match self {
+            PlacementError::UnknownAccount { .. } => Retry::Permanent,
+            PlacementError::Aws(e) => e.retry(),
+        }
+    }
+
+    fn blames_message(&self) -> bool {
+        match self {
+            PlacementError::UnknownAccount { .. } => true,
+            PlacementError::Aws(e) => e.blames_message(),
+        }
+    }
+}
+
+/// EC2 and Auto Scaling wherever an instance lives: clients per account and
+/// region, created on first use and cached.
+#[async_trait]
+pub trait Fleet: Send + Sync {
+    async fn regional(&self, placement: &Placement) -> Result<Regional, PlacementError>;
 }
 
 /// The identity of one pending Auto Scaling lifecycle action.
@@ -106,6 +217,9 @@ pub enum Completion {
 pub trait Lifecycle: Send + Sync {
     async fn heartbeat(&self, action: &LifecycleAction) -> Result<Completion, AwsError>;
     async fn complete_continue(&self, action: &LifecycleAction) -> Result<Completion, AwsError>;
+    /// A call with no effect that fails the way real calls would when
+    /// nodereaper lacks permission or credentials (the breaker's probe).
+    async fn probe(&self) -> Result<(), AwsError>;
 }
 
 /// Where deleted objects are backed up before deletion.
@@ -113,8 +227,38 @@ pub trait Lifecycle: Send + Sync {
 pub trait Journal: Send + Sync {
     /// Durably stores the entry (fsync or S3 PUT acknowledged) before returning.
     async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError>;
-    /// All entries, oldest first.
+    /// All entries, oldest first. Damaged lines are skipped with a warning;
+    /// an entry whose objects are missing or unreadable comes back with them
+    /// absent and `damage` saying so.
     async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError>;
+    /// Checks every entry and its objects; lists what is damaged.
+    async fn verify(&self) -> Result<Vec<Damage>, JournalError> {
+        Ok(self
+            .entries()
+            .await?
+            .into_iter()
+            .flat_map(|e| {
+                let id = e.id.clone();
+                e.damage.into_iter().map(move |problem| Damage {
+                    location: id.clone(),
+                    line: None,
+                    entry_id: Some(id.clone()),
+                    problem,
+                })
+            })
+            .collect())
+    }
+    /// Removes the entries (and their objects) recorded before `cutoff`;
+    /// returns how many were removed.
+    async fn remove_before(
+        &self,
+        _cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, JournalError> {
+        Ok(0)
+    }
+    /// Writes and removes a probe object the way [`Journal::record`] writes
+    /// (the breaker's probe after a journal failure).
+    async fn probe(&self) -> Result<(), JournalError>;
 }
 
 /// One message taken from a queue.

@@ -1,10 +1,20 @@
-//! `nodereaper restore`: recreate what the journal says was deleted.
+//! `nodereaper restore`: recreate a registration from the journal.
+//!
+//! A registration is restored, not an entry: a retry after a partial failure
+//! (client deleted, node DELETE timed out) or two events for one instance
+//! write several entries, and a newer one may hold only what was left. The
+//! newest node and the newest client backed up for that node name (same
+//! instance) are merged. Order on the server: the client first (with its
+//! original public key(s) where they were backed up), then the node, then
+//! the ACLs of both (Chef Infra Server), so the instance's own client may
+//! save its node again.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::chef::ChefError;
-use crate::journal::{EntryFilter, JournalEntry, JournalError};
+use crate::chef::server::ACL_PERMISSIONS;
+use crate::chef::{AclObject, ChefError, ClientKey, ServerInfo};
+use crate::journal::{EntryFilter, JournalEntry, JournalError, Presence};
 use crate::ports::{ChefApi, Journal};
 
 /// Top-level node keys the node endpoints accept on create/update. Anything
@@ -23,15 +33,114 @@ pub const NODE_KEYS: &[&str] = &[
     "policy_group",
 ];
 
+/// Everything the journal holds about one registration, merged across its
+/// entries (newest first).
+#[derive(Debug, Clone, Serialize)]
+pub struct Registration {
+    pub node_name: String,
+    pub instance_id: Option<String>,
+    /// Entries merged, newest first.
+    pub entry_ids: Vec<String>,
+    /// Entry the node comes from.
+    pub node_entry: Option<String>,
+    pub node: Option<Value>,
+    pub node_acl: Option<Value>,
+    pub client_name: Option<String>,
+    /// Entry the client comes from.
+    pub client_entry: Option<String>,
+    pub client: Option<Value>,
+    pub client_keys: Option<Vec<ClientKey>>,
+    pub client_acl: Option<Value>,
+    /// Every entry recorded the client as already gone when it was read.
+    pub client_already_gone: bool,
+    /// Damage found in the merged entries.
+    pub damage: Vec<String>,
+}
+
+impl Registration {
+    /// Merges the entries of one registration (any order).
+    pub fn merge(mut entries: Vec<JournalEntry>) -> Option<Registration> {
+        entries.sort_by(|a, b| b.recorded_at.cmp(&a.recorded_at).then(b.id.cmp(&a.id)));
+        let newest = entries.first()?;
+        let mut reg = Registration {
+            node_name: newest.node_name.clone(),
+            instance_id: entries.iter().find_map(|e| e.instance_id.clone()),
+            entry_ids: entries.iter().map(|e| e.id.clone()).collect(),
+            node_entry: None,
+            node: None,
+            node_acl: None,
+            client_name: entries.iter().find_map(|e| e.client_name.clone()),
+            client_entry: None,
+            client: None,
+            client_keys: None,
+            client_acl: None,
+            client_already_gone: false,
+            damage: entries.iter().flat_map(|e| e.damage.clone()).collect(),
+        };
+        if let Some(e) = entries.iter().find(|e| e.node.is_some()) {
+            reg.node_entry = Some(e.id.clone());
+            reg.node = e.node.clone();
+            reg.node_acl = e.node_acl.clone();
+        }
+        if reg.node_acl.is_none() {
+            reg.node_acl = entries.iter().find_map(|e| e.node_acl.clone());
+        }
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.client.is_some() || e.client_keys.is_some())
+        {
+            reg.client_entry = Some(e.id.clone());
+            reg.client = e.client.clone();
+            reg.client_keys = e.client_keys.clone();
+            reg.client_acl = e.client_acl.clone();
+            if e.client_name.is_some() {
+                reg.client_name = e.client_name.clone();
+            }
+        } else {
+            reg.client_already_gone = entries
+                .iter()
+                .any(|e| e.client_status == Some(Presence::AlreadyGone));
+        }
+        if reg.client_acl.is_none() && reg.client_entry.is_some() {
+            reg.client_acl = entries.iter().find_map(|e| e.client_acl.clone());
+        }
+        Some(reg)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Restored {
+    /// Entry the node came from (else the newest merged entry).
     pub entry_id: String,
     pub node: String,
     /// created, replaced, absent_in_backup
     pub node_action: String,
-    /// created_with_original_key, created_without_key, exists, absent_in_backup
+    pub client: Option<String>,
+    /// created_with_original_keys (key list restored), created_with_original_key
+    /// (public key from the client body), created_with_new_key (private key in
+    /// `private_key`), exists, already_gone_before_deletion, absent_in_backup
     pub client_action: String,
-    pub note: Option<String>,
+    /// restored, failed, not_backed_up, not_supported_by_server, not_needed
+    pub acl_action: String,
+    /// Entries merged, newest first.
+    pub entries: Vec<String>,
+    pub notes: Vec<String>,
+    /// The new private key of a client created without its original key;
+    /// shown once (stdout or `--key-out`), never stored by nodereaper.
+    #[serde(skip)]
+    pub private_key: Option<String>,
+}
+
+impl Restored {
+    /// Kept for callers of the earlier single-note form.
+    pub fn note(&self) -> Option<String> {
+        (!self.notes.is_empty()).then(|| self.notes.join("; "))
+    }
+
+    /// Did part of the restore fail (keys or ACLs)?
+    pub fn partial(&self) -> bool {
+        self.acl_action == "failed" || self.notes.iter().any(|n| n.starts_with("FAILED"))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,80 +168,235 @@ pub fn restorable_node(node: &Value) -> Value {
     }
 }
 
-/// Entries to restore: the newest entry per node among those matching.
+/// Registrations to restore: one per node name with a matching entry, each
+/// merged from every entry of that name and instance (the filter picks the
+/// registrations, not the entries merged).
 pub async fn select(
     journal: &dyn Journal,
     filter: &EntryFilter,
-) -> Result<Vec<JournalEntry>, RestoreError> {
+) -> Result<Vec<Registration>, RestoreError> {
+    let all = journal.entries().await?;
     let mut newest: std::collections::BTreeMap<String, JournalEntry> =
         std::collections::BTreeMap::new();
-    for e in journal
-        .entries()
-        .await?
-        .into_iter()
-        .filter(|e| filter.matches(e))
-    {
+    for e in all.iter().filter(|e| filter.matches(e)) {
         match newest.get(&e.node_name) {
             Some(existing) if existing.recorded_at > e.recorded_at => {}
             _ => {
-                newest.insert(e.node_name.clone(), e);
+                newest.insert(e.node_name.clone(), e.summary());
             }
         }
     }
-    Ok(newest.into_values().collect())
+    Ok(newest
+        .into_values()
+        .filter_map(|anchor| {
+            // Same name and same instance (or one side unknown): a retry or a
+            // second event for this registration, not an older namesake.
+            let members: Vec<JournalEntry> = all
+                .iter()
+                .filter(|e| {
+                    e.node_name == anchor.node_name
+                        && e.recorded_at <= anchor.recorded_at
+                        && match (&e.instance_id, &anchor.instance_id) {
+                            (Some(a), Some(b)) => a == b,
+                            _ => true,
+                        }
+                })
+                .cloned()
+                .collect();
+            Registration::merge(members)
+        })
+        .collect())
 }
 
-/// Recreates one entry's node and client.
+/// Recreates one registration: client, node, then ACLs.
 pub async fn restore(
     chef: &dyn ChefApi,
-    entry: &JournalEntry,
+    reg: &Registration,
     force: bool,
 ) -> Result<Restored, RestoreError> {
+    let info = chef.server_info().await?;
     let mut out = Restored {
-        entry_id: entry.id.clone(),
-        node: entry.node_name.clone(),
+        entry_id: reg
+            .node_entry
+            .clone()
+            .or_else(|| reg.entry_ids.first().cloned())
+            .unwrap_or_default(),
+        node: reg.node_name.clone(),
         node_action: "absent_in_backup".into(),
+        client: reg.client_name.clone(),
         client_action: "absent_in_backup".into(),
-        note: None,
+        acl_action: "not_needed".into(),
+        entries: reg.entry_ids.clone(),
+        notes: reg
+            .damage
+            .iter()
+            .map(|d| format!("journal damage: {d}"))
+            .collect(),
+        private_key: None,
     };
-    if let Some(node) = &entry.node {
-        let body = restorable_node(node);
-        if chef.get_node(&entry.node_name).await?.is_some() {
-            if !force {
-                return Err(RestoreError::Exists(entry.node_name.clone()));
+    // Refuse before changing anything.
+    let node_exists = match &reg.node {
+        Some(_) => chef.get_node(&reg.node_name).await?.is_some(),
+        None => false,
+    };
+    if node_exists && !force {
+        return Err(RestoreError::Exists(reg.node_name.clone()));
+    }
+
+    let mut client_created = false;
+    if let Some(name) = &reg.client_name {
+        if reg.client.is_some() || reg.client_keys.is_some() {
+            if chef.get_client(name).await?.is_some() {
+                out.client_action = "exists".into();
+            } else {
+                restore_client(chef, &info, reg, name, &mut out).await?;
+                client_created = true;
             }
-            chef.update_node(&entry.node_name, &body).await?;
+        } else if reg.client_already_gone {
+            out.client_action = "already_gone_before_deletion".into();
+            out.notes.push(format!(
+                "client {name} was already gone when nodereaper read it, so no entry holds it; \
+                 the instance must re-register (or create the client with knife)"
+            ));
+        }
+    }
+
+    if let Some(node) = &reg.node {
+        let body = restorable_node(node);
+        if node_exists {
+            chef.update_node(&reg.node_name, &body).await?;
             out.node_action = "replaced".into();
         } else {
             chef.create_node(&body).await?;
             out.node_action = "created".into();
         }
     }
-    if let (Some(client), Some(name)) = (&entry.client, &entry.client_name) {
-        if chef.get_client(name).await?.is_some() {
-            out.client_action = "exists".into();
-        } else {
-            let admin = client
-                .get("admin")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            match client.get("public_key").and_then(Value::as_str) {
-                Some(key) => {
-                    chef.create_client(name, Some(key), admin).await?;
-                    out.client_action = "created_with_original_key".into();
-                }
-                None => {
-                    chef.create_client(name, None, admin).await?;
-                    out.client_action = "created_without_key".into();
-                    out.note = Some(format!(
-                        "the server did not return client {name}'s public key when it was backed up (Chef Infra Server keeps keys under /clients/{name}/keys); \
-                         the restored client has a new key, so the instance must be re-bootstrapped or given the new key"
+
+    if info.has_acl_endpoint() {
+        let mut wanted = Vec::new();
+        if client_created {
+            if let Some(name) = &reg.client_name {
+                wanted.push((AclObject::Client, name.clone(), reg.client_acl.as_ref()));
+            }
+        }
+        if reg.node.is_some() {
+            wanted.push((
+                AclObject::Node,
+                reg.node_name.clone(),
+                reg.node_acl.as_ref(),
+            ));
+        }
+        if !wanted.is_empty() {
+            out.acl_action = "restored".into();
+        }
+        for (object, name, acl) in wanted {
+            let Some(acl) = acl else {
+                out.acl_action = "not_backed_up".into();
+                out.notes.push(format!(
+                    "no ACL of {} {name} in the journal: it now grants nodereaper's client, not the instance's; \
+                     on Chef Infra Server the instance's chef-client gets 403 saving its node until \
+                     `knife acl add client {} nodes {} read,update` (or re-bootstrapping)",
+                    object.collection().trim_end_matches('s'),
+                    reg.client_name.as_deref().unwrap_or("CLIENT"),
+                    reg.node_name
+                ));
+                continue;
+            };
+            for permission in ACL_PERMISSIONS {
+                if let Err(e) = chef.put_acl(object, &name, permission, acl).await {
+                    out.acl_action = "failed".into();
+                    out.notes.push(format!(
+                        "FAILED to restore the {permission} permission of {} {name}: {e}",
+                        object.collection().trim_end_matches('s')
                     ));
                 }
             }
         }
+    } else if reg.node.is_some() {
+        out.acl_action = "not_supported_by_server".into();
     }
     Ok(out)
+}
+
+async fn restore_client(
+    chef: &dyn ChefApi,
+    info: &ServerInfo,
+    reg: &Registration,
+    name: &str,
+    out: &mut Restored,
+) -> Result<(), RestoreError> {
+    let body = reg.client.as_ref();
+    let flag = |k: &str| {
+        body.and_then(|c| c.get(k))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let (admin, validator) = (flag("admin"), flag("validator"));
+    let keys: Vec<&ClientKey> = reg.client_keys.iter().flatten().collect();
+    if !keys.is_empty() && info.has_keys_endpoint() {
+        // POST /clients with public_key creates the key named "default"
+        // (chef_key.erl default_key_ejson); the others are added by name.
+        let primary = keys
+            .iter()
+            .find(|k| k.name == "default")
+            .copied()
+            .unwrap_or(keys[0]);
+        chef.create_client_returning_key(name, Some(&primary.public_key), admin, validator)
+            .await?;
+        out.client_action = "created_with_original_keys".into();
+        for key in keys
+            .iter()
+            .filter(|k| !(std::ptr::eq(**k, primary) && primary.name == "default"))
+        {
+            if let Err(e) = chef.add_client_key(name, key).await {
+                out.notes.push(format!(
+                    "FAILED to restore key {:?} of client {name}: {e}",
+                    key.name
+                ));
+            }
+        }
+        if primary.name != "default" {
+            out.notes.push(format!(
+                "client {name} had no key named \"default\"; the server created one holding key {:?}'s public key",
+                primary.name
+            ));
+        }
+        return Ok(());
+    }
+    let public_key = body
+        .and_then(crate::chef::server::client_public_key)
+        .or_else(|| {
+            // A key list backed up on a server with keys, restored elsewhere.
+            keys.first().map(|k| k.public_key.as_str())
+        });
+    match public_key {
+        Some(key) => {
+            chef.create_client_returning_key(name, Some(key), admin, validator)
+                .await?;
+            out.client_action = "created_with_original_key".into();
+        }
+        None => {
+            let private = chef
+                .create_client_returning_key(name, None, admin, validator)
+                .await?;
+            out.client_action = "created_with_new_key".into();
+            match private {
+                Some(pem) => {
+                    out.private_key = Some(pem);
+                    out.notes.push(format!(
+                        "the journal holds no public key of client {name} (Chef Infra Server keeps them under /clients/{name}/keys); \
+                         it was created with a NEW key pair: install the private key printed here as the instance's client.pem, \
+                         or re-bootstrap the instance"
+                    ));
+                }
+                None => out.notes.push(format!(
+                    "FAILED: client {name} was created with a new key but the server returned no private key; \
+                     create a key with `knife client key create {name}` or re-bootstrap the instance"
+                )),
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -148,5 +412,40 @@ mod tests {
             got,
             json!({"name": "n", "run_list": [], "automatic": {"a": 1}})
         );
+    }
+
+    fn entry(node: Option<Value>, client: Option<Value>) -> JournalEntry {
+        JournalEntry::new(
+            "event",
+            "test",
+            None,
+            Some("i-0123456789abcdef0".into()),
+            "web-1",
+            Some("web-1".into()),
+            "http://chef",
+            node,
+            client,
+        )
+    }
+
+    #[test]
+    fn merge_takes_the_newest_node_and_the_newest_client() {
+        let first = entry(
+            Some(json!({"name": "web-1", "v": 1})),
+            Some(json!({"name": "web-1", "public_key": "K"})),
+        );
+        // The retry: the client was already deleted.
+        let mut retry = entry(Some(json!({"name": "web-1", "v": 2})), None);
+        retry.recorded_at = first.recorded_at + chrono::Duration::seconds(5);
+        assert_eq!(retry.client_status, Some(Presence::AlreadyGone));
+        let reg = Registration::merge(vec![first.clone(), retry.clone()]).expect("merged");
+        assert_eq!(reg.node.as_ref().expect("node")["v"], 2);
+        assert_eq!(reg.node_entry.as_deref(), Some(retry.id.as_str()));
+        assert_eq!(reg.client.as_ref().expect("client")["public_key"], "K");
+        assert_eq!(reg.client_entry.as_deref(), Some(first.id.as_str()));
+        assert!(!reg.client_already_gone);
+        // Only "already gone" entries: recorded as such, not as "none".
+        let reg = Registration::merge(vec![retry]).expect("merged");
+        assert!(reg.client.is_none() && reg.client_already_gone);
     }
 }

@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::aws::{self, AwsError};
 use crate::chef::auth::{AuthError, SigningKey};
 use crate::chef::credentials::KeySource;
+use crate::chef::{AclObject, ClientKey, ServerInfo};
 use crate::chef::{ChefClient, ChefError};
 use crate::config::{AwsConfig, ChefConfig};
 use crate::ports::{ChefApi, Deleted, SearchRow};
@@ -439,6 +440,47 @@ impl ChefApi for RotatingChef {
         self.call(|c| async move { c.create_client(name, public_key, admin).await })
             .await
     }
+    async fn own_identity(&self) -> Result<Option<(&'static str, Value)>, ChefError> {
+        self.call(|c| async move { c.own_identity().await }).await
+    }
+    async fn server_info(&self) -> Result<ServerInfo, ChefError> {
+        self.call(|c| async move { c.server_info().await }).await
+    }
+    async fn client_keys(&self, name: &str) -> Result<Option<Vec<ClientKey>>, ChefError> {
+        self.call(|c| async move { c.client_keys(name).await })
+            .await
+    }
+    async fn get_acl(&self, object: AclObject, name: &str) -> Result<Option<Value>, ChefError> {
+        self.call(|c| async move { c.get_acl(object, name).await })
+            .await
+    }
+    async fn put_acl(
+        &self,
+        object: AclObject,
+        name: &str,
+        permission: &str,
+        acl: &Value,
+    ) -> Result<(), ChefError> {
+        self.call(|c| async move { c.put_acl(object, name, permission, acl).await })
+            .await
+    }
+    async fn create_client_returning_key(
+        &self,
+        name: &str,
+        public_key: Option<&str>,
+        admin: bool,
+        validator: bool,
+    ) -> Result<Option<String>, ChefError> {
+        self.call(|c| async move {
+            c.create_client_returning_key(name, public_key, admin, validator)
+                .await
+        })
+        .await
+    }
+    async fn add_client_key(&self, name: &str, key: &ClientKey) -> Result<(), ChefError> {
+        self.call(|c| async move { c.add_client_key(name, key).await })
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -479,6 +521,7 @@ mod tests {
                 code: Some("AccessDeniedException".into()),
                 message: "User is not authorized".into(),
                 retry: crate::error::Retry::Permanent,
+                status: Some(400),
             },
         )
         .to_string();

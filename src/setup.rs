@@ -40,7 +40,7 @@ use crate::error::{Classify, Retry};
 /// Default base name of the topic, the queue and (with `-dlq`) the DLQ.
 pub const DEFAULT_NAME: &str = "nodereaper";
 /// Default name of the termination lifecycle hook.
-pub const DEFAULT_HOOK_NAME: &str = "nodereaper-terminate";
+pub const DEFAULT_HOOK_NAME: &str = crate::config::DEFAULT_LIFECYCLE_HOOK;
 /// The Auto Scaling notification type nodereaper consumes.
 pub const TERMINATE_NOTIFICATION: &str = "autoscaling:EC2_INSTANCE_TERMINATE";
 /// The lifecycle transition of the hook.
@@ -488,11 +488,18 @@ pub fn queue_policy(queue_arn: &str, topic_arn: &str, rule_arn: Option<&str>) ->
 
 /// The EventBridge pattern: Auto Scaling terminations, restricted to
 /// `groups` unless empty. Groups found by tag are a snapshot: re-run setup
-/// when groups are added.
-pub fn event_pattern(groups: &[String]) -> Value {
-    let mut pattern = json!({"source": ["aws.autoscaling"], "detail-type": EVENT_DETAIL_TYPES});
+/// when groups are added. Lifecycle actions only of `hook` (nodereaper's
+/// own; another team's hook must not be completed by nodereaper):
+/// `LifecycleHookName` equal to it, or absent (the "Terminate Successful"
+/// events carry no hook).
+pub fn event_pattern(groups: &[String], hook: &str) -> Value {
+    let mut pattern = json!({
+        "source": ["aws.autoscaling"],
+        "detail-type": EVENT_DETAIL_TYPES,
+        "detail": {"LifecycleHookName": [hook, {"exists": false}]},
+    });
     if !groups.is_empty() {
-        pattern["detail"] = json!({ "AutoScalingGroupName": groups });
+        pattern["detail"]["AutoScalingGroupName"] = json!(groups);
     }
     pattern
 }
@@ -1075,7 +1082,12 @@ impl Setup<'_> {
     async fn rule(&mut self, groups: &[String]) -> Result<Known, SetupError> {
         let name = self.spec.rule_name();
         let resource = format!("eventbridge-rule {name}");
-        let pattern = event_pattern(groups).to_string();
+        let hook = self
+            .spec
+            .lifecycle_hook
+            .as_ref()
+            .map_or(DEFAULT_HOOK_NAME, |h| h.hook_name.as_str());
+        let pattern = event_pattern(groups, hook).to_string();
         let current = match self.events.describe_rule().name(&name).send().await {
             Ok(out) => Some(out),
             Err(e)
@@ -1362,10 +1374,19 @@ mod tests {
     }
 
     #[test]
-    fn pattern_restricts_to_groups_only_when_given() {
-        assert!(event_pattern(&[]).get("detail").is_none());
-        let p = event_pattern(&["web".into()]);
+    fn pattern_restricts_to_groups_only_when_given_and_always_to_our_hook() {
+        let all = event_pattern(&[], "nodereaper-terminate");
+        assert!(all["detail"].get("AutoScalingGroupName").is_none());
+        assert_eq!(
+            all["detail"]["LifecycleHookName"],
+            json!(["nodereaper-terminate", {"exists": false}])
+        );
+        let p = event_pattern(&["web".into()], "h");
         assert_eq!(p["detail"]["AutoScalingGroupName"], json!(["web"]));
+        assert_eq!(
+            p["detail"]["LifecycleHookName"],
+            json!(["h", {"exists": false}])
+        );
         assert_eq!(p["detail-type"], json!(EVENT_DETAIL_TYPES));
     }
 

@@ -108,10 +108,21 @@ impl Progress for Silent {}
 struct InventoryNode {
     name: String,
     instance_id: Option<String>,
-    region: Option<String>,
+    located: Located,
     ohai_time: Option<DateTime<Utc>>,
     /// Enough of the node for the protection rules.
     protection_view: Value,
+}
+
+impl InventoryNode {
+    /// The region to ask EC2 in; `None` for an unparseable zone.
+    fn region(&self, default_region: &str) -> Option<String> {
+        match &self.located {
+            Located::Region(r) => Some(r.clone()),
+            Located::Unrecorded => Some(default_region.to_string()),
+            Located::Unparseable(_) => None,
+        }
+    }
 }
 
 fn str_at<'a>(row: &'a HashMap<String, Value>, key: &str) -> Option<&'a str> {
@@ -120,17 +131,16 @@ fn str_at<'a>(row: &'a HashMap<String, Value>, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// "us-east-1a" -> "us-east-1" (also "us-east-1-bos-1a" local zones -> "us-east-1").
-pub fn region_of_zone(zone: &str) -> Option<String> {
-    let parts: Vec<&str> = zone.split('-').collect();
-    if parts.len() < 3 {
-        return None;
-    }
-    let number: String = parts[2].chars().take_while(char::is_ascii_digit).collect();
-    if number.is_empty() {
-        return None;
-    }
-    Some(format!("{}-{}-{number}", parts[0], parts[1]))
+pub use crate::core::zone::region_of_zone;
+
+/// Where a node says its instance lives.
+#[derive(Debug, Clone)]
+enum Located {
+    Region(String),
+    /// A zone nodereaper cannot map to a region: never asked, never gone.
+    Unparseable(String),
+    /// No zone recorded: the sweep's default region is asked.
+    Unrecorded,
 }
 
 async fn inventory(
@@ -147,7 +157,7 @@ async fn inventory(
         .iter()
         .map(String::as_str)
         .collect();
-    let keys: [(&str, &[&str]); 8] = [
+    let keys: [(&str, &[&str]); 9] = [
         ("name", &["name"]),
         ("instance_id", &id_path),
         ("zone", &region_path),
@@ -156,6 +166,7 @@ async fn inventory(
         ("policy_group", &["policy_group"]),
         ("run_list", &["run_list"]),
         ("roles", &["roles"]),
+        ("tags", &["tags"]),
     ];
     let rows = chef.partial_search_nodes("*:*", &keys).await?;
     Ok(rows
@@ -171,10 +182,15 @@ async fn inventory(
                 "policy_group": row.get("policy_group").cloned().unwrap_or(Value::Null),
                 "run_list": row.get("run_list").cloned().unwrap_or(Value::Null),
                 "automatic": {"roles": row.get("roles").cloned().unwrap_or(Value::Null)},
+                "normal": {"tags": row.get("tags").cloned().unwrap_or(Value::Null)},
             });
             Some(InventoryNode {
                 instance_id: str_at(&row, "instance_id").map(str::to_string),
-                region: str_at(&row, "zone").and_then(region_of_zone),
+                located: match str_at(&row, "zone") {
+                    None => Located::Unrecorded,
+                    Some(zone) => region_of_zone(zone)
+                        .map_or_else(|| Located::Unparseable(zone.to_string()), Located::Region),
+                },
                 ohai_time,
                 protection_view,
                 name,
@@ -226,11 +242,9 @@ pub async fn sweep(
     let mut by_region: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in &nodes {
         if let Some(id) = n.instance_id.as_ref().filter(|id| is_instance_id(id)) {
-            let region = n
-                .region
-                .clone()
-                .unwrap_or_else(|| settings.default_region.clone());
-            by_region.entry(region).or_default().push(id.clone());
+            if let Some(region) = n.region(&settings.default_region) {
+                by_region.entry(region).or_default().push(id.clone());
+            }
         }
     }
     let total_ids: usize = by_region.values().map(Vec::len).sum();
@@ -251,10 +265,7 @@ pub async fn sweep(
     let cutoff = Utc::now()
         - chrono::Duration::from_std(settings.grace_period).unwrap_or(chrono::Duration::MAX);
     for n in &nodes {
-        let region = n
-            .region
-            .clone()
-            .unwrap_or_else(|| settings.default_region.clone());
+        let region = n.region(&settings.default_region).unwrap_or_default();
         let mut row = Row {
             node: n.name.clone(),
             instance_id: n.instance_id.clone(),
@@ -278,6 +289,15 @@ pub async fn sweep(
             continue;
         }
         report.ec2_nodes += 1;
+        if let Located::Unparseable(zone) = &n.located {
+            row.region = None;
+            row.verdict = Verdict::NotChecked;
+            row.reason = format!(
+                "Availability Zone {zone:?} names no region nodereaper recognises; not asked, never deleted"
+            );
+            report.rows.push(row);
+            continue;
+        }
         if !inventories.contains_key(&region) {
             row.verdict = Verdict::NotChecked;
             row.reason = format!("region {region} is not swept (sweep.regions)");
@@ -387,6 +407,7 @@ pub async fn sweep(
                 continue;
             }
             let request = Request {
+                verified_region: row.region.clone(),
                 target: Target::Node(row.node.clone()),
                 source: "sweep",
                 reason: format!(
@@ -419,7 +440,9 @@ pub async fn sweep(
                         .with_label_values(&["already_gone"])
                         .inc();
                 }
-                Ok(Outcome::Changed { reason, .. }) | Ok(Outcome::Protected { reason, .. }) => {
+                Ok(Outcome::Changed { reason, .. })
+                | Ok(Outcome::Protected { reason, .. })
+                | Ok(Outcome::Refused { reason, .. }) => {
                     row.verdict = Verdict::Skipped;
                     row.reason = reason;
                     metrics::get()

@@ -34,6 +34,7 @@ fn request(target: Target, dry_run: bool) -> Request {
         message_id: None,
         dry_run,
         recheck: None,
+        verified_region: None,
     }
 }
 
@@ -333,7 +334,17 @@ async fn search_paging_returns_every_node_exactly_once() {
         })
         .await;
     let query = format!("batch:{batch}");
-    let mut found = admin.search_node_names(&query).await.expect("search");
+    // goiardi indexes new nodes asynchronously: on a loaded machine a search
+    // right after 1,234 creates may not see them all yet. Wait for the index
+    // (paging that loses rows never gets there, and fails below).
+    let mut found = Vec::new();
+    for _ in 0..60 {
+        found = admin.search_node_names(&query).await.expect("search");
+        if found.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert_eq!(found.len(), count, "full search rows");
     found.sort();
     found.dedup();
@@ -362,4 +373,68 @@ async fn search_paging_returns_every_node_exactly_once() {
         .iter()
         .all(|r| r["iid"].as_str().is_some_and(|s| s.starts_with("i-"))));
     assert!(admin.is_goiardi());
+}
+
+/// A redirect would carry the signed headers to another URL: it is never
+/// followed, and the error names the Location.
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Where the redirect points: counts every connection it gets.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let elsewhere_addr = elsewhere.local_addr().expect("addr");
+    let contacted = Arc::new(AtomicUsize::new(0));
+    let counter = contacted.clone();
+    tokio::spawn(async move {
+        while let Ok((_s, _)) = elsewhere.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    // The "Chef server": answers every request with a 302.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server_addr = server.local_addr().expect("addr");
+    let location = format!("http://{elsewhere_addr}/nodes/web-1");
+    let answer = format!(
+        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = server.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    let chef = nodereaper::chef::ChefClient::new(nodereaper::chef::ChefSettings {
+        server_url: url::Url::parse(&format!("http://{server_addr}")).expect("url"),
+        client_name: "admin".into(),
+        key: nodereaper::chef::auth::SigningKey::from_pem(&admin_key_pem()).expect("key"),
+        sign_version: SignVersion::V1_3,
+        timeout: Duration::from_secs(5),
+        ca_bundle: None,
+        insecure_skip_tls_verify: false,
+        page_size: 1000,
+    })
+    .expect("client");
+    let err = chef
+        .get_node("web-1")
+        .await
+        .expect_err("a redirect is an error");
+    assert!(matches!(err, ChefError::Redirect { .. }), "{err}");
+    assert!(err.to_string().contains(&location), "{err}");
+    let err = chef
+        .delete_node("web-1")
+        .await
+        .expect_err("a redirect is an error");
+    assert!(matches!(err, ChefError::Redirect { .. }), "{err}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        contacted.load(Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
 }

@@ -22,6 +22,7 @@ fn write_config(dir: &Path, queue: Option<&str>, extra: &str) -> PathBuf {
         format!(
             r#"[chef]
 server_url = "{chef}"
+allow_plain_http = true
 client_name = "admin"
 client_key = "{key}"
 [aws]
@@ -401,4 +402,48 @@ async fn s3_journal_round_trip_in_moto() {
     journal.record(&entry).await.expect("record");
     let back = journal.entries().await.expect("entries");
     assert_eq!(back, vec![entry]);
+}
+
+/// `run --dry-run` with a periodic sweep allowed to delete: the dry run
+/// wins on every path, the daemon's sweep included.
+#[tokio::test]
+async fn dry_run_daemon_sweep_deletes_nothing() {
+    let chef = admin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (queue, _dlq) = queue_with_dlq(&unique("drysweep"), 5).await;
+    // A sweep candidate: terminated instance, last check-in hours ago.
+    let ids = run_instances(1).await;
+    terminate_instances(&ids).await;
+    let node = unique("sweepable");
+    register(&chef, &node, Some(&ids[0])).await;
+    let config = write_config(
+        dir.path(),
+        Some(&queue),
+        "[sweep]\ninterval = \"1m\"\napply_in_daemon = true\ngrace_period = \"1m\"\n\
+         max_candidates = 100000\nmax_candidate_share = 1.0\n[http]\nlisten = \"off\"\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_nodereaper"))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--dry-run", "--exit-when-idle"])
+        .output()
+        .expect("run");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    let sweep_line = log
+        .lines()
+        .find(|l| l.contains("periodic sweep done"))
+        .unwrap_or_else(|| panic!("the periodic sweep did not run:\n{log}"));
+    assert!(
+        sweep_line.contains("applied=false") && sweep_line.contains("deleted=0"),
+        "{sweep_line}"
+    );
+    assert!(
+        chef.get_node(&node).await.expect("get").is_some(),
+        "a dry run deleted a node"
+    );
 }

@@ -117,6 +117,7 @@ fn fully_populated() -> Config {
             ca_bundle: Some(PathBuf::from("/etc/nodereaper/chef-ca.pem")),
             insecure_skip_tls_verify: d.chef.insecure_skip_tls_verify,
             allow_insecure_key_permissions: d.chef.allow_insecure_key_permissions,
+            allow_plain_http: d.chef.allow_plain_http,
             search_query: d.chef.search_query.clone(),
             client_name_template: d.chef.client_name_template.clone(),
             page_size: d.chef.page_size,
@@ -124,6 +125,11 @@ fn fully_populated() -> Config {
         aws: AwsConfig {
             region: Some("us-east-1".into()),
             endpoint_url: Some("http://127.0.0.1:5000".into()),
+            accounts: vec![nodereaper::config::AccountConfig {
+                id: "210987654321".into(),
+                role_arn: "arn:aws:iam::210987654321:role/nodereaper-verify".into(),
+                external_id: Some("nodereaper".into()),
+            }],
         },
         queues: vec![QueueConfig {
             url: "https://sqs.us-east-1.amazonaws.com/123456789012/nodereaper".into(),
@@ -145,6 +151,8 @@ fn fully_populated() -> Config {
             breaker_threshold: d.pipeline.breaker_threshold,
             breaker_cooldown: d.pipeline.breaker_cooldown,
             dry_run: d.pipeline.dry_run,
+            lifecycle_hooks: d.pipeline.lifecycle_hooks.clone(),
+            storm_brake_after: d.pipeline.storm_brake_after,
         },
         protect: ProtectConfig {
             node_names: vec!["bastion-*".into()],
@@ -152,11 +160,15 @@ fn fully_populated() -> Config {
             environments: vec!["ops".into()],
             policy_groups: vec!["ops".into()],
             instance_tag: Some("nodereaper:protect".into()),
+            node_tag: Some("nodereaper:protect".into()),
+            client_names: vec!["*-validator".into()],
         },
         journal: JournalConfig {
             dir: d.journal.dir.clone(),
             s3_bucket: Some("acme-nodereaper-journal".into()),
             s3_prefix: d.journal.s3_prefix.clone(),
+            s3_kms_key_id: Some("alias/nodereaper-journal".into()),
+            retention: d.journal.retention,
         },
         sweep: SweepConfig {
             interval: Some(Duration::from_secs(6 * 3600)),
@@ -164,6 +176,7 @@ fn fully_populated() -> Config {
             grace_period: d.sweep.grace_period,
             max_candidates: d.sweep.max_candidates,
             max_candidate_share: d.sweep.max_candidate_share,
+            max_deletions_per_day: d.sweep.max_deletions_per_day,
             regions: vec!["us-east-1".into()],
             instance_id_attribute: d.sweep.instance_id_attribute.clone(),
             region_attribute: d.sweep.region_attribute.clone(),

@@ -251,6 +251,7 @@ async fn kill_9_mid_drain_then_restart() {
             r#"
 [chef]
 server_url = "{chef}"
+allow_plain_http = true
 client_name = "admin"
 client_key = "{key}"
 [aws]
@@ -265,6 +266,8 @@ wait_time = "1s"
 retry_backoff_base = "1s"
 retry_backoff_max = "3s"
 max_deletions_per_minute = 0
+# Below the queue's 5 s VisibilityTimeout (nodereaper refuses to start otherwise).
+lifecycle_heartbeat_interval = "2s"
 [http]
 listen = "127.0.0.1:0"
 "#,

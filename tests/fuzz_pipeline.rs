@@ -41,6 +41,7 @@ use nodereaper::ports::{
     LifecycleAction, Queue, ReceivedMessage, SearchRow,
 };
 use nodereaper::source::{self, Event};
+use nodereaper::testing::FixedFleet;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};
@@ -286,6 +287,9 @@ impl Journal for FakeJournal {
         w.journal.push(entry.clone());
         Ok(())
     }
+    async fn probe(&self) -> Result<(), JournalError> {
+        Ok(())
+    }
     async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError> {
         Ok(lock(&self.0).journal.clone())
     }
@@ -399,6 +403,9 @@ impl Lifecycle for FakeLifecycle {
     async fn complete_continue(&self, action: &LifecycleAction) -> Result<Completion, AwsError> {
         lock(&self.0).completed.push(action.clone());
         Ok(Completion::Completed)
+    }
+    async fn probe(&self) -> Result<(), AwsError> {
+        Ok(())
     }
 }
 
@@ -841,12 +848,17 @@ fn pipeline(world: &Shared, case: &Case) -> (Pipeline, Source) {
         } else {
             OtherEvents::Delete
         },
+        // The fuzzed lifecycle messages name the hook "drain".
+        lifecycle_hooks: vec!["drain".into()],
         ..PipelineConfig::default()
     };
     let source = Source {
         queue: Arc::new(FakeQueue(world.clone())),
-        inventory: Arc::new(FakeInventory(case.ec2)),
-        lifecycle: Arc::new(FakeLifecycle(world.clone())),
+        fleet: Arc::new(FixedFleet::new(
+            Arc::new(FakeInventory(case.ec2)),
+            Arc::new(FakeLifecycle(world.clone())),
+        )),
+        region: "us-east-1".into(),
     };
     let p = Pipeline {
         sources: vec![source.clone()],
@@ -872,18 +884,11 @@ async fn deliver(
         receive_count: 1,
     };
     let event = source::parse(body, &p.parse_options());
-    let instance = match &event {
-        Ok(Event::Termination(t)) if p.settings.verify_instance_state => source
-            .inventory
-            .describe(std::slice::from_ref(&t.instance_id))
-            .await
-            .map(|m| m.get(&t.instance_id).cloned())
-            .map_err(|e| e.to_string()),
-        _ => Ok(None),
-    };
-    // ParseError is not Clone; parsing is pure, so parse again for handle().
-    let again = source::parse(body, &p.parse_options());
-    let disposition = p.handle(source, &msg, again, instance).await;
+    let (_, disposition) = p
+        .process_batch(source, vec![msg.clone()])
+        .await
+        .pop()
+        .expect("one disposition per message");
     p.settle(source, &msg, &disposition).await;
     (event, disposition)
 }
@@ -959,6 +964,18 @@ fn check_first(
         }
     };
     s.terminations += 1;
+    if t.lifecycle.as_ref().is_some_and(|a| a.hook_name != "drain") {
+        // Another team's hook: never completed, Chef left alone.
+        if !w.deleted.is_empty() || !w.journal.is_empty() || !w.completed.is_empty() {
+            return fail(
+                "a lifecycle action of a hook nodereaper does not own changed something".into(),
+            );
+        }
+        if !matches!(disposition, Disposition::Delete { outcome } if outcome == "foreign_hook") {
+            return fail("a foreign hook's action must be acknowledged as foreign_hook".into());
+        }
+        return Ok(None);
+    }
     let allowed = expected_target(&t.instance_id);
     // Only the registration of this very instance may go.
     for (kind, name) in &w.deleted {
@@ -1116,7 +1133,9 @@ fn pipeline_decisions_hold_for_random_and_mutated_messages() {
     if cases >= 1000 {
         let share = |n: usize| n as f64 / s.cases as f64;
         assert!(share(s.terminations) > 0.2, "too few terminations: {s:?}");
-        assert!(share(s.with_deletions) > 0.05, "too few deletions: {s:?}");
+        // About 5.5 % since mutated hook names (a hook nodereaper does not
+        // own) and malformed account ids end before any deletion.
+        assert!(share(s.with_deletions) > 0.04, "too few deletions: {s:?}");
         assert!(share(s.forged) > 0.03, "too few forged terminations: {s:?}");
         assert!(share(s.parse_errors) > 0.05, "too few parse errors: {s:?}");
     }

@@ -2,47 +2,15 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use nodereaper::app;
-use nodereaper::aws::ec2::Ec2Inventory;
-use nodereaper::aws::lifecycle::AsgLifecycle;
 use nodereaper::aws::sqs::{SqsQueue, REASON_ATTRIBUTE};
-use nodereaper::config::Config;
 use nodereaper::journal::LocalJournal;
-use nodereaper::pipeline::{Pipeline, Source, Summary};
+use nodereaper::pipeline::Source;
 use nodereaper::ports::{ChefApi, Journal};
 use serde_json::json;
 use tokio::sync::watch;
-
-/// Builds the pipeline from `cfg`; the lifecycle calls go to `recorder` when given.
-async fn pipeline(cfg: &Config, recorder: Option<&LifecycleRecorder>) -> Arc<Pipeline> {
-    let chef: Arc<dyn ChefApi> = Arc::new(app::chef_client(cfg).expect("chef"));
-    let mut p = app::pipeline(cfg, chef).await.expect("pipeline");
-    if let Some(rec) = recorder {
-        let sdk = aws().await;
-        for s in &mut p.sources {
-            s.lifecycle = Arc::new(AsgLifecycle::new(rec.client().await));
-            s.inventory = Arc::new(Ec2Inventory::new(
-                aws_sdk_ec2::Client::new(&sdk),
-                aws_sdk_autoscaling::Client::new(&sdk),
-                "us-east-1",
-            ));
-        }
-    }
-    Arc::new(p)
-}
-
-/// Runs until every queue is drained.
-async fn drain(cfg: &Config, recorder: Option<&LifecycleRecorder>) -> Summary {
-    let p = pipeline(cfg, recorder).await;
-    let (_tx, rx) = watch::channel(false);
-    tokio::time::timeout(Duration::from_secs(120), p.run(rx, true))
-        .await
-        .expect("drain within 2 min")
-}
 
 async fn sns_topic_into(queue_url: &str, name: &str) -> String {
     let sdk = aws().await;
@@ -65,11 +33,6 @@ async fn sns_topic_into(queue_url: &str, name: &str) -> String {
         .await
         .expect("subscribe");
     topic
-}
-
-async fn node_gone(chef: &nodereaper::chef::ChefClient, name: &str) -> bool {
-    chef.get_node(name).await.expect("get node").is_none()
-        && chef.get_client(name).await.expect("get client").is_none()
 }
 
 #[tokio::test]

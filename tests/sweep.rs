@@ -339,6 +339,7 @@ async fn deleted_node_restores_equal_to_the_original() {
             message_id: None,
             dry_run: false,
             recheck: None,
+            verified_region: None,
         })
         .await
         .expect("deregister");

@@ -41,7 +41,16 @@ pub struct Request {
     /// Second look before deleting (sweep): the node must still record this
     /// instance id and must not have checked in after `not_seen_since`.
     pub recheck: Option<Recheck>,
+    /// The region EC2 was asked in (events and sweep): a node whose Ohai data
+    /// places it in another region is not this instance's.
+    pub verified_region: Option<String>,
 }
+
+/// How long after reading node and client a second read is due before the
+/// DELETE (rate-cap wait, slow server): a registration re-created under the
+/// same name in the meantime must not be deleted on the strength of the
+/// first read.
+pub const REREAD_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Conditions re-checked on the freshly read node right before deletion.
 #[derive(Debug, Clone)]
@@ -104,6 +113,9 @@ pub enum Outcome {
     Changed { plan: Plan, reason: String },
     /// Dry run: this is what would be deleted.
     WouldDelete { plan: Plan },
+    /// Not this instance's to delete (a validator/admin/own client, a node
+    /// placed in another region): refused, nothing deleted.
+    Refused { plan: Plan, reason: String },
     Deleted {
         plan: Plan,
         node: Deleted,
@@ -119,6 +131,7 @@ impl Outcome {
             Outcome::Protected { .. } => "protected",
             Outcome::Changed { .. } => "changed",
             Outcome::WouldDelete { .. } => "would_delete",
+            Outcome::Refused { .. } => "refused",
             Outcome::Deleted { .. } => "deleted",
         }
     }
@@ -136,6 +149,44 @@ pub enum ReapError {
         #[source]
         source: JournalError,
     },
+    #[error(transparent)]
+    Brake(#[from] super::limiter::Braked),
+}
+
+/// What a failed reap was waiting on: the breaker probes that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    Chef,
+    Journal,
+    /// The storm brake: only an operator releases it.
+    Brake,
+}
+
+impl ReapError {
+    /// Whether a harmless GET on the Chef server fails the same way (an
+    /// outage, a rejected signature or clock, a denied read), so the breaker
+    /// can probe without a message. A denied DELETE or an empty DELETE
+    /// answer shows only on a real deletion.
+    pub fn any_request_shows_it(&self) -> bool {
+        use crate::chef::ChefError as E;
+        let chef = match self {
+            ReapError::Chef(e) | ReapError::Resolve(ResolveError::Chef(e)) => e,
+            _ => return false,
+        };
+        match chef {
+            E::Forbidden { method, .. } => method != "DELETE",
+            E::EmptyDelete { .. } => false,
+            _ => true,
+        }
+    }
+
+    pub fn dependency(&self) -> Dependency {
+        match self {
+            ReapError::Resolve(_) | ReapError::Chef(_) => Dependency::Chef,
+            ReapError::Journal { .. } => Dependency::Journal,
+            ReapError::Brake(_) => Dependency::Brake,
+        }
+    }
 }
 
 impl Classify for ReapError {
@@ -144,6 +195,7 @@ impl Classify for ReapError {
             ReapError::Resolve(e) => e.retry(),
             ReapError::Chef(e) => e.retry(),
             ReapError::Journal { source, .. } => source.retry(),
+            ReapError::Brake(_) => Retry::Transient,
         }
     }
 
@@ -151,8 +203,8 @@ impl Classify for ReapError {
         match self {
             ReapError::Resolve(e) => e.blames_message(),
             ReapError::Chef(e) => e.blames_message(),
-            // A broken journal is ours, not the message's.
-            ReapError::Journal { .. } => false,
+            // A broken journal is ours, not the message's; so is the brake.
+            ReapError::Journal { .. } | ReapError::Brake(_) => false,
         }
     }
 }
@@ -178,6 +230,13 @@ impl Reaper {
                 Some(id.clone()),
             ),
             Target::Node(name) => {
+                if !crate::chef::resolve::is_safe_name(name) {
+                    return Err(ResolveError::UnsafeName {
+                        kind: "node",
+                        name: name.clone(),
+                    }
+                    .into());
+                }
                 let node = self.chef.get_node(name).await?;
                 let instance_id = node
                     .as_ref()
@@ -197,6 +256,13 @@ impl Reaper {
         let Some(registration) = registration else {
             return Ok(None);
         };
+        if !crate::chef::resolve::is_safe_name(&registration.client_name) {
+            return Err(ResolveError::UnsafeName {
+                kind: "client",
+                name: registration.client_name,
+            }
+            .into());
+        }
         let client = self.chef.get_client(&registration.client_name).await?;
         if registration.node.is_none() && client.is_none() {
             return Ok(None);
@@ -214,6 +280,7 @@ impl Reaper {
 
     /// Deregisters `req.target`: see the module docs for the order of steps.
     pub async fn reap(&self, req: &Request) -> Result<Outcome, ReapError> {
+        let read_at = tokio::time::Instant::now();
         let Some((plan, node, client)) = self.plan(&req.target).await? else {
             let target = match &req.target {
                 Target::Instance(id) => format!("instance {id}"),
@@ -232,6 +299,29 @@ impl Reaper {
                 .inc();
             return Ok(Outcome::Protected { plan, reason });
         }
+        if let Some(reason) = self
+            .protection
+            .client_reason(&plan.client_name, client.as_ref())
+        {
+            metrics::get()
+                .refusals
+                .with_label_values(&["client_not_owned"])
+                .inc();
+            return Ok(Outcome::Refused {
+                reason: format!(
+                    "{reason}; refusing to delete node {:?} and client {:?}",
+                    plan.node_name, plan.client_name
+                ),
+                plan,
+            });
+        }
+        if let Some(reason) = region_mismatch(node.as_ref(), req.verified_region.as_deref()) {
+            metrics::get()
+                .refusals
+                .with_label_values(&["other_region"])
+                .inc();
+            return Ok(Outcome::Refused { plan, reason });
+        }
         if let Some(reason) = req
             .recheck
             .as_ref()
@@ -242,8 +332,24 @@ impl Reaper {
         if req.dry_run {
             return Ok(Outcome::WouldDelete { plan });
         }
-        self.limiter.acquire().await;
-        let entry = JournalEntry::new(
+        self.limiter.acquire().await?;
+        if read_at.elapsed() >= REREAD_AFTER {
+            // Time passed since the read the backup holds: read again and
+            // delete only what was backed up.
+            let node_now = self.chef.get_node(&plan.node_name).await?;
+            let client_now = self.chef.get_client(&plan.client_name).await?;
+            if let Some(reason) = changed_since(&node, &node_now, &client, &client_now) {
+                metrics::get()
+                    .refusals
+                    .with_label_values(&["changed"])
+                    .inc();
+                return Ok(Outcome::Changed {
+                    reason: format!("{reason} since it was read {:?} ago; refusing to delete what was not backed up", read_at.elapsed()),
+                    plan,
+                });
+            }
+        }
+        let mut entry = JournalEntry::new(
             req.source,
             req.reason.clone(),
             req.message_id.clone(),
@@ -254,6 +360,9 @@ impl Reaper {
             node,
             client,
         );
+        // Keys and ACLs where the server has them (Chef Infra Server API v1),
+        // with the server kind and API version: what restore needs.
+        entry.add_server_extras(self.chef.as_ref()).await?;
         self.journal
             .record(&entry)
             .await
@@ -276,6 +385,56 @@ impl Reaper {
             client: client_result,
             journal_id: entry.id,
         })
+    }
+}
+
+/// Why the node is not the instance verified in `region`: Ohai records the
+/// instance's Availability Zone, and a zone of another region means the
+/// event named the wrong region (or was forged to).
+fn region_mismatch(node: Option<&serde_json::Value>, region: Option<&str>) -> Option<String> {
+    let region = region?;
+    let zone = node?
+        .pointer("/automatic/ec2/placement_availability_zone")
+        .and_then(serde_json::Value::as_str)?;
+    let node_region = crate::core::zone::region_of_zone(zone)?;
+    (node_region != region).then(|| {
+        format!(
+            "the node records Availability Zone {zone} (region {node_region}) but the instance was verified in {region}; refusing to delete it"
+        )
+    })
+}
+
+/// What differs between the backed-up read and the one right before the
+/// DELETE, if anything: another instance id, a newer check-in, another key.
+fn changed_since(
+    node: &Option<serde_json::Value>,
+    node_now: &Option<serde_json::Value>,
+    client: &Option<serde_json::Value>,
+    client_now: &Option<serde_json::Value>,
+) -> Option<String> {
+    use crate::chef::resolve::recorded_instance_id;
+    if let (Some(before), Some(now)) = (node, node_now) {
+        if recorded_instance_id(before) != recorded_instance_id(now) {
+            return Some(format!(
+                "the node now records instance {}",
+                recorded_instance_id(now).unwrap_or("(none)")
+            ));
+        }
+        if ohai_time(now) != ohai_time(before) {
+            return Some("the node checked in again".into());
+        }
+        if before != now {
+            return Some("the node was modified".into());
+        }
+    } else if node.is_none() && node_now.is_some() {
+        return Some("a node of that name was created".into());
+    }
+    match (client, client_now) {
+        (Some(before), Some(now)) if before != now => {
+            Some("the client was modified (another key?)".into())
+        }
+        (None, Some(_)) => Some("a client of that name was created".into()),
+        _ => None,
     }
 }
 

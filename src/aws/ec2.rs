@@ -23,6 +23,10 @@ pub struct Ec2Inventory {
     region: String,
     /// DescribeInstances pages and DescribeAutoScalingInstances calls made.
     calls: [std::sync::atomic::AtomicU64; 2],
+    /// Look up Auto Scaling lifecycle states of alive instances (events:
+    /// a hook's instance runs while the group terminates it). A sweep only
+    /// acts on terminated or unknown instances and needs none.
+    lifecycle_states: bool,
 }
 
 impl Ec2Inventory {
@@ -36,7 +40,14 @@ impl Ec2Inventory {
             autoscaling,
             region: region.into(),
             calls: Default::default(),
+            lifecycle_states: true,
         }
+    }
+
+    /// EC2 states only, no DescribeAutoScalingInstances (for sweeps).
+    pub fn states_only(mut self) -> Self {
+        self.lifecycle_states = false;
+        self
     }
 
     /// (DescribeInstances pages, DescribeAutoScalingInstances calls) so far.
@@ -175,7 +186,9 @@ impl InstanceInventory for Ec2Inventory {
             );
             result?;
         }
-        self.add_lifecycle_states(&mut out).await?;
+        if self.lifecycle_states {
+            self.add_lifecycle_states(&mut out).await?;
+        }
         Ok(out)
     }
 }

@@ -7,6 +7,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use super::AwsError;
+use crate::error::Classify;
 use crate::ports::{Completion, Lifecycle, LifecycleAction};
 
 pub struct AsgLifecycle {
@@ -88,6 +89,24 @@ impl Lifecycle for AsgLifecycle {
             .lifecycle_action_result("CONTINUE")
             .send();
         call("CompleteLifecycleAction", action, request).await
+    }
+
+    /// Completes a lifecycle action that cannot exist (group, hook and token
+    /// named for the probe). AWS checks permission before the arguments: a
+    /// validation error means the call is allowed, AccessDenied that it is
+    /// still not.
+    async fn probe(&self) -> Result<(), AwsError> {
+        let action = LifecycleAction {
+            auto_scaling_group: "nodereaper-permission-probe".into(),
+            hook_name: "nodereaper-permission-probe".into(),
+            token: Some("00000000-0000-0000-0000-000000000000".into()),
+            instance_id: "i-00000000000000000".into(),
+        };
+        match self.complete_continue(&action).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_denied() || e.is_transient() => Err(e),
+            Err(_) => Ok(()),
+        }
     }
 }
 

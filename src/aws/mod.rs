@@ -2,6 +2,7 @@
 //! [`crate::ports`] traits (SQS queue, EC2 inventory, Auto Scaling lifecycle).
 
 pub mod ec2;
+pub mod fleet;
 pub mod lifecycle;
 pub mod sqs;
 
@@ -25,11 +26,53 @@ pub struct AwsError {
     pub code: Option<String>,
     pub message: String,
     pub retry: Retry,
+    /// HTTP status of the answer, when there was one.
+    pub status: Option<u16>,
 }
 
 impl Classify for AwsError {
     fn retry(&self) -> Retry {
         self.retry
+    }
+
+    /// Permission and credential errors are nodereaper's, not the message's:
+    /// every message would fail alike, so messages are held, not dead-lettered.
+    fn blames_message(&self) -> bool {
+        !self.is_denied()
+    }
+}
+
+/// AWS error codes that mean "nodereaper may not do this" or "its
+/// credentials are bad": an IAM or credentials mistake, never the message's.
+const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnauthorizedAccess",
+    "AuthFailure",
+    "AuthorizationError",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "OptInRequired",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "InvalidSecurity",
+    "KMS.AccessDeniedException",
+];
+
+impl AwsError {
+    /// Whether AWS refused nodereaper itself (IAM, credentials), as opposed
+    /// to the request or the message.
+    pub fn is_denied(&self) -> bool {
+        self.code
+            .as_deref()
+            .is_some_and(|c| DENIED_CODES.contains(&c))
+            || self.status == Some(403)
     }
 }
 
@@ -129,6 +172,7 @@ impl AwsError {
             code,
             message,
             retry,
+            status,
         }
     }
 
@@ -146,6 +190,7 @@ impl AwsError {
             code: None,
             message: message.into(),
             retry: Retry::Permanent,
+            status: None,
         }
     }
 }
@@ -197,6 +242,36 @@ pub fn region_from_queue_url(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn error(code: Option<&str>, status: Option<u16>, retry: Retry) -> AwsError {
+        AwsError {
+            service: "EC2",
+            operation: "DescribeInstances",
+            target: "x".into(),
+            code: code.map(str::to_string),
+            message: "m".into(),
+            retry,
+            status,
+        }
+    }
+
+    #[test]
+    fn permission_and_credential_errors_hold_instead_of_poisoning() {
+        for code in [
+            "AccessDenied",
+            "UnauthorizedOperation",
+            "ExpiredToken",
+            "InvalidClientTokenId",
+            "AccessDeniedException",
+        ] {
+            let e = error(Some(code), Some(400), Retry::Permanent);
+            assert!(!e.blames_message(), "{code}");
+        }
+        assert!(!error(None, Some(403), Retry::Permanent).blames_message());
+        // A bad request is the message's fault (poison), throttling is transient.
+        assert!(error(Some("InvalidParameterValue"), Some(400), Retry::Permanent).blames_message());
+        assert!(error(Some("Throttling"), Some(400), Retry::Transient).is_transient());
+    }
 
     #[test]
     fn queue_url_regions() {

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -12,11 +12,13 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::auth::{self, RequestToSign, SignVersion, SigningKey};
+use super::server::{self, AclObject, ClientKey, ServerInfo, ServerKind};
 use super::ChefError;
 use crate::ports::{ChefApi, Deleted, SearchRow};
 use crate::telemetry::metrics;
 
-/// `X-Ops-Server-API-Version` we speak (Chef Infra Server 12.4+ API v1).
+/// `X-Ops-Server-API-Version` we ask for (Chef Infra Server 12.4+ API v1);
+/// what the answers then contain is in [`super::server`].
 pub const SERVER_API_VERSION: &str = "1";
 /// `X-Chef-Version` we announce; servers reject very old client versions.
 pub const CHEF_VERSION: &str = "18.0.0";
@@ -38,14 +40,6 @@ pub struct ChefSettings {
     pub page_size: usize,
 }
 
-/// What kind of server answered, learned from response headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flavor {
-    Unknown = 0,
-    ChefInfra = 1,
-    Goiardi = 2,
-}
-
 /// A signed-request client for one Chef server.
 pub struct ChefClient {
     http: reqwest::Client,
@@ -55,7 +49,11 @@ pub struct ChefClient {
     key: SigningKey,
     sign_version: SignVersion,
     page_size: usize,
-    flavor: AtomicU8,
+    /// Learned once, from the first answer with decisive headers.
+    info: OnceLock<ServerInfo>,
+    /// Set when a keys or ACL answer had the wrong shape: never asked again.
+    keys_unavailable: AtomicBool,
+    acl_unavailable: AtomicBool,
     requests: Mutex<BTreeMap<String, u64>>,
     clock_offset: chrono::Duration,
 }
@@ -85,6 +83,9 @@ impl ChefClient {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("nodereaper/", env!("CARGO_PKG_VERSION")))
+            // Never follow a redirect: it would carry the signed headers to
+            // another URL. A 3xx is reported as an error naming the Location.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64);
         if let Some(path) = &settings.ca_bundle {
             let pem = std::fs::read(path)
@@ -129,7 +130,9 @@ impl ChefClient {
             key: settings.key,
             sign_version: settings.sign_version,
             page_size: settings.page_size.max(1),
-            flavor: AtomicU8::new(Flavor::Unknown as u8),
+            info: OnceLock::new(),
+            keys_unavailable: AtomicBool::new(false),
+            acl_unavailable: AtomicBool::new(false),
             requests: Mutex::new(BTreeMap::new()),
             clock_offset: chrono::Duration::zero(),
         })
@@ -153,7 +156,24 @@ impl ChefClient {
 
     /// True once a response announced goiardi.
     pub fn is_goiardi(&self) -> bool {
-        self.flavor.load(Ordering::Relaxed) == Flavor::Goiardi as u8
+        self.info
+            .get()
+            .is_some_and(|i| i.kind == ServerKind::Goiardi)
+    }
+
+    /// The server, learned once: from the headers of the first answer that
+    /// names it, else from a GET of our own client. A server that names
+    /// itself in no header stays `unknown` (and gets no key or ACL call).
+    pub async fn detect_server(&self) -> Result<ServerInfo, ChefError> {
+        if let Some(info) = self.info.get() {
+            return Ok(*info);
+        }
+        let me = self.client_name.clone();
+        self.send(Method::GET, &["clients", &me], &[], None).await?;
+        Ok(*self.info.get_or_init(|| {
+            tracing::info!(server = %self.server, "the Chef server names itself in no header: kind unknown; keys and ACLs will not be backed up");
+            ServerInfo::UNKNOWN
+        }))
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
@@ -245,23 +265,15 @@ impl ChefClient {
         };
         metrics::chef_request(method.as_str(), endpoint, &outcome, started.elapsed());
         if let Ok(r) = &result {
-            self.learn_flavor(&r.headers);
+            if self.info.get().is_none() {
+                if let Some(info) = ServerInfo::from_headers(&r.headers) {
+                    if self.info.set(info).is_ok() {
+                        tracing::debug!(server = %self.server, kind = %info.kind, api_version = info.api_version, "Chef server detected");
+                    }
+                }
+            }
         }
         result
-    }
-
-    fn learn_flavor(&self, headers: &reqwest::header::HeaderMap) {
-        let goiardi = headers.contains_key("x-goiardi")
-            || headers
-                .get("x-ops-api-info")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains("goiardi"));
-        let flavor = if goiardi {
-            Flavor::Goiardi
-        } else {
-            Flavor::ChefInfra
-        };
-        self.flavor.store(flavor as u8, Ordering::Relaxed);
     }
 
     /// Turns a non-success status into the right error.
@@ -285,6 +297,18 @@ impl ChefClient {
                 object,
                 client,
                 detail,
+            },
+            status if status.is_redirection() => ChefError::Redirect {
+                server,
+                method,
+                object,
+                status: status.as_u16(),
+                location: resp
+                    .headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("(no Location header)")
+                    .to_string(),
             },
             status => ChefError::Status {
                 server,
@@ -358,17 +382,18 @@ impl ChefClient {
         Err(self.status_error(&method, segments, &resp))
     }
 
-    /// Every row of a (partial) search, following pages until a short page.
+    /// Every row of a (partial) search, all pages.
     ///
-    /// Chef Infra Server's `total` is the number of all matches; goiardi's is
-    /// the size of the returned page, so `total` cannot be trusted to end the
-    /// loop: only a page shorter than `rows` does.
+    /// Chef Infra Server's `total` is the number of all matches and a page
+    /// may be short without being the last; goiardi's `total` is the size of
+    /// the page. [`server::next_page`] decides, from the server kind.
     async fn search_rows(
         &self,
         index: &str,
         query: &str,
         partial: Option<&Value>,
     ) -> Result<Vec<Value>, ChefError> {
+        let info = self.detect_server().await?;
         let segments = ["search", index];
         let method = if partial.is_some() {
             Method::POST
@@ -376,14 +401,13 @@ impl ChefClient {
             Method::GET
         };
         let rows_param = self.page_size.to_string();
+        // goiardi sorts partial-search results on a key they do not have,
+        // which makes page boundaries arbitrary; sorting on "url" makes them
+        // stable there. Chef Infra Server orders pages itself.
+        let sort_by_url = partial.is_some() && info.kind == ServerKind::Goiardi;
         let mut all = Vec::new();
-        let mut start = 0usize;
+        let mut start = 0u64;
         loop {
-            // goiardi sorts partial-search results on a key they do not have,
-            // which makes page boundaries arbitrary; sorting on "url" makes
-            // them stable there. Chef Infra Server orders pages itself, so we
-            // leave its sort alone.
-            let sort_by_url = partial.is_some() && self.is_goiardi();
             let start_param = start.to_string();
             let mut query_params = vec![
                 ("q", query),
@@ -398,12 +422,6 @@ impl ChefClient {
                 .await?;
             if !resp.status.is_success() {
                 return Err(self.status_error(&method, &segments, &resp));
-            }
-            if partial.is_some() && !sort_by_url && self.is_goiardi() {
-                // Learned only now that this is goiardi: start over, sorted.
-                all.clear();
-                start = 0;
-                continue;
             }
             let page = self.parse_json(&method, &segments, &resp)?;
             let rows = match page.get("rows").and_then(Value::as_array) {
@@ -420,18 +438,56 @@ impl ChefClient {
                     })
                 }
             };
-            let got = rows.len();
+            let got = rows.len() as u64;
+            let total = page.get("total").and_then(Value::as_u64);
             all.extend(rows);
-            if got < self.page_size {
-                return Ok(all);
+            match server::next_page(
+                info.search_total_is_all(),
+                start,
+                self.page_size as u64,
+                got,
+                total,
+            ) {
+                Some(next) => start = next,
+                None => return Ok(all),
             }
-            start += got;
         }
+    }
+
+    fn no_endpoint(&self, method: &str, object: String, what: &str) -> ChefError {
+        ChefError::BadResponse {
+            server: self.server.clone(),
+            method: method.into(),
+            object,
+            detail: format!("this server has no {what} endpoint"),
+        }
+    }
+
+    /// Key and ACL calls: only where the server has them.
+    async fn keys_supported(&self) -> Result<bool, ChefError> {
+        Ok(self.detect_server().await?.has_keys_endpoint()
+            && !self.keys_unavailable.load(Ordering::Relaxed))
+    }
+
+    async fn acl_supported(&self) -> Result<bool, ChefError> {
+        Ok(self.detect_server().await?.has_acl_endpoint()
+            && !self.acl_unavailable.load(Ordering::Relaxed))
     }
 }
 
 #[async_trait]
 impl ChefApi for ChefClient {
+    /// Its API client, or (knife users sign the same way) its user.
+    async fn own_identity(&self) -> Result<Option<(&'static str, Value)>, ChefError> {
+        if let Some(client) = self.get_object(&["clients", &self.client_name]).await? {
+            return Ok(Some(("client", client)));
+        }
+        Ok(self
+            .get_object(&["users", &self.client_name])
+            .await?
+            .map(|user| ("user", user)))
+    }
+
     fn server(&self) -> &str {
         &self.server
     }
@@ -529,12 +585,122 @@ impl ChefApi for ChefClient {
         public_key: Option<&str>,
         admin: bool,
     ) -> Result<(), ChefError> {
-        let mut body = json!({ "name": name, "clientname": name, "admin": admin });
-        match public_key {
-            Some(key) => body["public_key"] = json!(key),
-            None => body["create_key"] = json!(true),
+        self.create_client_returning_key(name, public_key, admin, false)
+            .await
+            .map(drop)
+    }
+
+    async fn server_info(&self) -> Result<ServerInfo, ChefError> {
+        self.detect_server().await
+    }
+
+    async fn client_keys(&self, name: &str) -> Result<Option<Vec<ClientKey>>, ChefError> {
+        if !self.keys_supported().await? {
+            return Ok(None);
         }
-        self.write_object(Method::POST, &["clients"], &body)
+        let listing_path = ["clients", name, "keys"];
+        let Some(listing) = self.get_object(&listing_path).await? else {
+            return Ok(None);
+        };
+        let Some(names) = server::key_names(&listing) else {
+            // Not the documented `[{name, uri, expired}]`: this server does
+            // not have the endpoint, whatever its headers said.
+            self.keys_unavailable.store(true, Ordering::Relaxed);
+            tracing::warn!(server = %self.server, "GET {} did not answer a key list; keys will not be backed up", object_name(&listing_path));
+            return Ok(None);
+        };
+        let mut keys = Vec::with_capacity(names.len());
+        for key_name in names {
+            let path = ["clients", name, "keys", key_name.as_str()];
+            let Some(answer) = self.get_object(&path).await? else {
+                continue; // removed meanwhile
+            };
+            match ClientKey::from_answer(&answer) {
+                Some(key) => keys.push(key),
+                None => {
+                    return Err(ChefError::BadResponse {
+                        server: self.server.clone(),
+                        method: "GET".into(),
+                        object: object_name(&path),
+                        detail: format!(
+                            "expected {{name, public_key, expiration_date}}: {}",
+                            snippet(answer.to_string().as_bytes())
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(Some(keys))
+    }
+
+    async fn get_acl(&self, object: AclObject, name: &str) -> Result<Option<Value>, ChefError> {
+        if !self.acl_supported().await? {
+            return Ok(None);
+        }
+        let segments = [object.collection(), name, "_acl"];
+        let resp = self
+            .send(Method::GET, &segments, &[("detail", "granular")], None)
+            .await?;
+        match resp.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let acl = self.parse_json(&Method::GET, &segments, &resp)?;
+                if server::is_acl(&acl) {
+                    Ok(Some(acl))
+                } else {
+                    self.acl_unavailable.store(true, Ordering::Relaxed);
+                    tracing::warn!(server = %self.server, "GET {} did not answer an ACL; ACLs will not be backed up", object_name(&segments));
+                    Ok(None)
+                }
+            }
+            _ => Err(self.status_error(&Method::GET, &segments, &resp)),
+        }
+    }
+
+    async fn put_acl(
+        &self,
+        object: AclObject,
+        name: &str,
+        permission: &str,
+        acl: &Value,
+    ) -> Result<(), ChefError> {
+        let segments = [object.collection(), name, "_acl", permission];
+        if !self.acl_supported().await? {
+            return Err(self.no_endpoint("PUT", object_name(&segments), "ACL"));
+        }
+        let body = server::acl_put_body(acl, permission).ok_or_else(|| ChefError::BadResponse {
+            server: self.server.clone(),
+            method: "PUT".into(),
+            object: object_name(&segments),
+            detail: format!("the backed-up ACL has no {permission:?} permission"),
+        })?;
+        self.write_object(Method::PUT, &segments, &body)
+            .await
+            .map(drop)
+    }
+
+    async fn create_client_returning_key(
+        &self,
+        name: &str,
+        public_key: Option<&str>,
+        admin: bool,
+        validator: bool,
+    ) -> Result<Option<String>, ChefError> {
+        let info = self.detect_server().await?;
+        let body = info.create_client_body(name, public_key, admin, validator);
+        let answer = self.write_object(Method::POST, &["clients"], &body).await?;
+        Ok(match public_key {
+            Some(_) => None,
+            None => server::created_private_key(&answer),
+        })
+    }
+
+    async fn add_client_key(&self, name: &str, key: &ClientKey) -> Result<(), ChefError> {
+        let segments = ["clients", name, "keys"];
+        if !self.keys_supported().await? {
+            return Err(self.no_endpoint("POST", object_name(&segments), "keys"));
+        }
+        self.write_object(Method::POST, &segments, &key.to_body())
             .await
             .map(drop)
     }

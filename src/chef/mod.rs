@@ -5,8 +5,10 @@ pub mod auth;
 pub mod client;
 pub mod credentials;
 pub mod resolve;
+pub mod server;
 
 pub use client::{ChefClient, ChefSettings};
+pub use server::{AclObject, ClientKey, ServerInfo, ServerKind};
 
 use crate::error::{Classify, Retry};
 
@@ -52,6 +54,17 @@ pub enum ChefError {
          has none, or a proxy answering for it)"
     )]
     EmptyDelete { server: String, object: String },
+    #[error(
+        "Chef server {server}: {method} {object} answered {status} redirecting to {location:?}; \
+         not followed (the signed headers must not go elsewhere): set chef.server_url to the final URL"
+    )]
+    Redirect {
+        server: String,
+        method: String,
+        object: String,
+        status: u16,
+        location: String,
+    },
     #[error("Chef server {server}: {method} {object} failed: {source}")]
     Transport {
         server: String,
@@ -95,6 +108,7 @@ impl Classify for ChefError {
                 | ChefError::Forbidden { .. }
                 | ChefError::Signing { .. }
                 | ChefError::EmptyDelete { .. }
+                | ChefError::Redirect { .. }
         )
     }
 }

@@ -64,6 +64,17 @@ pub enum ResolveError {
         nodes: Vec<String>,
     },
     #[error(
+        "node {node:?} on {server} (found by {found_by}) records no automatic ec2.instance_id, so nothing proves it belonged to {instance_id}; refusing to delete it"
+    )]
+    Unrecorded {
+        server: String,
+        node: String,
+        found_by: String,
+        instance_id: String,
+    },
+    #[error("{kind} name {name:?} cannot be addressed safely in a Chef API URL (expected letters, digits, '_', '-', '.', ':' and not \".\" or \"..\"); refusing to touch it")]
+    UnsafeName { kind: &'static str, name: String },
+    #[error(
         "node {node:?} on {server} (found by {found_by}) records ec2.instance_id {recorded:?}, not {instance_id}; refusing to delete it"
     )]
     Mismatch {
@@ -89,6 +100,19 @@ impl Classify for ResolveError {
             _ => true,
         }
     }
+}
+
+/// Whether `name` is a Chef object name that a URL path segment carries
+/// unchanged: Chef's own rule (letters, digits, `_`, `-`, `.`, `:`), and
+/// never `.` or `..`, which URL joining would drop or climb.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
 /// The instance id recorded in a node's automatic attributes (Ohai).
@@ -147,15 +171,29 @@ impl Resolver {
                 }
             }
         };
-        if let Some(recorded) = node.as_ref().and_then(recorded_instance_id) {
-            if recorded != instance_id {
+        if !is_safe_name(&name) {
+            return Err(ResolveError::UnsafeName { kind: "node", name });
+        }
+        // Only Ohai's automatic attribute counts: search also matches
+        // `normal`/`override` attributes, which any client can set on its node.
+        match node.as_ref().and_then(recorded_instance_id) {
+            Some(recorded) if recorded == instance_id => {}
+            Some(recorded) => {
                 return Err(ResolveError::Mismatch {
                     server: chef.server().to_string(),
                     node: name,
                     found_by,
                     instance_id: instance_id.to_string(),
                     recorded: recorded.to_string(),
-                });
+                })
+            }
+            None => {
+                return Err(ResolveError::Unrecorded {
+                    server: chef.server().to_string(),
+                    node: name,
+                    found_by,
+                    instance_id: instance_id.to_string(),
+                })
             }
         }
         Ok(Some(Registration {

@@ -42,6 +42,7 @@ pub async fn deregister(config: Config, args: DeregisterArgs) -> Result<ExitCode
         message_id: None,
         dry_run: args.dry_run,
         recheck: None,
+        verified_region: None,
     };
     let outcome = reaper.reap(&request).await?;
     if args.output == Output::Json {
@@ -56,7 +57,9 @@ pub async fn deregister(config: Config, args: DeregisterArgs) -> Result<ExitCode
         Outcome::Protected { plan, reason } => {
             println!("{}: protected, not deleted: {reason}", plan.node_name)
         }
-        Outcome::Changed { plan, reason } => println!("{}: not deleted: {reason}", plan.node_name),
+        Outcome::Changed { plan, reason } | Outcome::Refused { plan, reason } => {
+            println!("{}: not deleted: {reason}", plan.node_name)
+        }
         Outcome::WouldDelete { plan } => {
             println!("dry run: would delete (found by {})", plan.found_by);
             println!(

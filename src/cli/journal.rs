@@ -1,16 +1,23 @@
-//! `nodereaper journal` and `nodereaper restore`.
+//! `nodereaper journal` (list, show, verify, prune) and `nodereaper restore`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use nodereaper::app;
 use nodereaper::config::Config;
 use nodereaper::journal::EntryFilter;
+use nodereaper::ports::ChefApi;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::{ExitCode, Output};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct JournalArgs {
+    #[command(subcommand)]
+    pub action: Option<JournalAction>,
     /// Only entries recorded at or after this time (RFC 3339, or a duration ago like "24h").
     #[arg(long)]
     pub since: Option<String>,
@@ -22,9 +29,29 @@ pub struct JournalArgs {
     pub output: Output,
 }
 
+#[derive(Subcommand)]
+pub enum JournalAction {
+    /// Print one entry in full (JSON, with the backed-up objects).
+    Show {
+        /// Entry id, as `nodereaper journal` lists it.
+        id: String,
+    },
+    /// Check every entry and its objects; exit 1 when anything is damaged.
+    Verify {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Remove entries older than journal.retention (or --older-than).
+    Prune {
+        /// Override journal.retention, e.g. "30d".
+        #[arg(long)]
+        older_than: Option<String>,
+    },
+}
+
 #[derive(Args)]
 pub struct RestoreArgs {
-    /// Node to restore (its newest journal entry).
+    /// Node to restore (merged from every journal entry of that registration).
     #[arg(required_unless_present = "since")]
     pub node: Option<String>,
     /// Restore every node deleted at or after this time (RFC 3339 or "2h").
@@ -33,6 +60,11 @@ pub struct RestoreArgs {
     /// Replace a node that exists on the server.
     #[arg(long)]
     pub force: bool,
+    /// Write the private key of a client re-created with a NEW key to this
+    /// file (mode 0600) instead of printing it; with several such clients,
+    /// FILE.CLIENT for each.
+    #[arg(long, value_name = "FILE")]
+    pub key_out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
 }
@@ -49,6 +81,57 @@ fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
 
 pub async fn journal(config: Config, args: JournalArgs) -> Result<ExitCode> {
     let journal = app::journal(&config).await?;
+    match args.action {
+        Some(JournalAction::Show { id }) => {
+            let entry = journal
+                .entries()
+                .await?
+                .into_iter()
+                .find(|e| e.id == id)
+                .with_context(|| {
+                    format!("the journal has no entry {id:?} (`nodereaper journal` lists the ids)")
+                })?;
+            println!("{}", serde_json::to_string_pretty(&entry)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(JournalAction::Verify { output }) => {
+            let entries = journal.entries().await?.len();
+            let damage = journal.verify().await?;
+            if output == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"entries": entries, "damaged": damage})
+                    )?
+                );
+            } else {
+                for d in &damage {
+                    println!("DAMAGED {d}");
+                }
+                println!("{entries} entries readable, {} problems", damage.len());
+            }
+            return Ok(if damage.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        Some(JournalAction::Prune { older_than }) => {
+            let retention = match older_than {
+                Some(text) => humantime::parse_duration(&text).with_context(|| {
+                    format!("--older-than {text:?}: expected a duration like 30d")
+                })?,
+                None => config.journal.retention,
+            };
+            let removed = nodereaper::journal::prune(journal.as_ref(), retention).await?;
+            println!(
+                "removed {removed} entries older than {}",
+                humantime::format_duration(retention)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
+    }
     let filter = EntryFilter {
         since: args.since.as_deref().map(parse_since).transpose()?,
         node: args.node,
@@ -61,26 +144,62 @@ pub async fn journal(config: Config, args: JournalArgs) -> Result<ExitCode> {
         .filter(|e| filter.matches(e))
         .collect();
     if args.output == Output::Json {
-        let summaries: Vec<_> = entries.iter().map(|e| e.summary()).collect();
+        let summaries: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let mut s = e.summary();
+                s.damage = e.damage.clone();
+                s
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&summaries)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<25} {:<10} {:<36} {:<21} REASON",
-        "RECORDED (UTC)", "SOURCE", "NODE", "INSTANCE"
+        "{:<48} {:<10} {:<36} {:<21} {:<8} REASON",
+        "ID", "SOURCE", "NODE", "INSTANCE", "CLIENT"
     );
     for e in &entries {
+        let client = match (&e.client, e.client_status) {
+            (Some(_), _) => "backed",
+            (None, Some(nodereaper::journal::Presence::AlreadyGone)) => "gone",
+            (None, _) => "-",
+        };
         println!(
-            "{:<25} {:<10} {:<36} {:<21} {}",
-            e.recorded_at.format("%Y-%m-%d %H:%M:%S"),
+            "{:<48} {:<10} {:<36} {:<21} {:<8} {}",
+            e.id,
             e.source,
             e.node_name,
             e.instance_id.as_deref().unwrap_or("-"),
+            client,
             e.reason
         );
+        for d in &e.damage {
+            println!("  DAMAGED: {d}");
+        }
     }
     println!("{} entries", entries.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a private key, owner-only, refusing to overwrite.
+fn write_key(path: &Path, pem: &str) -> Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path).with_context(|| {
+        format!(
+            "--key-out {}: cannot create (it must not exist)",
+            path.display()
+        )
+    })?;
+    f.write_all(pem.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("--key-out {}: cannot write", path.display()))
 }
 
 pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
@@ -91,8 +210,8 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         node: args.node.clone(),
         instance: None,
     };
-    let entries = nodereaper::restore::select(journal.as_ref(), &filter).await?;
-    if entries.is_empty() {
+    let registrations = nodereaper::restore::select(journal.as_ref(), &filter).await?;
+    if registrations.is_empty() {
         bail!(
             "the journal has no matching entry{}",
             args.node
@@ -100,20 +219,48 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
                 .unwrap_or_default()
         );
     }
+    let info = chef.server_info().await?;
     let mut results = Vec::new();
+    let mut new_keys = Vec::new();
     let mut failed = 0;
-    for entry in &entries {
-        match nodereaper::restore::restore(&chef, entry, args.force).await {
-            Ok(r) => results.push(serde_json::to_value(&r)?),
+    for reg in &registrations {
+        match nodereaper::restore::restore(&chef, reg, args.force).await {
+            Ok(r) => {
+                if r.partial() {
+                    failed += 1;
+                }
+                let mut v = serde_json::to_value(&r)?;
+                if let (Some(pem), Some(client)) = (&r.private_key, &r.client) {
+                    new_keys.push((client.clone(), pem.clone()));
+                    if args.key_out.is_none() && args.output == Output::Json {
+                        v["private_key"] = serde_json::json!(pem);
+                    }
+                }
+                results.push(v);
+            }
             Err(e) => {
                 failed += 1;
-                results.push(serde_json::json!({"entry_id": entry.id, "node": entry.node_name, "error": e.to_string()}));
+                results.push(serde_json::json!({"entry_id": reg.node_entry, "entries": reg.entry_ids, "node": reg.node_name, "error": e.to_string()}));
             }
+        }
+    }
+    // New private keys: shown once, never discarded.
+    let mut key_files = Vec::new();
+    if let Some(path) = &args.key_out {
+        for (client, pem) in &new_keys {
+            let target = if new_keys.len() == 1 {
+                path.clone()
+            } else {
+                PathBuf::from(format!("{}.{client}", path.display()))
+            };
+            write_key(&target, pem)?;
+            key_files.push((client.clone(), target));
         }
     }
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
+        println!("server: {} (API v{})", info.kind, info.api_version);
         for r in &results {
             match r.get("error").and_then(|e| e.as_str()) {
                 Some(err) => println!(
@@ -122,18 +269,37 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
                 ),
                 None => {
                     println!(
-                        "{}: node {}, client {} (from {})",
+                        "{}: node {}, client {}, ACL {} (entries {})",
                         r["node"].as_str().unwrap_or_default(),
                         r["node_action"].as_str().unwrap_or_default(),
                         r["client_action"].as_str().unwrap_or_default(),
-                        r["entry_id"].as_str().unwrap_or_default()
+                        r["acl_action"].as_str().unwrap_or_default(),
+                        r["entries"]
+                            .as_array()
+                            .map(|a| a
+                                .iter()
+                                .filter_map(|v| v.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default()
                     );
-                    if let Some(note) = r.get("note").and_then(|n| n.as_str()) {
-                        println!("  note: {note}");
+                    for note in r["notes"].as_array().into_iter().flatten() {
+                        println!("  note: {}", note.as_str().unwrap_or_default());
                     }
                 }
             }
         }
+        if args.key_out.is_none() {
+            for (client, pem) in &new_keys {
+                println!("private key of client {client} (shown once, not stored):\n{pem}");
+            }
+        }
+    }
+    for (client, path) in &key_files {
+        eprintln!(
+            "private key of client {client} written to {} (mode 0600)",
+            path.display()
+        );
     }
     Ok(if failed > 0 {
         ExitCode::from(1)

@@ -13,31 +13,71 @@ pub struct Protection {
     environments: Vec<String>,
     policy_groups: Vec<String>,
     instance_tag: Option<String>,
+    node_tag: Option<String>,
+    client_names: Vec<glob::Pattern>,
+    /// nodereaper's own client name: never deleted.
+    own_client: Option<String>,
 }
 
 impl Protection {
     /// Patterns were validated with the configuration; an invalid one here is
     /// skipped with an error log rather than silently matching nothing.
     pub fn new(cfg: &ProtectConfig) -> Self {
-        let names = cfg
-            .node_names
-            .iter()
-            .filter_map(|p| match glob::Pattern::new(p) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::error!(pattern = %p, error = %e, "invalid protect.node_names pattern");
-                    None
-                }
-            })
-            .collect();
+        let compile = |key: &str, patterns: &[String]| -> Vec<glob::Pattern> {
+            patterns
+                .iter()
+                .filter_map(|p| match glob::Pattern::new(p) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::error!(pattern = %p, error = %e, key, "invalid protect pattern");
+                        None
+                    }
+                })
+                .collect()
+        };
         Self {
-            names,
+            names: compile("protect.node_names", &cfg.node_names),
+            client_names: compile("protect.client_names", &cfg.client_names),
+            node_tag: cfg.node_tag.clone().filter(|t| !t.is_empty()),
+            own_client: None,
             roles: cfg.roles.clone(),
             environments: cfg.environments.clone(),
             policy_groups: cfg.policy_groups.clone(),
             // An empty tag name switches the opt-out tag off.
             instance_tag: cfg.instance_tag.clone().filter(|t| !t.is_empty()),
         }
+    }
+
+    /// nodereaper's own client, which it must never delete.
+    pub fn with_own_client(mut self, name: impl Into<String>) -> Self {
+        self.own_client = Some(name.into());
+        self
+    }
+
+    /// Why a client must not be deleted with its node, if it must not: a
+    /// validator or admin client, nodereaper's own identity, or a protected
+    /// name. An instance can rename its own node (clients may create nodes),
+    /// so the client named after a node is not necessarily the instance's.
+    pub fn client_reason(&self, name: &str, client: Option<&Value>) -> Option<String> {
+        if self.own_client.as_deref() == Some(name) {
+            return Some(format!("client {name:?} is nodereaper's own identity"));
+        }
+        if let Some(p) = self.client_names.iter().find(|p| p.matches(name)) {
+            return Some(format!(
+                "client name {name:?} matches protected pattern {:?}",
+                p.as_str()
+            ));
+        }
+        let client = client?;
+        for flag in ["validator", "admin"] {
+            if client.get(flag).and_then(Value::as_bool) == Some(true) {
+                return Some(format!(
+                    "client {name:?} is {} {flag} client",
+                    if flag == "admin" { "an" } else { "a" }
+                ));
+            }
+        }
+        None
     }
 
     /// Why a node must be left alone, if it must.
@@ -49,6 +89,17 @@ impl Protection {
             ));
         }
         let node = node?;
+        // The Chef-side marker (`knife tag create NODE nodereaper:protect`)
+        // outlives the instance, unlike its EC2 tag.
+        if let Some(tag) = &self.node_tag {
+            let tagged = node
+                .pointer("/normal/tags")
+                .and_then(Value::as_array)
+                .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag)));
+            if tagged {
+                return Some(format!("node {name:?} carries the Chef tag {tag:?}"));
+            }
+        }
         if let Some(env) = node.get("chef_environment").and_then(Value::as_str) {
             if self.environments.iter().any(|e| e == env) {
                 return Some(format!("node {name:?} is in protected environment {env:?}"));
@@ -120,7 +171,37 @@ mod tests {
             environments: vec!["_protected".into()],
             policy_groups: vec!["prod-critical".into()],
             instance_tag: Some("nodereaper:protect".into()),
+            node_tag: Some("nodereaper:protect".into()),
+            client_names: vec!["*-validator".into()],
         })
+        .with_own_client("nodereaper")
+    }
+
+    #[test]
+    fn chef_tag_protects_after_ec2_forgot_the_instance() {
+        let p = protection();
+        let tagged = json!({"normal": {"tags": ["web", "nodereaper:protect"]}});
+        assert!(p
+            .node_reason("n", Some(&tagged))
+            .unwrap_or_default()
+            .contains("Chef tag"));
+        let other_tags = json!({"normal": {"tags": ["web"]}});
+        assert!(p.node_reason("n", Some(&other_tags)).is_none());
+        // A tag elsewhere (e.g. an attribute named like it) does not count.
+        let elsewhere = json!({"automatic": {"tags": ["nodereaper:protect"]}});
+        assert!(p.node_reason("n", Some(&elsewhere)).is_none());
+    }
+
+    #[test]
+    fn validator_admin_own_and_named_clients_are_never_deleted() {
+        let p = protection();
+        let reason = |name: &str, client: Value| p.client_reason(name, Some(&client));
+        assert!(reason("acme-validator", json!({"validator": false})).is_some());
+        assert!(reason("chef-validator-x", json!({"validator": true})).is_some());
+        assert!(reason("web-1", json!({"admin": true})).is_some());
+        assert!(reason("nodereaper", json!({})).is_some());
+        assert!(reason("web-1", json!({"validator": false, "admin": false})).is_none());
+        assert!(p.client_reason("web-1", None).is_none());
     }
 
     #[test]

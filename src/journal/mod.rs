@@ -1,11 +1,17 @@
 //! The deletion journal: a restorable backup of every object before it is
 //! deleted. No backup, no delete.
 //!
-//! Layout of the local journal directory:
-//! - `index.jsonl`: one [`JournalEntry`] summary per line (without the objects);
-//! - `objects/<entry id>.node.json` and `objects/<entry id>.client.json`.
+//! Layout of the local journal directory (files mode 0600, directories 0700):
+//! - `index.jsonl`: one [`JournalEntry`] summary per line (without the
+//!   objects; `objects` names the objects written for it);
+//! - `objects/<entry id>.<kind>.json`, kind `node`, `client`, `keys`,
+//!   `node_acl`, `client_acl`;
+//! - `index.lock`: advisory lock serialising appends, repairs and prunes
+//!   between processes;
+//! - `index.rejected`: lines a repair took out of the index (kept, not lost).
 //!
-//! Both are fsynced (files and directory) before [`Journal::record`] returns.
+//! Objects are written and fsynced before the index line, so an index line
+//! normally has its objects; one that has not is reported, not fatal.
 
 pub mod local;
 pub mod s3;
@@ -14,7 +20,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::chef::{AclObject, ChefError, ClientKey, ServerKind};
 use crate::error::{Classify, Retry};
+use crate::ports::{ChefApi, Journal};
 
 pub use local::LocalJournal;
 pub use s3::S3Journal;
@@ -40,6 +48,73 @@ pub struct JournalEntry {
     /// Full client JSON as read just before deletion (None: there was no client).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<Value>,
+    /// Whether the node was backed up or already gone (None: entries written
+    /// before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_status: Option<Presence>,
+    /// Whether the client was backed up or already gone when read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_status: Option<Presence>,
+    /// The client's keys (`/clients/NAME/keys`, Chef Infra Server API v1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_keys: Option<Vec<ClientKey>>,
+    /// The node's ACL (`_acl?detail=granular`), where the server has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_acl: Option<Value>,
+    /// The client's ACL, where the server has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_acl: Option<Value>,
+    /// Server kind that answered the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_kind: Option<ServerKind>,
+    /// API version the backup was read with (what the bodies contain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<u8>,
+    /// What could not be backed up and why (e.g. an ACL nodereaper may not read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// In the index: the objects stored beside this line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+    /// Found on reading: what of this entry is missing or unreadable.
+    /// Never written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damage: Vec<String>,
+}
+
+/// Was an object there when it was backed up?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Read and stored in this entry.
+    BackedUp,
+    /// The server answered 404 when it was read: gone before this attempt
+    /// (an earlier attempt or someone else deleted it).
+    AlreadyGone,
+}
+
+/// Something damaged in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Damage {
+    /// File or S3 object.
+    pub location: String,
+    /// Line of the index, when the damage is an index line.
+    pub line: Option<usize>,
+    pub entry_id: Option<String>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.location)?;
+        if let Some(line) = self.line {
+            write!(f, " line {line}")?;
+        }
+        if let Some(id) = &self.entry_id {
+            write!(f, " (entry {id})")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
 }
 
 impl JournalEntry {
@@ -80,21 +155,145 @@ impl JournalEntry {
             message_id,
             instance_id,
             node_name: node_name.into(),
-            client_name,
             chef_server: chef_server.into(),
+            node_status: Some(presence(node.is_some())),
+            // The caller read the client just before (a 404 gives None).
+            client_status: client_name.as_ref().map(|_| presence(client.is_some())),
+            client_name,
             node,
             client,
+            client_keys: None,
+            node_acl: None,
+            client_acl: None,
+            server_kind: None,
+            api_version: None,
+            notes: Vec::new(),
+            objects: Vec::new(),
+            damage: Vec::new(),
         }
+    }
+
+    /// Adds what the server keeps beside the node and client JSON: the
+    /// server kind and API version, the client's keys (Chef Infra Server API
+    /// v1) and the node's and client's ACLs, where the server has them. Call
+    /// before [`Journal::record`]. An ACL or key list nodereaper may not read
+    /// (403) becomes a note; other failures are errors (no backup, no delete).
+    pub async fn add_server_extras(&mut self, chef: &dyn ChefApi) -> Result<(), ChefError> {
+        let info = chef.server_info().await?;
+        self.server_kind = Some(info.kind);
+        self.api_version = Some(info.api_version);
+        if let (Some(name), Some(_)) = (self.client_name.clone(), &self.client) {
+            if info.has_keys_endpoint() {
+                match chef.client_keys(&name).await {
+                    Ok(keys) => self.client_keys = keys,
+                    Err(e @ ChefError::Forbidden { .. }) => self
+                        .notes
+                        .push(format!("keys of client {name} not backed up: {e}")),
+                    Err(e) => return Err(e),
+                }
+            }
+            if info.has_acl_endpoint() {
+                match chef.get_acl(AclObject::Client, &name).await {
+                    Ok(acl) => self.client_acl = acl,
+                    Err(e @ ChefError::Forbidden { .. }) => self
+                        .notes
+                        .push(format!("ACL of client {name} not backed up: {e}")),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if self.node.is_some() && info.has_acl_endpoint() {
+            match chef.get_acl(AclObject::Node, &self.node_name).await {
+                Ok(acl) => self.node_acl = acl,
+                Err(e @ ChefError::Forbidden { .. }) => self
+                    .notes
+                    .push(format!("ACL of node {} not backed up: {e}", self.node_name)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The objects this entry carries, by kind, as stored beside the index.
+    pub fn stored_objects(&self) -> Vec<(&'static str, Value)> {
+        let mut out = Vec::new();
+        if let Some(v) = &self.node {
+            out.push(("node", v.clone()));
+        }
+        if let Some(v) = &self.client {
+            out.push(("client", v.clone()));
+        }
+        if let Some(keys) = &self.client_keys {
+            out.push(("keys", serde_json::to_value(keys).unwrap_or(Value::Null)));
+        }
+        if let Some(v) = &self.node_acl {
+            out.push(("node_acl", v.clone()));
+        }
+        if let Some(v) = &self.client_acl {
+            out.push(("client_acl", v.clone()));
+        }
+        out
+    }
+
+    /// Puts a stored object back into the entry.
+    pub fn set_object(&mut self, kind: &str, value: Value) -> Result<(), String> {
+        match kind {
+            "node" => self.node = Some(value),
+            "client" => self.client = Some(value),
+            "keys" => {
+                self.client_keys = Some(
+                    serde_json::from_value(value)
+                        .map_err(|e| format!("expected a list of client keys: {e}"))?,
+                )
+            }
+            "node_acl" => self.node_acl = Some(value),
+            "client_acl" => self.client_acl = Some(value),
+            other => return Err(format!("unknown object kind {other:?}")),
+        }
+        Ok(())
     }
 
     /// The entry without the object bodies (what the index holds).
     pub fn summary(&self) -> JournalEntry {
         JournalEntry {
+            objects: self
+                .stored_objects()
+                .into_iter()
+                .map(|(k, _)| k.to_string())
+                .collect(),
             node: None,
             client: None,
+            client_keys: None,
+            node_acl: None,
+            client_acl: None,
+            damage: Vec::new(),
             ..self.clone()
         }
     }
+}
+
+fn presence(present: bool) -> Presence {
+    if present {
+        Presence::BackedUp
+    } else {
+        Presence::AlreadyGone
+    }
+}
+
+/// Object kinds a journal entry can carry.
+pub const OBJECT_KINDS: &[&str] = &["node", "client", "keys", "node_acl", "client_acl"];
+
+/// Removes the entries older than `retention` (the daemon runs this daily;
+/// `nodereaper journal prune` on demand). Returns how many were removed.
+pub async fn prune(
+    journal: &dyn Journal,
+    retention: std::time::Duration,
+) -> Result<usize, JournalError> {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let cutoff = Utc::now()
+        .checked_sub_signed(retention)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    journal.remove_before(cutoff).await
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,17 @@
 //! Journal in an S3 bucket, for fleets running several replicas: one object
-//! per entry (`<prefix><entry id>.json`, entry and objects together). The PUT
-//! is acknowledged (durable in S3) before the delete is sent.
+//! per entry, `<prefix><entry id>.json` (entry id =
+//! `YYYYMMDDTHHMMSS.mmmZ-<node>-<random>`, so keys sort by time), holding the
+//! entry and all its objects. The PUT is acknowledged (durable in S3) before
+//! the delete is sent, and asks for server-side encryption: SSE-S3
+//! (`AES256`), or SSE-KMS with `journal.s3_kms_key_id`.
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_s3::Client;
+use chrono::{DateTime, Utc};
 
-use super::{JournalEntry, JournalError};
+use super::{Damage, JournalEntry, JournalError};
 use crate::aws::AwsError;
 use crate::ports::Journal;
 
@@ -14,6 +19,8 @@ pub struct S3Journal {
     client: Client,
     bucket: String,
     prefix: String,
+    /// SSE-KMS key; None: SSE-S3.
+    kms_key_id: Option<String>,
 }
 
 impl S3Journal {
@@ -22,43 +29,18 @@ impl S3Journal {
             client,
             bucket: bucket.into(),
             prefix: prefix.into(),
+            kms_key_id: None,
         }
     }
 
-    fn location(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.prefix)
+    /// Encrypts new journal objects with this KMS key (SSE-KMS) instead of
+    /// S3-managed keys (SSE-S3). `None` keeps SSE-S3.
+    pub fn with_kms_key(mut self, kms_key_id: Option<String>) -> Self {
+        self.kms_key_id = kms_key_id.filter(|k| !k.is_empty());
+        self
     }
 
-    fn s3_err(&self, source: AwsError) -> JournalError {
-        JournalError::S3 {
-            location: self.location(),
-            source: Box::new(source),
-        }
-    }
-}
-
-#[async_trait]
-impl Journal for S3Journal {
-    async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError> {
-        let key = format!("{}{}.json", self.prefix, entry.id);
-        let body = serde_json::to_vec_pretty(entry).map_err(|e| JournalError::Corrupt {
-            location: self.location(),
-            line: 0,
-            detail: format!("cannot encode entry {}: {e}", entry.id),
-        })?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "PutObject", &key, e)))?;
-        Ok(())
-    }
-
-    async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError> {
+    async fn keys(&self) -> Result<Vec<String>, JournalError> {
         let mut keys = Vec::new();
         let mut pages = self
             .client
@@ -85,8 +67,14 @@ impl Journal for S3Journal {
             );
         }
         keys.sort();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
+        Ok(keys)
+    }
+
+    /// Reads every entry; damaged objects are listed instead of failing all.
+    async fn read_all(&self) -> Result<(Vec<JournalEntry>, Vec<Damage>), JournalError> {
+        let mut out = Vec::new();
+        let mut damage = Vec::new();
+        for key in self.keys().await? {
             let object = self
                 .client
                 .get_object()
@@ -103,13 +91,109 @@ impl Journal for S3Journal {
                     self.s3_err(AwsError::invalid("S3", "GetObject", &key, e.to_string()))
                 })?
                 .into_bytes();
-            let entry = serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
-                location: format!("s3://{}/{key}", self.bucket),
-                line: e.line(),
-                detail: format!("expected a JSON journal entry: {e}"),
-            })?;
-            out.push(entry);
+            let location = format!("s3://{}/{key}", self.bucket);
+            match serde_json::from_slice::<JournalEntry>(&bytes) {
+                Ok(entry) => out.push(entry),
+                Err(e) => {
+                    let problem = format!("expected a JSON journal entry: {e}");
+                    tracing::warn!(object = %location, line = e.line(), "journal: skipping a damaged entry: {problem}");
+                    damage.push(Damage {
+                        location,
+                        line: Some(e.line()),
+                        entry_id: None,
+                        problem,
+                    });
+                }
+            }
         }
-        Ok(out)
+        Ok((out, damage))
+    }
+
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn s3_err(&self, source: AwsError) -> JournalError {
+        JournalError::S3 {
+            location: self.location(),
+            source: Box::new(source),
+        }
+    }
+}
+
+#[async_trait]
+impl Journal for S3Journal {
+    /// PUTs and deletes `<prefix>.probe` the way entries are written.
+    async fn probe(&self) -> Result<(), JournalError> {
+        let key = format!("{}.probe", self.prefix);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from_static(b"{}"))
+            .send()
+            .await
+            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "PutObject", &key, e)))?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "DeleteObject", &key, e)))?;
+        Ok(())
+    }
+
+    async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError> {
+        let key = format!("{}{}.json", self.prefix, entry.id);
+        let body = serde_json::to_vec_pretty(entry).map_err(|e| JournalError::Corrupt {
+            location: self.location(),
+            line: 0,
+            detail: format!("cannot encode entry {}: {e}", entry.id),
+        })?;
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        put = match &self.kms_key_id {
+            Some(kms) => put
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms),
+            None => put.server_side_encryption(ServerSideEncryption::Aes256),
+        };
+        put.send()
+            .await
+            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "PutObject", &key, e)))?;
+        Ok(())
+    }
+
+    async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError> {
+        self.read_all().await.map(|(e, _)| e)
+    }
+
+    async fn verify(&self) -> Result<Vec<Damage>, JournalError> {
+        self.read_all().await.map(|(_, d)| d)
+    }
+
+    async fn remove_before(&self, cutoff: DateTime<Utc>) -> Result<usize, JournalError> {
+        let mut removed = 0;
+        for key in self.keys().await? {
+            let id = key.strip_prefix(&self.prefix).unwrap_or(&key);
+            if super::local::id_time(id).is_none_or(|t| t >= cutoff) {
+                continue;
+            }
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "DeleteObject", &key, e)))?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 }

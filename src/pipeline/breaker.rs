@@ -7,7 +7,36 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::core::placement::Placement;
 use crate::telemetry::metrics;
+
+/// How to tell, without consuming messages, that what failed works again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A GET on the Chef server (outage, timeouts).
+    Chef,
+    /// A refused Chef request (401/403): no request can test a delete
+    /// permission without deleting something, so one message is let through.
+    OneMessage,
+    /// Write and remove a probe object in the journal.
+    Journal,
+    /// EC2 DescribeInstances and an Auto Scaling permission probe where the
+    /// failing instance lives.
+    Aws(Placement),
+    /// The storm brake: nothing but a restart releases it.
+    Never,
+}
+
+impl Probe {
+    fn label(&self) -> &'static str {
+        match self {
+            Probe::Chef | Probe::OneMessage => "chef",
+            Probe::Journal => "journal",
+            Probe::Aws(_) => "aws",
+            Probe::Never => "storm_brake",
+        }
+    }
+}
 
 pub struct Breaker {
     name: &'static str,
@@ -20,6 +49,8 @@ pub struct Breaker {
 struct State {
     consecutive_failures: u32,
     open_until: Option<Instant>,
+    /// What failed last, hence what to probe.
+    probe: Option<Probe>,
 }
 
 impl Breaker {
@@ -44,23 +75,34 @@ impl Breaker {
             let was_open = s.consecutive_failures >= self.threshold;
             s.consecutive_failures = 0;
             s.open_until = None;
-            was_open
+            s.probe.take().filter(|_| was_open)
         });
-        if was_open {
+        if let Some(probe) = was_open {
             tracing::info!(
-                dependency = self.name,
+                breaker = self.name,
+                dependency = probe.label(),
                 "circuit breaker closed: dependency answers again"
             );
+            metrics::get()
+                .breaker_open
+                .with_label_values(&[probe.label()])
+                .set(0);
         }
-        metrics::get()
-            .breaker_open
-            .with_label_values(&[self.name])
-            .set(0);
     }
 
-    /// Counts a failure; opens the breaker at the threshold.
+    /// Counts a failure of the Chef server.
     pub fn record_failure(&self, error: &str) {
+        self.record_failure_of(Probe::Chef, error)
+    }
+
+    /// Counts a failure of what `probe` tests; opens the breaker at the threshold.
+    pub fn record_failure_of(&self, probe: Probe, error: &str) {
+        let label = probe.label();
         let opened = self.with_state(|s| {
+            // A brake stays a brake whatever fails next.
+            if s.probe != Some(Probe::Never) {
+                s.probe = Some(probe);
+            }
             s.consecutive_failures = s.consecutive_failures.saturating_add(1);
             if s.consecutive_failures >= self.threshold {
                 s.open_until = Some(Instant::now() + self.cooldown);
@@ -72,10 +114,11 @@ impl Breaker {
         if opened {
             metrics::get()
                 .breaker_open
-                .with_label_values(&[self.name])
+                .with_label_values(&[label])
                 .set(1);
             tracing::warn!(
-                dependency = self.name,
+                breaker = self.name,
+                dependency = label,
                 cooldown = ?self.cooldown,
                 error,
                 "circuit breaker open: pausing receives"
@@ -85,18 +128,25 @@ impl Breaker {
 
     /// Opens at once (a failure every message would share, e.g. a 401).
     pub fn trip(&self, error: &str) {
+        self.trip_on(Probe::OneMessage, error)
+    }
+
+    /// Opens at once, to be probed with `probe`.
+    pub fn trip_on(&self, probe: Probe, error: &str) {
         self.with_state(|s| {
             s.consecutive_failures = s.consecutive_failures.max(self.threshold - 1)
         });
-        self.record_failure(error);
+        self.record_failure_of(probe, error);
     }
 
-    /// True after the cooldown of an open breaker: the dependency should be
-    /// probed (without consuming a message) before receiving again.
-    pub fn needs_probe(&self) -> bool {
+    /// After the cooldown of an open breaker: what to probe (without
+    /// consuming a message, but for [`Probe::OneMessage`]) before receiving
+    /// again.
+    pub fn needs_probe(&self) -> Option<Probe> {
         self.with_state(|s| {
-            s.consecutive_failures >= self.threshold
-                && s.open_until.is_some_and(|t| t <= Instant::now())
+            (s.consecutive_failures >= self.threshold
+                && s.open_until.is_some_and(|t| t <= Instant::now()))
+            .then(|| s.probe.clone().unwrap_or(Probe::Chef))
         })
     }
 

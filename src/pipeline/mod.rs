@@ -1,9 +1,11 @@
 //! `nodereaper run`: receive events, decide, act, acknowledge.
 //!
-//! Per queue, one receiver long-polls (batch of up to 10) only when a worker
-//! is free, verifies all terminations of a batch with one EC2 call, and hands
-//! each message to a bounded pool of workers. A message is deleted only after
-//! every step succeeded; see [`Disposition`] for the other endings.
+//! Per queue, one receiver takes messages only for free workers: an idle
+//! queue gets one long poll at a time; with a backlog up to three receives
+//! overlap, each reserving its workers first (no unbounded prefetch). Each
+//! batch's terminations are verified with one EC2 call per account and
+//! region, then every message goes to a worker. A message is deleted only
+//! after every step succeeded; see [`Disposition`] for the other endings.
 
 pub mod breaker;
 
@@ -17,25 +19,46 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-pub use breaker::Breaker;
+pub use breaker::{Breaker, Probe};
 
+use crate::act::reaper::Dependency;
 use crate::act::{Outcome, Reaper, Request, Target};
 use crate::config::{OtherEvents, PipelineConfig};
+use crate::core::placement::Placement;
 use crate::decide::{self, Verification};
 use crate::error::{Classify, Retry};
 use crate::ports::{
-    Completion, InstanceInfo, InstanceInventory, Lifecycle, Queue, ReceivedMessage,
+    Completion, Fleet, InstanceInfo, PlacementError, Queue, ReceivedMessage, Regional,
 };
 use crate::source::message::{self, Event, ParseOptions, Termination};
 use crate::telemetry::metrics;
 
-/// One queue with the AWS services of its region.
+/// One queue, and where to find EC2 and Auto Scaling for the instances its
+/// events name.
 #[derive(Clone)]
 pub struct Source {
     pub queue: Arc<dyn Queue>,
-    pub inventory: Arc<dyn InstanceInventory>,
-    pub lifecycle: Arc<dyn Lifecycle>,
+    /// EC2 and Auto Scaling per account and region.
+    pub fleet: Arc<dyn Fleet>,
+    /// The queue's region: the region of events that name none (raw
+    /// lifecycle hook messages).
+    pub region: String,
 }
+
+/// What EC2 said about a termination's instance, asked where it lives.
+#[derive(Clone)]
+pub struct Checked {
+    /// The services of the instance's account and region.
+    pub regional: Regional,
+    /// `None`: EC2 there does not know the id (or verification is off).
+    pub info: Option<InstanceInfo>,
+}
+
+/// EC2's answers for one placement of a batch.
+type PlacementStates = Result<(Regional, HashMap<String, InstanceInfo>), Arc<PlacementError>>;
+
+/// The verification of one termination: [`Checked`], or why it could not be.
+pub type Verdict = Result<Checked, Arc<PlacementError>>;
 
 /// How a message ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -142,6 +165,15 @@ impl Pipeline {
         result
     }
 
+    /// Receives from one queue. Up to `RECEIVES_IN_FLIGHT` receives run at
+    /// once while there is a backlog, so the next batch is being fetched and
+    /// verified while the current one is worked; with an empty queue only one
+    /// long poll is outstanding. Every receive first reserves worker permits
+    /// and asks for at most that many messages, so a received message always
+    /// has a worker waiting for it (no prefetch beyond free workers: nothing
+    /// sits invisible in memory towards its visibility timeout). While there
+    /// is a backlog a receive waits until half a batch of workers is free, so
+    /// that batches (and their EC2 calls) stay large.
     async fn receive_loop(
         self: Arc<Self>,
         source: Source,
@@ -151,8 +183,17 @@ impl Pipeline {
         mut shutdown: watch::Receiver<bool>,
         exit_when_idle: bool,
     ) {
+        const RECEIVES_IN_FLIGHT: usize = 3;
         let queue_name = source.queue.name().to_string();
+        let batch = (self.settings.batch_size.max(1) as usize).min(self.settings.workers.max(1));
+        let prefetch_min = batch.div_ceil(2);
         let mut aws_failures: u32 = 0;
+        // Whether the last receive brought messages: only then is a second
+        // receive started while one is in flight.
+        let mut backlog = false;
+        let mut fetches: JoinSet<Result<usize, crate::aws::AwsError>> = JoinSet::new();
+        // A receive that finished while permits were awaited.
+        let mut carried = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -164,100 +205,196 @@ impl Pipeline {
                 }
                 continue;
             }
-            if self.breaker.needs_probe() {
-                // Probe the Chef server itself rather than a message, so an
-                // outage costs no message a receive (and a trip to the DLQ).
-                self.probe_chef().await;
+            // Probe what failed rather than a message, so an outage costs no
+            // message a receive (and a trip to the DLQ). Only a refused Chef
+            // request, which no harmless request can re-test, lets one
+            // message through (no receive ahead meanwhile).
+            let one_message = match self.breaker.needs_probe() {
+                None => false,
+                Some(Probe::OneMessage) => true,
+                Some(probe) => {
+                    self.probe(&source, probe).await;
+                    continue;
+                }
+            };
+            // A finished receive: learn from it before starting another.
+            let finished = if carried.is_some() {
+                carried.take()
+            } else if fetches.len() >= RECEIVES_IN_FLIGHT || (!fetches.is_empty() && !backlog) {
+                tokio::select! {
+                    r = fetches.join_next() => r,
+                    _ = shutdown.changed() => continue,
+                }
+            } else {
+                fetches.try_join_next()
+            };
+            if let Some(joined) = finished {
+                match joined {
+                    Ok(Ok(0)) => {
+                        aws_failures = 0;
+                        backlog = false;
+                        if exit_when_idle
+                            && fetches.is_empty()
+                            && in_flight.load(Ordering::SeqCst) == 0
+                            && self.queue_drained(&source).await
+                        {
+                            tracing::info!(queue = %queue_name, "queue drained; receiver done");
+                            break;
+                        }
+                    }
+                    Ok(Ok(_)) => {
+                        aws_failures = 0;
+                        backlog = true;
+                    }
+                    Ok(Err(e)) => {
+                        backlog = false;
+                        aws_failures = aws_failures.saturating_add(1);
+                        let wait = backoff(
+                            aws_failures,
+                            Duration::from_secs(1),
+                            Duration::from_secs(60),
+                        );
+                        tracing::warn!(queue = %queue_name, error = %e, retry_in = ?wait, "cannot receive; will retry");
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %queue_name, error = %e, "receive task failed");
+                    }
+                }
                 continue;
             }
-            // Receive only as many messages as there are free workers.
-            let free = workers
-                .available_permits()
-                .min(self.settings.batch_size as usize);
-            if free == 0 {
+            // Reserve workers: any free one for a poll of an idle queue (an
+            // event must not wait), else half a batch at least (waiting for
+            // workers to finish, or for a receive to come back).
+            if one_message && (!fetches.is_empty() || in_flight.load(Ordering::SeqCst) > 0) {
+                // The one message let through is still being worked: its
+                // outcome closes or re-opens the breaker.
                 tokio::select! {
-                    permit = workers.acquire() => drop(permit),
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
-            let received = tokio::select! {
-                r = source.queue.receive(free as i32, self.settings.wait_time) => r,
-                _ = shutdown.changed() => break,
+            let need = if one_message || (fetches.is_empty() && !backlog) {
+                1
+            } else {
+                prefetch_min
             };
-            let messages = match received {
-                Ok(m) => {
-                    aws_failures = 0;
-                    m
-                }
-                Err(e) => {
-                    aws_failures = aws_failures.saturating_add(1);
-                    let wait = backoff(
-                        aws_failures,
-                        Duration::from_secs(1),
-                        Duration::from_secs(60),
-                    );
-                    tracing::warn!(queue = %queue_name, error = %e, retry_in = ?wait, "cannot receive; will retry");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => {}
-                    }
+            let mut permits = tokio::select! {
+                p = workers.clone().acquire_many_owned(need as u32) => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                Some(joined) = fetches.join_next(), if !fetches.is_empty() => {
+                    carried = Some(joined);
                     continue;
                 }
+                _ = shutdown.changed() => continue,
             };
-            if messages.is_empty() {
-                if exit_when_idle
-                    && in_flight.load(Ordering::SeqCst) == 0
-                    && self.queue_drained(&source).await
-                {
-                    tracing::info!(queue = %queue_name, "queue drained; receiver done");
-                    break;
+            while !one_message && permits.num_permits() < batch {
+                match workers.clone().try_acquire_owned() {
+                    Ok(p) => permits.merge(p),
+                    Err(_) => break,
                 }
-                continue;
             }
-            if let Ok(mut s) = summary.lock() {
-                s.received += messages.len();
-            }
-            let batch = self.prepare_batch(&source, messages).await;
-            for (msg, event, verdict) in batch {
-                let Ok(permit) = workers.clone().acquire_owned().await else {
-                    break;
+            let this = self.clone();
+            let source = source.clone();
+            let summary = summary.clone();
+            let in_flight = in_flight.clone();
+            let mut stop = shutdown.clone();
+            fetches.spawn(async move {
+                let max = i32::try_from(permits.num_permits()).unwrap_or(10);
+                let received = tokio::select! {
+                    r = source.queue.receive(max, this.settings.wait_time) => r,
+                    _ = stop.changed() => return Ok(0),
                 };
-                let this = self.clone();
-                let source = source.clone();
-                let summary = summary.clone();
-                let in_flight = in_flight.clone();
-                in_flight.fetch_add(1, Ordering::SeqCst);
-                metrics::get().in_flight.inc();
-                tokio::spawn(async move {
-                    let disposition = this.handle(&source, &msg, event, verdict).await;
-                    this.settle(&source, &msg, &disposition).await;
-                    if let Ok(mut s) = summary.lock() {
-                        match disposition {
-                            Disposition::Delete { .. } => s.deleted += 1,
-                            Disposition::DeadLetter { .. } => s.dead_lettered += 1,
-                            Disposition::Retry { .. } => s.retried += 1,
-                            Disposition::Hold { .. } => s.held += 1,
+                let messages = received?;
+                let count = messages.len();
+                if count == 0 {
+                    return Ok(0);
+                }
+                if let Ok(mut s) = summary.lock() {
+                    s.received += count;
+                }
+                let batch = this.prepare_batch(&source, messages).await;
+                for (msg, event, verdict) in batch {
+                    // At most as many messages as reserved permits arrive.
+                    let Some(permit) = permits.split(1) else {
+                        break;
+                    };
+                    let this = this.clone();
+                    let source = source.clone();
+                    let summary = summary.clone();
+                    let in_flight = in_flight.clone();
+                    in_flight.fetch_add(1, Ordering::SeqCst);
+                    metrics::get().in_flight.inc();
+                    tokio::spawn(async move {
+                        let disposition = this.handle(&source, &msg, event, verdict).await;
+                        this.settle(&source, &msg, &disposition).await;
+                        if let Ok(mut s) = summary.lock() {
+                            match disposition {
+                                Disposition::Delete { .. } => s.deleted += 1,
+                                Disposition::DeadLetter { .. } => s.dead_lettered += 1,
+                                Disposition::Retry { .. } => s.retried += 1,
+                                Disposition::Hold { .. } => s.held += 1,
+                            }
                         }
-                    }
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                    metrics::get().in_flight.dec();
-                    drop(permit);
-                });
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        metrics::get().in_flight.dec();
+                        drop(permit);
+                    });
+                }
+                Ok(count)
+            });
+        }
+        // Receives in progress are abandoned (their shutdown branch); a batch
+        // already received is still handed to workers before returning.
+        while fetches.join_next().await.is_some() {}
+    }
+
+    /// Tests what failed without touching a message; closes the breaker on
+    /// success, re-opens it for another cooldown on failure.
+    async fn probe(&self, source: &Source, probe: Probe) {
+        let result: Result<(), String> = match &probe {
+            Probe::Chef | Probe::OneMessage => self
+                .reaper
+                .chef
+                .get_node("nodereaper-health-probe")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Probe::Journal => self.reaper.journal.probe().await.map_err(|e| e.to_string()),
+            Probe::Aws(placement) => self.probe_aws(source, placement).await,
+            Probe::Never => Err(crate::act::limiter::Braked {
+                per_minute: self.settings.max_deletions_per_minute,
+                sustained: self.settings.storm_brake_after,
+            }
+            .to_string()),
+        };
+        match result {
+            Ok(()) => self.breaker.record_success(),
+            Err(error) => {
+                tracing::warn!(%error, ?probe, "still failing; receiving stays paused");
+                self.breaker.record_failure_of(probe, &error);
             }
         }
     }
 
-    /// One cheap signed request; closes the breaker on success, re-opens it
-    /// for another cooldown on failure.
-    async fn probe_chef(&self) {
-        match self.reaper.chef.get_node("nodereaper-health-probe").await {
-            Ok(_) => self.breaker.record_success(),
-            Err(e) => {
-                tracing::warn!(error = %e, "Chef server still failing; receiving stays paused");
-                self.breaker.record_failure(&e.to_string());
-            }
-        }
+    async fn probe_aws(&self, source: &Source, placement: &Placement) -> Result<(), String> {
+        let regional = source
+            .fleet
+            .regional(placement)
+            .await
+            .map_err(|e| e.to_string())?;
+        regional
+            .inventory
+            .describe(&["i-00000000000000000".to_string()])
+            .await
+            .map_err(|e| e.to_string())?;
+        regional.lifecycle.probe().await.map_err(|e| e.to_string())
     }
 
     /// Decides and acts on a batch of messages from `source` and returns each
@@ -293,7 +430,18 @@ impl Pipeline {
         }
     }
 
-    /// Parses a batch and verifies all its terminations with one EC2 call.
+    /// Whether nodereaper owns this lifecycle hook (`pipeline.lifecycle_hooks`).
+    fn owns_hook(&self, t: &Termination) -> bool {
+        t.lifecycle.as_ref().is_none_or(|a| {
+            self.settings
+                .lifecycle_hooks
+                .iter()
+                .any(|h| h == &a.hook_name)
+        })
+    }
+
+    /// Parses a batch and verifies its terminations where each instance
+    /// lives: one EC2 call per account and region in the batch.
     async fn prepare_batch(
         &self,
         source: &Source,
@@ -301,7 +449,7 @@ impl Pipeline {
     ) -> Vec<(
         ReceivedMessage,
         Result<Event, message::ParseError>,
-        Result<Option<InstanceInfo>, String>,
+        Option<Verdict>,
     )> {
         let queue_name = source.queue.name();
         let opts = self.parse_options();
@@ -326,33 +474,74 @@ impl Pipeline {
                 (msg, event)
             })
             .collect();
-        let ids: Vec<String> = parsed
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Ok(Event::Termination(t)) => Some(t.instance_id.clone()),
-                _ => None,
-            })
-            .collect();
-        let states: Result<HashMap<String, InstanceInfo>, String> =
-            if ids.is_empty() || !self.settings.verify_instance_state {
-                Ok(HashMap::new())
-            } else {
-                match source.inventory.describe(&ids).await {
-                    Ok(map) => Ok(map),
-                    Err(e) => Err(e.to_string()),
+        let placement_of = |t: &Termination| {
+            Placement::of_event(t.account.as_deref(), t.region.as_deref(), &source.region)
+        };
+        let mut groups: std::collections::BTreeMap<Placement, Vec<String>> = Default::default();
+        for (_, event) in &parsed {
+            if let Ok(Event::Termination(t)) = event {
+                if self.owns_hook(t) {
+                    groups
+                        .entry(placement_of(t))
+                        .or_default()
+                        .push(t.instance_id.clone());
                 }
-            };
+            }
+        }
+        let mut checked: HashMap<Placement, PlacementStates> = HashMap::new();
+        for (placement, ids) in groups {
+            let result = async {
+                let regional = source.fleet.regional(&placement).await?;
+                let states = if self.settings.verify_instance_state {
+                    regional.inventory.describe(&ids).await?
+                } else {
+                    HashMap::new()
+                };
+                Ok::<_, PlacementError>((regional, states))
+            }
+            .await
+            .map_err(Arc::new);
+            checked.insert(placement, result);
+        }
         parsed
             .into_iter()
             .map(|(msg, event)| {
-                let verdict = match (&event, &states) {
-                    (Ok(Event::Termination(t)), Ok(map)) => Ok(map.get(&t.instance_id).cloned()),
-                    (Ok(Event::Termination(_)), Err(e)) => Err(e.clone()),
-                    _ => Ok(None),
+                let verdict = match &event {
+                    Ok(Event::Termination(t)) => checked.get(&placement_of(t)).map(|r| match r {
+                        Ok((regional, states)) => Ok(Checked {
+                            regional: regional.clone(),
+                            info: states.get(&t.instance_id).cloned(),
+                        }),
+                        Err(e) => Err(e.clone()),
+                    }),
+                    _ => None,
                 };
                 (msg, event, verdict)
             })
             .collect()
+    }
+
+    /// The one error policy: nodereaper's own failures (credentials,
+    /// permissions, journal, brake) hold the message and open the breaker on
+    /// what failed; transient ones retry; the rest is the message's (DLQ).
+    fn disposition_for(
+        &self,
+        error: &(dyn Classify + Send + Sync),
+        text: String,
+        probe: Probe,
+    ) -> Disposition {
+        if !error.blames_message() {
+            tracing::error!(error = %text, ?probe, "nodereaper cannot work (credentials, permissions, journal or storm brake); holding messages");
+            self.breaker.trip_on(probe, &text);
+            return Disposition::Hold { error: text };
+        }
+        match error.retry() {
+            Retry::Transient => {
+                self.breaker.record_failure_of(probe, &text);
+                Disposition::Retry { error: text }
+            }
+            Retry::Permanent => Disposition::DeadLetter { reason: text },
+        }
     }
 
     /// Decides and acts on one message. Never touches the message itself.
@@ -361,7 +550,7 @@ impl Pipeline {
         source: &Source,
         msg: &ReceivedMessage,
         event: Result<Event, message::ParseError>,
-        instance: Result<Option<InstanceInfo>, String>,
+        verdict: Option<Verdict>,
     ) -> Disposition {
         let event = match event {
             Ok(e) => e,
@@ -392,10 +581,29 @@ impl Pipeline {
             }
             Event::Termination(t) => t,
         };
+        if !self.owns_hook(&termination) {
+            let hook = termination
+                .lifecycle
+                .as_ref()
+                .map_or("", |a| a.hook_name.as_str());
+            tracing::info!(
+                message_id = %msg.message_id,
+                instance_id = %termination.instance_id,
+                hook,
+                "lifecycle action of a hook nodereaper does not own (pipeline.lifecycle_hooks): not completed, Chef left alone"
+            );
+            metrics::get()
+                .refusals
+                .with_label_values(&["foreign_hook"])
+                .inc();
+            return Disposition::Delete {
+                outcome: "foreign_hook".into(),
+            };
+        }
         let started = Instant::now();
         let mut plan = None;
         let disposition = self
-            .handle_termination(source, msg, &termination, instance, &mut plan)
+            .handle_termination(source, msg, &termination, verdict, &mut plan)
             .await;
         let (outcome, detail) = match &disposition {
             Disposition::Delete { outcome } => (outcome.as_str(), String::new()),
@@ -425,20 +633,32 @@ impl Pipeline {
         source: &Source,
         msg: &ReceivedMessage,
         t: &Termination,
-        instance: Result<Option<InstanceInfo>, String>,
+        verdict: Option<Verdict>,
         plan: &mut Option<crate::act::Plan>,
     ) -> Disposition {
         let m = metrics::get();
-        let info = match instance {
-            Ok(info) => info,
-            Err(error) => {
+        let placement =
+            Placement::of_event(t.account.as_deref(), t.region.as_deref(), &source.region);
+        let checked = match verdict {
+            Some(Ok(checked)) => checked,
+            Some(Err(error)) => {
+                if matches!(*error, PlacementError::UnknownAccount { .. }) {
+                    m.refusals.with_label_values(&["unknown_account"]).inc();
+                }
+                let text = format!(
+                    "cannot verify instance {} ({placement}): {error}",
+                    t.instance_id
+                );
+                return self.disposition_for(error.as_ref(), text, Probe::Aws(placement));
+            }
+            None => {
                 return Disposition::Retry {
-                    error: format!("cannot verify instance state: {error}"),
+                    error: format!("instance {} was not verified", t.instance_id),
                 }
             }
         };
         let verification = if self.settings.verify_instance_state {
-            decide::verify(info.as_ref(), &self.reaper.protection)
+            decide::verify(checked.info.as_ref(), &self.reaper.protection)
         } else {
             Verification::Confirmed {
                 evidence: "verification disabled".into(),
@@ -447,7 +667,9 @@ impl Pipeline {
         let outcome = match verification {
             Verification::Refused { reason } => {
                 m.refusals.with_label_values(&["instance_alive"]).inc();
-                return Disposition::DeadLetter { reason };
+                return Disposition::DeadLetter {
+                    reason: format!("{reason} ({placement})"),
+                };
             }
             Verification::Protected { reason } => {
                 tracing::info!(instance_id = %t.instance_id, %reason, "instance protected; Chef left alone");
@@ -458,56 +680,64 @@ impl Pipeline {
                 let request = Request {
                     target: Target::Instance(t.instance_id.clone()),
                     source: "event",
-                    reason: format!("{:?} event for {} ({evidence})", t.origin, t.instance_id),
+                    reason: format!(
+                        "{:?} event for {} ({evidence}; {placement})",
+                        t.origin, t.instance_id
+                    ),
                     message_id: Some(msg.message_id.clone()),
                     dry_run: self.settings.dry_run,
                     recheck: None,
+                    verified_region: Some(placement.region.clone()),
                 };
-                let reap = self.reap_with_keepalive(source, msg, t, &request).await;
-                match reap {
-                    Ok(outcome) => {
-                        self.breaker.record_success();
-                        if let Outcome::WouldDelete { plan } = &outcome {
-                            tracing::info!(
-                                instance_id = %t.instance_id,
-                                node = %plan.node_name,
-                                client = %plan.client_name,
-                                "dry run: would back up and delete node and client{}, then delete the message",
-                                if t.lifecycle.is_some() { ", complete the lifecycle action with CONTINUE" } else { "" }
-                            );
-                        }
-                        *plan = match &outcome {
-                            Outcome::WouldDelete { plan }
-                            | Outcome::Deleted { plan, .. }
-                            | Outcome::Protected { plan, .. }
-                            | Outcome::Changed { plan, .. } => Some(plan.clone()),
-                            Outcome::AlreadyGone { .. } => None,
-                        };
-                        outcome.label().to_string()
-                    }
+                let reap = self
+                    .reap_with_keepalive(source, &checked.regional, msg, t, &request)
+                    .await;
+                let outcome = match reap {
+                    Ok(outcome) => outcome,
                     Err(e) => {
-                        let error = e.to_string();
-                        if !e.blames_message() {
-                            tracing::error!(instance_id = %t.instance_id, %error, "nodereaper cannot work (credentials, permissions or journal); holding messages");
-                            self.breaker.trip(&error);
-                            return Disposition::Hold { error };
-                        }
-                        return match e.retry() {
-                            Retry::Transient => {
-                                self.breaker.record_failure(&error);
-                                Disposition::Retry { error }
-                            }
-                            Retry::Permanent => Disposition::DeadLetter { reason: error },
+                        let probe = match e.dependency() {
+                            Dependency::Chef if e.any_request_shows_it() => Probe::Chef,
+                            Dependency::Chef => Probe::OneMessage,
+                            Dependency::Journal => Probe::Journal,
+                            Dependency::Brake => Probe::Never,
                         };
+                        return self.disposition_for(&e, e.to_string(), probe);
                     }
+                };
+                self.breaker.record_success();
+                *plan = match &outcome {
+                    Outcome::WouldDelete { plan }
+                    | Outcome::Deleted { plan, .. }
+                    | Outcome::Protected { plan, .. }
+                    | Outcome::Refused { plan, .. }
+                    | Outcome::Changed { plan, .. } => Some(plan.clone()),
+                    Outcome::AlreadyGone { .. } => None,
+                };
+                match &outcome {
+                    Outcome::WouldDelete { plan } => tracing::info!(
+                        instance_id = %t.instance_id,
+                        node = %plan.node_name,
+                        client = %plan.client_name,
+                        "dry run: would back up and delete node and client{}, then delete the message",
+                        if t.lifecycle.is_some() { ", complete the lifecycle action with CONTINUE" } else { "" }
+                    ),
+                    // Not this instance's registration, or no longer the one
+                    // read: refuse, keep the evidence, never complete the hook.
+                    Outcome::Refused { reason, .. } | Outcome::Changed { reason, .. } => {
+                        return Disposition::DeadLetter {
+                            reason: reason.clone(),
+                        }
+                    }
+                    _ => {}
                 }
+                outcome.label().to_string()
             }
         };
         if let Some(action) = &t.lifecycle {
             if self.settings.dry_run {
                 return Disposition::Delete { outcome };
             }
-            match source.lifecycle.complete_continue(action).await {
+            match checked.regional.lifecycle.complete_continue(action).await {
                 Ok(c) => {
                     let label = match c {
                         Completion::Completed => "completed",
@@ -518,14 +748,7 @@ impl Pipeline {
                 Err(e) => {
                     m.lifecycle.with_label_values(&["complete", "error"]).inc();
                     // Chef is clean already; retrying only repeats the completion.
-                    return match e.retry() {
-                        Retry::Transient => Disposition::Retry {
-                            error: e.to_string(),
-                        },
-                        Retry::Permanent => Disposition::DeadLetter {
-                            reason: e.to_string(),
-                        },
-                    };
+                    return self.disposition_for(&e, e.to_string(), Probe::Aws(placement));
                 }
             }
         }
@@ -537,6 +760,7 @@ impl Pipeline {
     async fn reap_with_keepalive(
         &self,
         source: &Source,
+        regional: &Regional,
         msg: &ReceivedMessage,
         t: &Termination,
         request: &Request,
@@ -556,7 +780,7 @@ impl Pipeline {
                         tracing::warn!(message_id = %msg.message_id, error = %e, "cannot extend visibility");
                     }
                     if let Some(action) = &t.lifecycle {
-                        let result = source.lifecycle.heartbeat(action).await;
+                        let result = regional.lifecycle.heartbeat(action).await;
                         let label = match &result {
                             Ok(Completion::Completed) => "recorded",
                             Ok(Completion::NoLongerActive) => "no_longer_active",

@@ -10,12 +10,16 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::act::DeletionLimiter;
+use crate::act::{Request, Target};
 use crate::aws::AwsError;
 use crate::chef::resolve::Resolver;
 use crate::chef::ChefError;
 use crate::decide::Protection;
 use crate::journal::{JournalEntry, JournalError};
-use crate::ports::{ChefApi, Deleted, Journal, LifecycleAction, SearchRow};
+use crate::ports::{
+    ChefApi, Deleted, InstanceInventory, Journal, Lifecycle, LifecycleAction, SearchRow,
+};
+use crate::testing::FixedFleet;
 
 #[derive(Default)]
 struct FakeChef {
@@ -152,6 +156,9 @@ impl Lifecycle for Recorder {
         self.push(format!("complete {}", a.instance_id));
         Ok(Completion::Completed)
     }
+    async fn probe(&self) -> Result<(), AwsError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -169,6 +176,9 @@ impl Journal for Recorder {
     }
     async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError> {
         Ok(Vec::new())
+    }
+    async fn probe(&self) -> Result<(), JournalError> {
+        Ok(())
     }
 }
 
@@ -200,8 +210,8 @@ fn setup(chef: FakeChef, dry_run: bool) -> (Pipeline, Source, Arc<Recorder>, Arc
     };
     let source = Source {
         queue: rec.clone(),
-        inventory: rec.clone(),
-        lifecycle: rec.clone(),
+        fleet: Arc::new(FixedFleet::new(rec.clone(), rec.clone())),
+        region: "us-east-1".into(),
     };
     (pipeline, source, rec, chef)
 }
@@ -214,7 +224,7 @@ fn lifecycle_message() -> ReceivedMessage {
             "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
             "LifecycleActionToken": "t",
             "AutoScalingGroupName": "web",
-            "LifecycleHookName": "h",
+            "LifecycleHookName": crate::config::DEFAULT_LIFECYCLE_HOOK,
             "EC2InstanceId": ID,
         })
         .to_string(),
@@ -224,8 +234,8 @@ fn lifecycle_message() -> ReceivedMessage {
 }
 
 async fn process(p: &Pipeline, s: &Source, msg: &ReceivedMessage) -> Disposition {
-    let event = message::parse(&msg.body, &p.parse_options());
-    let d = p.handle(s, msg, event, Ok(None)).await;
+    let mut done = p.process_batch(s, vec![msg.clone()]).await;
+    let (_, d) = done.pop().expect("one disposition per message");
     p.settle(s, msg, &d).await;
     d
 }
@@ -332,4 +342,126 @@ async fn chef_4xx_is_poison() {
     let d = process(&p, &s, &lifecycle_message()).await;
     assert!(matches!(d, Disposition::DeadLetter { .. }), "{d:?}");
     assert_eq!(rec.count("dead_letter m-1"), 1);
+}
+
+/// EC2 refusing nodereaper itself (an IAM mistake).
+struct DeniedInventory;
+
+#[async_trait]
+impl InstanceInventory for DeniedInventory {
+    async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError> {
+        Err(AwsError {
+            service: "EC2",
+            operation: "DescribeInstances",
+            target: format!("{} instances", ids.len()),
+            code: Some("UnauthorizedOperation".into()),
+            message: "You are not authorized to perform this operation.".into(),
+            retry: crate::error::Retry::Permanent,
+            status: Some(403),
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ec2_permission_error_holds_and_probes_ec2_not_a_message() {
+    let (p, mut s, rec, chef) = setup(FakeChef::default(), false);
+    s.fleet = Arc::new(FixedFleet::new(Arc::new(DeniedInventory), rec.clone()));
+    let d = process(&p, &s, &lifecycle_message()).await;
+    assert!(matches!(d, Disposition::Hold { .. }), "{d:?}");
+    assert_eq!(
+        rec.count("dead_letter"),
+        0,
+        "an IAM mistake must not poison"
+    );
+    assert!(chef.deletes.lock().expect("lock").is_empty());
+    assert!(p.breaker.is_open(), "held at once");
+    tokio::time::advance(Duration::from_secs(31)).await;
+    // After the cooldown the probe is EC2 where the instance lives (this
+    // raw hook message names neither account nor region: our own account,
+    // the queue's region), not a message.
+    assert_eq!(
+        p.breaker.needs_probe(),
+        Some(Probe::Aws(Placement {
+            account: None,
+            region: "us-east-1".into(),
+        }))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn foreign_hook_is_acknowledged_untouched() {
+    let (p, s, rec, chef) = setup(FakeChef::default(), false);
+    let mut msg = lifecycle_message();
+    msg.body = msg
+        .body
+        .replace(crate::config::DEFAULT_LIFECYCLE_HOOK, "eks-node-drain");
+    let d = process(&p, &s, &msg).await;
+    assert_eq!(
+        d,
+        Disposition::Delete {
+            outcome: "foreign_hook".into()
+        }
+    );
+    assert_eq!(rec.count("complete"), 0);
+    assert_eq!(rec.count("heartbeat"), 0);
+    assert_eq!(rec.count("journal"), 0);
+    assert!(chef.deletes.lock().expect("lock").is_empty());
+}
+
+/// The registration re-created under the same name while the deletion
+/// waited for the rate cap: the second read differs, nothing is deleted.
+#[tokio::test(start_paused = true)]
+async fn registration_changed_during_the_rate_cap_wait_is_not_deleted() {
+    let chef = Arc::new(FakeChef::default());
+    let node = |ohai: f64| json!({"name": ID, "automatic": {"ec2": {"instance_id": ID}, "ohai_time": ohai}});
+    chef.nodes
+        .lock()
+        .expect("lock")
+        .insert(ID.to_string(), node(1.0e9));
+    let rec = Arc::new(Recorder::default());
+    let limiter = Arc::new(DeletionLimiter::with_window(1, Duration::from_secs(60)));
+    limiter.acquire().await.expect("first slot");
+    let reaper = Arc::new(Reaper {
+        chef: chef.clone(),
+        journal: rec.clone(),
+        resolver: Resolver::default(),
+        protection: Protection::default(),
+        limiter,
+    });
+    let request = Request {
+        target: Target::Instance(ID.into()),
+        source: "event",
+        reason: "test".into(),
+        message_id: None,
+        dry_run: false,
+        recheck: None,
+        verified_region: None,
+    };
+    let task = tokio::spawn({
+        let reaper = reaper.clone();
+        let request = request.clone();
+        async move { reaper.reap(&request).await }
+    });
+    // The reap has read the node and waits for the cap; a new instance
+    // registers under the same name meanwhile.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    chef.nodes
+        .lock()
+        .expect("lock")
+        .insert(ID.to_string(), node(2.0e9));
+    let outcome = task.await.expect("task").expect("reap");
+    assert!(
+        matches!(&outcome, Outcome::Changed { reason, .. } if reason.contains("checked in again")),
+        "{outcome:?}"
+    );
+    assert!(chef.deletes.lock().expect("lock").is_empty());
+    assert_eq!(
+        rec.count("journal"),
+        0,
+        "nothing backed up, nothing deleted"
+    );
+
+    // The happy twin: unchanged during the wait, deleted.
+    let outcome = reaper.reap(&request).await.expect("reap");
+    assert!(matches!(outcome, Outcome::Deleted { .. }), "{outcome:?}");
 }

@@ -65,8 +65,14 @@ pub struct Termination {
     pub instance_id: String,
     pub auto_scaling_group: Option<String>,
     /// From the event's `region`, else the region of `AutoScalingGroupARN`,
-    /// else the region of the SNS `TopicArn`.
+    /// else the Availability Zone in the notification's `Details`, else the
+    /// region of the SNS `TopicArn`. `None` (a raw lifecycle hook message):
+    /// the queue's region.
     pub region: Option<String>,
+    /// The AWS account the instance lives in: EventBridge `account`, the
+    /// account of `AutoScalingGroupARN`, `AccountId`, else the account of the
+    /// SNS `TopicArn`. `None`: the account of nodereaper's own credentials.
+    pub account: Option<String>,
     pub origin: Origin,
     /// The pending lifecycle action to complete, for lifecycle hook messages
     /// and EventBridge lifecycle actions.
@@ -146,6 +152,7 @@ const EXPECTED_INSTANCE_ID: &str = "an EC2 instance id like i-0123456789abcdef0"
 const EXPECTED_NAME: &str = "a non-empty string";
 const EXPECTED_STRING: &str = "a string";
 const EXPECTED_REGION: &str = "an AWS region like us-east-1";
+const EXPECTED_ACCOUNT: &str = "a 12-digit AWS account id";
 
 const ASG_TERMINATE: &str = "autoscaling:EC2_INSTANCE_TERMINATE";
 const ASG_TEST: &str = "autoscaling:TEST_NOTIFICATION";
@@ -163,6 +170,8 @@ struct Context {
     wrapped_in_sns: bool,
     /// Region of the topic, a fallback for payloads that carry none.
     region: Option<String>,
+    /// Account of the topic, likewise.
+    account: Option<String>,
     /// `Timestamp` of the notification, a fallback for the event time.
     timestamp: Option<DateTime<Utc>>,
 }
@@ -205,6 +214,7 @@ fn parse_sns(env: &Obj<'_>, opts: &ParseOptions) -> Result<Event, ParseError> {
     let ctx = Context {
         wrapped_in_sns: true,
         region: topic.and_then(arn_region),
+        account: topic.and_then(arn_account),
         timestamp: env.time("Timestamp"),
     };
     parse_payload(&payload, opts, &ctx)
@@ -246,15 +256,25 @@ fn parse_asg_notification(obj: &Obj<'_>, ctx: &Context) -> Result<Event, ParseEr
     if event != ASG_TERMINATE {
         return Err(obj.invalid("Event", EXPECTED));
     }
-    let arn_region = obj
-        .opt_str("AutoScalingGroupARN", EXPECTED_STRING)?
-        .and_then(arn_region);
+    let group_arn = obj.opt_str("AutoScalingGroupARN", EXPECTED_STRING)?;
+    let zone_region = obj
+        .get("Details")
+        .and_then(|d| d.get("Availability Zone"))
+        .and_then(Value::as_str)
+        .and_then(crate::core::zone::region_of_zone);
     Ok(Event::Termination(Termination {
         instance_id: obj.instance_id("EC2InstanceId")?,
         auto_scaling_group: obj
             .opt_str("AutoScalingGroupName", EXPECTED_STRING)?
             .map(str::to_owned),
-        region: arn_region.or_else(|| ctx.region.clone()),
+        region: group_arn
+            .and_then(arn_region)
+            .or(zone_region)
+            .or_else(|| ctx.region.clone()),
+        account: match group_arn.and_then(arn_account) {
+            Some(a) => Some(a),
+            None => obj.account("AccountId")?.or_else(|| ctx.account.clone()),
+        },
         origin: Origin::AsgNotification,
         lifecycle: None,
         event_time: obj.time("Time").or(ctx.timestamp),
@@ -284,6 +304,7 @@ fn parse_lifecycle_hook(obj: &Obj<'_>, ctx: &Context) -> Result<Event, ParseErro
         instance_id: action.instance_id.clone(),
         auto_scaling_group: Some(action.auto_scaling_group.clone()),
         region: ctx.region.clone(),
+        account: obj.account("AccountId")?.or_else(|| ctx.account.clone()),
         origin: Origin::LifecycleHook,
         lifecycle: Some(action),
         event_time: obj.time("Time").or(ctx.timestamp),
@@ -302,12 +323,14 @@ fn parse_eventbridge(
         Some(r) if !is_region(r) => return Err(obj.invalid("region", EXPECTED_REGION)),
         r => r.map(str::to_owned).or_else(|| ctx.region.clone()),
     };
+    let account = obj.account("account")?.or_else(|| ctx.account.clone());
     let event_time = obj.time("time").or(ctx.timestamp);
     let termination = |instance_id, auto_scaling_group, origin, lifecycle| {
         Event::Termination(Termination {
             instance_id,
             auto_scaling_group,
             region: region.clone(),
+            account: account.clone(),
             origin,
             lifecycle,
             event_time,
@@ -422,6 +445,22 @@ fn arn_region(arn: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The account part of an ARN (`arn:partition:service:region:account:...`),
+/// if it is a 12-digit account id.
+fn arn_account(arn: &str) -> Option<String> {
+    let mut parts = arn.split(':');
+    (parts.next() == Some("arn"))
+        .then(|| parts.nth(3))
+        .flatten()
+        .filter(|a| is_account_id(a))
+        .map(str::to_owned)
+}
+
+/// Whether `s` is an AWS account id: exactly 12 ASCII digits.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Whether `s` looks like an AWS region (`us-east-1`, `us-gov-west-1`, ...).
 fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
@@ -499,6 +538,16 @@ impl<'a> Obj<'a> {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.as_str()).filter(|s| !s.is_empty())),
             Some(_) => Err(self.invalid(key, expected)),
+        }
+    }
+
+    /// An optional account id; present but malformed is an error (a forged
+    /// or corrupted event must not fall back to nodereaper's own account).
+    fn account(&self, key: &str) -> Result<Option<String>, ParseError> {
+        match self.opt_str(key, EXPECTED_ACCOUNT)? {
+            None => Ok(None),
+            Some(a) if is_account_id(a) => Ok(Some(a.to_owned())),
+            Some(_) => Err(self.invalid(key, EXPECTED_ACCOUNT)),
         }
     }
 
@@ -716,10 +765,12 @@ mod tests {
             (Event::Termination(r), Event::Termination(w)) => {
                 assert!(!r.wrapped_in_sns && w.wrapped_in_sns);
                 assert_eq!(w.region, r.region.clone().or(Some("us-west-2".into())));
+                assert_eq!(w.account, r.account.clone().or(Some("123456789012".into())));
                 let sns_time = "2012-03-29T05:12:16.901Z".parse().ok();
                 assert_eq!(w.event_time, r.event_time.or(sns_time));
                 let unwrapped = Termination {
                     region: r.region.clone(),
+                    account: r.account.clone(),
                     event_time: r.event_time,
                     wrapped_in_sns: false,
                     ..w
@@ -803,6 +854,7 @@ mod tests {
                 auto_scaling_group: Some("my-asg".into()),
                 // The documented ARN has the placeholder "region".
                 region: None,
+                account: Some("123456789012".into()),
                 origin: Origin::AsgNotification,
                 lifecycle: None,
                 event_time: time("2016-09-30T19:00:36.414Z"),
@@ -876,6 +928,7 @@ mod tests {
                 instance_id: "i-0598c7d356eba48d7".into(),
                 auto_scaling_group: Some("my-asg".into()),
                 region: None,
+                account: Some("123456789012".into()),
                 origin: Origin::LifecycleHook,
                 lifecycle: Some(action.clone()),
                 event_time: time("2021-01-19T00:36:26.533Z"),
@@ -924,6 +977,7 @@ mod tests {
                 instance_id: "i-1234567890abcdef0".into(),
                 auto_scaling_group: Some("my-asg".into()),
                 region: Some("us-west-2".into()),
+                account: Some("123456789012".into()),
                 origin: Origin::EventBridgeLifecycleAction,
                 lifecycle: Some(LifecycleAction {
                     auto_scaling_group: "my-asg".into(),
@@ -946,6 +1000,7 @@ mod tests {
                 instance_id: "i-1234567890abcdef0".into(),
                 auto_scaling_group: Some("my-auto-scaling-group".into()),
                 region: Some("us-west-2".into()),
+                account: Some("123456789012".into()),
                 origin: Origin::EventBridgeTerminateSuccessful,
                 lifecycle: None,
                 event_time: None,
@@ -1021,6 +1076,7 @@ mod tests {
                 instance_id: "i-1234567890abcdef0".into(),
                 auto_scaling_group: None,
                 region: Some("us-east-1".into()),
+                account: Some("123456789012".into()),
                 origin: Origin::Ec2StateChange,
                 lifecycle: None,
                 event_time: time("2021-11-11T21:29:54Z"),

@@ -41,13 +41,22 @@ impl Readiness {
                 }
             }
         }
-        match tokio::time::timeout(
-            Duration::from_secs(5),
-            self.chef.get_client(&self.client_name),
-        )
-        .await
-        {
-            Ok(Ok(_)) => lines.push(format!("ok   chef {}", self.chef.server())),
+        match tokio::time::timeout(Duration::from_secs(5), self.chef.own_identity()).await {
+            Ok(Ok(Some((kind, _)))) => lines.push(format!(
+                "ok   chef {} (our {kind} {:?} read back)",
+                self.chef.server(),
+                self.client_name
+            )),
+            // A wrong server URL (another org, a proxy) answers 404 to
+            // everything: only our own identity, read back, proves the URL.
+            Ok(Ok(None)) => {
+                ok = false;
+                lines.push(format!(
+                    "FAIL chef {}: neither client nor user {:?} exists there (404): wrong server URL or organization?",
+                    self.chef.server(),
+                    self.client_name
+                ));
+            }
             Ok(Err(e)) => {
                 ok = false;
                 lines.push(format!("FAIL chef: {e}"));

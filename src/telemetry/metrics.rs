@@ -24,6 +24,8 @@ pub struct Metrics {
     pub aws_latency: HistogramVec,
     pub breaker_open: IntGaugeVec,
     pub rate_limited: IntGauge,
+    /// 1 once the storm brake engaged (until restart).
+    pub storm_brake: IntGauge,
     pub in_flight: IntGauge,
     pub lifecycle: IntCounterVec,
     pub sweep_candidates: IntGauge,
@@ -69,6 +71,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "1 while deletions are paused because pipeline.max_deletions_per_minute was reached",
     )?;
     registry.register(Box::new(rate_limited.clone()))?;
+    let storm_brake = IntGauge::new(
+        "storm_brake_engaged",
+        "1 once deletions ran at pipeline.max_deletions_per_minute for pipeline.storm_brake_after: no deletions until restart",
+    )?;
+    registry.register(Box::new(storm_brake.clone()))?;
     let in_flight = IntGauge::new("messages_in_flight", "Messages being processed now")?;
     registry.register(Box::new(in_flight.clone()))?;
     let sweep_candidates = IntGauge::new("sweep_candidates", "Candidates found by the last sweep")?;
@@ -132,6 +139,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         )?,
         breaker_open,
         rate_limited,
+        storm_brake,
         in_flight,
         sweep_candidates,
         sweep_last_run,

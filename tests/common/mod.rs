@@ -194,13 +194,76 @@ pub async fn register_aged(
 
 /// AWS SDK config pointing at moto.
 pub async fn aws() -> aws_config::SdkConfig {
+    aws_in("us-east-1").await
+}
+
+/// AWS SDK config pointing at moto, for `region` (moto keeps every region's
+/// resources apart, by the region the request is signed for).
+pub async fn aws_in(region: &str) -> aws_config::SdkConfig {
     stack();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(nodereaper::aws::https_client())
-        .region(aws_config::Region::new("us-east-1"))
+        .region(aws_config::Region::new(region.to_string()))
         .endpoint_url(stack().moto_url())
         .load()
         .await
+}
+
+/// AWS SDK config for another account: moto's STS AssumeRole hands out
+/// credentials whose resources live in the role's account.
+pub async fn aws_as(role_arn: &str, region: &str) -> aws_config::SdkConfig {
+    let sts = aws_sdk_sts::Client::new(&aws_in(region).await);
+    let creds = sts
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name("test")
+        .send()
+        .await
+        .expect("assume role")
+        .credentials
+        .expect("credentials");
+    aws_in(region)
+        .await
+        .into_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    creds.access_key_id(),
+                    creds.secret_access_key(),
+                    Some(creds.session_token().to_string()),
+                    None,
+                    "moto-assume-role",
+                ),
+            ),
+        )
+        .build()
+}
+
+/// Launches `n` instances with `sdk` (its account and region); their ids.
+pub async fn run_instances_with(sdk: &aws_config::SdkConfig, n: i32) -> Vec<String> {
+    let out = aws_sdk_ec2::Client::new(sdk)
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(n)
+        .max_count(n)
+        .send()
+        .await
+        .expect("run instances");
+    out.instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect()
+}
+
+/// Terminates instances with `sdk` (its account and region).
+pub async fn terminate_with(sdk: &aws_config::SdkConfig, ids: &[String]) {
+    aws_sdk_ec2::Client::new(sdk)
+        .terminate_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .expect("terminate");
 }
 
 /// The ARN of a queue.
@@ -370,6 +433,8 @@ where
 pub fn daemon_config(queues: &[&str], journal_dir: &Path) -> nodereaper::config::Config {
     let mut cfg = nodereaper::config::Config::default();
     cfg.chef.server_url = Some(stack().chef_url().to_string());
+    // goiardi on 127.0.0.1 speaks plain http.
+    cfg.chef.allow_plain_http = true;
     cfg.chef.client_name = Some("admin".into());
     cfg.chef.client_key = Some(stack().admin_key());
     cfg.chef.timeout = Duration::from_secs(5);
@@ -396,29 +461,11 @@ pub fn daemon_config(queues: &[&str], journal_dir: &Path) -> nodereaper::config:
 
 /// Launches instances in moto EC2 (us-east-1a) and returns their ids.
 pub async fn run_instances(n: i32) -> Vec<String> {
-    let ec2 = aws_sdk_ec2::Client::new(&aws().await);
-    let out = ec2
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-        .min_count(n)
-        .max_count(n)
-        .send()
-        .await
-        .expect("run instances");
-    out.instances()
-        .iter()
-        .filter_map(|i| i.instance_id().map(str::to_string))
-        .collect()
+    run_instances_with(&aws().await, n).await
 }
 
 pub async fn terminate_instances(ids: &[String]) {
-    let ec2 = aws_sdk_ec2::Client::new(&aws().await);
-    ec2.terminate_instances()
-        .set_instance_ids(Some(ids.to_vec()))
-        .send()
-        .await
-        .expect("terminate");
+    terminate_with(&aws().await, ids).await
 }
 
 /// Bytes of a Query-protocol form body, decoded into pairs.
@@ -511,4 +558,48 @@ impl LifecycleRecorder {
 
 pub fn param<'a>(call: &'a [(String, String)], key: &str) -> Option<&'a str> {
     call.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Builds the pipeline from `cfg`; the lifecycle calls go to `recorder` when given.
+pub async fn pipeline(
+    cfg: &nodereaper::config::Config,
+    recorder: Option<&LifecycleRecorder>,
+) -> std::sync::Arc<nodereaper::pipeline::Pipeline> {
+    let chef: std::sync::Arc<dyn ChefApi> =
+        std::sync::Arc::new(nodereaper::app::chef_client(cfg).expect("chef"));
+    let mut p = nodereaper::app::pipeline(cfg, chef)
+        .await
+        .expect("pipeline");
+    if let Some(rec) = recorder {
+        // moto 5.2 does not implement CompleteLifecycleAction: lifecycle
+        // calls go to the recording endpoint, EC2 stays moto's.
+        let lifecycle = std::sync::Arc::new(nodereaper::aws::lifecycle::AsgLifecycle::new(
+            rec.client().await,
+        ));
+        for s in &mut p.sources {
+            s.fleet = std::sync::Arc::new(nodereaper::testing::LifecycleOverride {
+                inner: s.fleet.clone(),
+                lifecycle: lifecycle.clone(),
+            });
+        }
+    }
+    std::sync::Arc::new(p)
+}
+
+/// Runs until every queue is drained.
+pub async fn drain(
+    cfg: &nodereaper::config::Config,
+    recorder: Option<&LifecycleRecorder>,
+) -> nodereaper::pipeline::Summary {
+    let p = pipeline(cfg, recorder).await;
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    tokio::time::timeout(Duration::from_secs(120), p.run(rx, true))
+        .await
+        .expect("drain within 2 min")
+}
+
+/// Neither the node nor the client of `name` is registered any more.
+pub async fn node_gone(chef: &nodereaper::chef::ChefClient, name: &str) -> bool {
+    chef.get_node(name).await.expect("get node").is_none()
+        && chef.get_client(name).await.expect("get client").is_none()
 }

@@ -1,0 +1,168 @@
+//! [`Fleet`] on AWS: EC2 and Auto Scaling clients per account and region.
+//!
+//! nodereaper's own account needs no configuration (its credentials come
+//! from the SDK's chain); other accounts are reached through
+//! `[[aws.accounts]]` roles (STS AssumeRole; the SDK caches the temporary
+//! credentials and refreshes them before they expire). An event from any
+//! other account is refused: nobody here can say whether its instance is gone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use tokio::sync::{Mutex, OnceCell};
+
+use super::ec2::Ec2Inventory;
+use super::lifecycle::AsgLifecycle;
+use super::AwsError;
+use crate::config::{AccountConfig, AwsConfig};
+use crate::core::placement::Placement;
+use crate::ports::{Fleet, PlacementError, Regional};
+
+pub struct AwsFleet {
+    aws: AwsConfig,
+    accounts: HashMap<String, AccountConfig>,
+    own_account: OnceCell<String>,
+    cache: Mutex<HashMap<(String, String), Regional>>,
+}
+
+impl AwsFleet {
+    pub fn new(aws: &AwsConfig) -> Self {
+        Self {
+            aws: aws.clone(),
+            accounts: aws
+                .accounts
+                .iter()
+                .map(|a| (a.id.clone(), a.clone()))
+                .collect(),
+            own_account: OnceCell::new(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The account nodereaper's own credentials belong to (STS
+    /// GetCallerIdentity, asked once).
+    pub async fn own_account(&self) -> Result<&str, AwsError> {
+        self.own_account
+            .get_or_try_init(|| async {
+                let sdk = super::sdk_config(&self.aws, None).await;
+                let sts = aws_sdk_sts::Client::new(&sdk);
+                let started = std::time::Instant::now();
+                let result = sts.get_caller_identity().send().await;
+                crate::telemetry::metrics::aws_request(
+                    "sts",
+                    "GetCallerIdentity",
+                    result.is_ok(),
+                    started.elapsed(),
+                );
+                let answer = result.map_err(|e| {
+                    AwsError::from_sdk("STS", "GetCallerIdentity", "own credentials", e)
+                })?;
+                answer.account().map(str::to_owned).ok_or_else(|| {
+                    AwsError::invalid(
+                        "STS",
+                        "GetCallerIdentity",
+                        "own credentials",
+                        "the answer names no account",
+                    )
+                })
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// Assumes the role of a configured account and asks STS who that is:
+    /// the account must be the one configured (`doctor`).
+    pub async fn check_account(
+        &self,
+        account: &AccountConfig,
+        region: &str,
+    ) -> Result<String, AwsError> {
+        let sdk = self.sdk_for(Some(account), region).await;
+        let answer = aws_sdk_sts::Client::new(&sdk)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("STS", "GetCallerIdentity", &account.role_arn, e))?;
+        match answer.account() {
+            Some(a) if a == account.id => Ok(answer.arn().unwrap_or_default().to_string()),
+            other => Err(AwsError::invalid(
+                "STS",
+                "GetCallerIdentity",
+                &account.role_arn,
+                format!(
+                    "the role's credentials belong to account {}, not {}",
+                    other.unwrap_or("(none)"),
+                    account.id
+                ),
+            )),
+        }
+    }
+
+    async fn sdk_for(&self, account: Option<&AccountConfig>, region: &str) -> SdkConfig {
+        let base = super::sdk_config(&self.aws, Some(region)).await;
+        let Some(account) = account else {
+            return base;
+        };
+        let mut role = aws_config::sts::AssumeRoleProvider::builder(&account.role_arn)
+            .session_name("nodereaper")
+            .region(aws_config::Region::new(region.to_string()))
+            .configure(&base);
+        if let Some(id) = &account.external_id {
+            role = role.external_id(id);
+        }
+        let provider = role.build().await;
+        base.into_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+            )
+            .build()
+    }
+}
+
+#[async_trait::async_trait]
+impl Fleet for AwsFleet {
+    async fn regional(&self, placement: &Placement) -> Result<Regional, PlacementError> {
+        // Which credentials: our own, or a configured account's role.
+        let account = match placement.account.as_deref() {
+            None => None,
+            Some(a) => {
+                let own = self.own_account().await?;
+                if a == own {
+                    None
+                } else {
+                    match self.accounts.get(a) {
+                        Some(cfg) => Some(cfg),
+                        None => {
+                            return Err(PlacementError::UnknownAccount {
+                                account: a.to_string(),
+                                own: own.to_string(),
+                            })
+                        }
+                    }
+                }
+            }
+        };
+        let key = (
+            account.map_or_else(|| "own".to_string(), |a| a.id.clone()),
+            placement.region.clone(),
+        );
+        let mut cache = self.cache.lock().await;
+        if let Some(r) = cache.get(&key) {
+            return Ok(r.clone());
+        }
+        let sdk = self.sdk_for(account, &placement.region).await;
+        let autoscaling = aws_sdk_autoscaling::Client::new(&sdk);
+        let regional = Regional {
+            placement: placement.clone(),
+            inventory: Arc::new(Ec2Inventory::new(
+                aws_sdk_ec2::Client::new(&sdk),
+                autoscaling.clone(),
+                placement.region.clone(),
+            )),
+            lifecycle: Arc::new(AsgLifecycle::new(autoscaling)),
+        };
+        cache.insert(key, regional.clone());
+        Ok(regional)
+    }
+}

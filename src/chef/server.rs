@@ -1,0 +1,386 @@
+//! The one place that knows which Chef server answers, which API version is
+//! in use and what the answers then contain.
+//!
+//! Sources (chef/chef-server, oc_erchef):
+//! - `oc_chef_wm_base.erl` (`add_api_info_header`): every answer carries
+//!   `X-Ops-Server-API-Version: {"min_version":..,"max_version":..,
+//!   "request_version":..,"response_version":..}`; `X-Ops-API-Info` only when
+//!   `include_x_ops_api_info` is on (off by default);
+//! - `chef_objects/src/chef_client.erl`: with API v1 or later a client body
+//!   has no `public_key` and no `admin`; POST /clients takes `public_key`
+//!   (creates the `default` key) or `create_key: true`;
+//! - `oc_chef_wm_keys.erl`, `chef_objects/src/chef_key.erl`: GET
+//!   /clients/NAME/keys lists `[{name, uri, expired}]`, GET
+//!   /clients/NAME/keys/KEY is `{name, public_key, expiration_date}`;
+//! - `oc_chef_wm_acl.erl`, `oc_chef_wm_acl_permission.erl`: GET
+//!   `/nodes/NAME/_acl?detail=granular`, PUT `/nodes/NAME/_acl/PERM` with
+//!   `{"PERM": {"actors": [], "users": [..], "clients": [..], "groups": [..]}}`.
+//!
+//! goiardi 0.11 announces itself with `X-Goiardi: yes`, speaks API v0 only
+//! (the client body holds `public_key`), has no `/keys` and no `/_acl`
+//! routes, and its client handler reads only the client name from the path:
+//! GET /clients/N/keys answers the client itself and DELETE /clients/N/keys/K
+//! deletes the client. So key and ACL calls go only to a server that
+//! announced itself as Chef Infra Server with API v1 or later, and their
+//! answers are checked for the documented shape before being trusted.
+
+use std::fmt;
+
+use reqwest::header::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// `X-Ops-Server-API-Version` nodereaper asks for.
+pub const REQUESTED_API_VERSION: u8 = 1;
+
+/// OpenSearch's default `track_total_hits` cap: a `total` of exactly this
+/// value may mean "this many or more".
+pub const SEARCH_TOTAL_CAP: u64 = 10_000;
+
+/// Which server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerKind {
+    /// Chef Infra Server (oc_erchef): sends `X-Ops-Server-API-Version`.
+    ChefInfra,
+    /// goiardi: sends `X-Goiardi`.
+    Goiardi,
+    /// Neither header seen (a proxy stripped them, or another server).
+    Unknown,
+}
+
+impl fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServerKind::ChefInfra => "Chef Infra Server",
+            ServerKind::Goiardi => "goiardi",
+            ServerKind::Unknown => "unknown",
+        })
+    }
+}
+
+/// What the server is and what its answers contain, learned once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub kind: ServerKind,
+    /// API version the server used for our requests (`response_version`;
+    /// 0 for goiardi, which has only v0 semantics).
+    pub api_version: u8,
+}
+
+impl ServerInfo {
+    pub const UNKNOWN: ServerInfo = ServerInfo {
+        kind: ServerKind::Unknown,
+        api_version: 0,
+    };
+
+    /// Learns the server from the headers of one answer (any status: both
+    /// servers set these headers on errors too). None: nothing decisive.
+    pub fn from_headers(headers: &HeaderMap) -> Option<ServerInfo> {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let goiardi = headers.contains_key("x-goiardi")
+            || text("x-ops-api-info").is_some_and(|v| v.contains("goiardi"));
+        if goiardi {
+            return Some(ServerInfo {
+                kind: ServerKind::Goiardi,
+                api_version: 0,
+            });
+        }
+        let version = text("x-ops-server-api-version")
+            .and_then(|v| serde_json::from_str::<Value>(v).ok())
+            .and_then(|v| {
+                let field = v.get("response_version")?;
+                field
+                    .as_str()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .or_else(|| field.as_i64())
+            });
+        match version {
+            Some(v) if (0..=255).contains(&v) => Some(ServerInfo {
+                kind: ServerKind::ChefInfra,
+                api_version: v as u8,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Does GET /clients/NAME carry `public_key` (and `admin`)?
+    pub fn client_body_has_key(&self) -> bool {
+        !(self.kind == ServerKind::ChefInfra && self.api_version >= 1)
+    }
+
+    /// Is there a /clients/NAME/keys endpoint? Only Chef Infra Server with API
+    /// v1+ (API v0 there still has one, but the client body holds the key).
+    pub fn has_keys_endpoint(&self) -> bool {
+        self.kind == ServerKind::ChefInfra && self.api_version >= 1
+    }
+
+    /// Is there an `_acl` endpoint on nodes and clients?
+    pub fn has_acl_endpoint(&self) -> bool {
+        self.kind == ServerKind::ChefInfra
+    }
+
+    /// Does `total` of a search answer count every match (Chef Infra Server)
+    /// rather than the rows of this page (goiardi)? Unknown servers: unsure.
+    pub fn search_total_is_all(&self) -> Option<bool> {
+        match self.kind {
+            ServerKind::ChefInfra => Some(true),
+            ServerKind::Goiardi => Some(false),
+            ServerKind::Unknown => None,
+        }
+    }
+
+    /// The body of POST /clients for this API version.
+    pub fn create_client_body(
+        &self,
+        name: &str,
+        public_key: Option<&str>,
+        admin: bool,
+        validator: bool,
+    ) -> Value {
+        let mut body = json!({ "name": name, "clientname": name, "validator": validator });
+        if self.client_body_has_key() {
+            // API v0 (and goiardi) know `admin`; v1 dropped it (chef_client.erl client_spec).
+            body["admin"] = json!(admin);
+        }
+        match public_key {
+            Some(key) => body["public_key"] = json!(key),
+            None => body["create_key"] = json!(true),
+        }
+        body
+    }
+}
+
+/// Paging decision after one search page.
+///
+/// `start`: offset asked; `rows`: rows asked; `got`: rows returned; `total`:
+/// the answer's `total`. Returns the next `start`, or None when done. The
+/// next page always starts at `start + rows` (rows asked, not rows got): a
+/// Chef Infra Server page may hold fewer rows than asked without being the
+/// last (stale index entries dropped, `strict_search_result_acls` filtering;
+/// chef_wm_search.erl `make_search_results`).
+pub fn next_page(
+    total_is_all: Option<bool>,
+    start: u64,
+    rows: u64,
+    got: u64,
+    total: Option<u64>,
+) -> Option<u64> {
+    let next = start + rows;
+    let done = match (total_is_all, total) {
+        // goiardi: `total` is the page size, only a short page ends.
+        (Some(false), _) => got < rows,
+        // Chef Infra Server: `total` counts all matches; 10,000 may be
+        // OpenSearch's cap, then page until an empty page.
+        (Some(true), Some(t)) if t == SEARCH_TOTAL_CAP => got == 0,
+        (Some(true), Some(t)) => next >= t,
+        (Some(true), None) => got < rows,
+        // Unknown server: stop only when both readings agree.
+        (None, Some(t)) if t == SEARCH_TOTAL_CAP => got == 0,
+        (None, Some(t)) => got < rows && next >= t,
+        (None, None) => got < rows,
+    };
+    if done {
+        None
+    } else {
+        Some(next)
+    }
+}
+
+/// One key of an API client (Chef Infra Server API v1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientKey {
+    pub name: String,
+    pub public_key: String,
+    /// `"infinity"` or `YYYY-MM-DDTHH:MM:SSZ`.
+    pub expiration_date: String,
+}
+
+impl ClientKey {
+    /// A key as GET /clients/NAME/keys/KEY returns it; None unless it has the
+    /// documented shape.
+    pub fn from_answer(v: &Value) -> Option<ClientKey> {
+        let name = v.get("name")?.as_str()?;
+        let public_key = v.get("public_key")?.as_str()?;
+        if !public_key.contains("PUBLIC KEY") {
+            return None;
+        }
+        Some(ClientKey {
+            name: name.to_string(),
+            public_key: public_key.to_string(),
+            expiration_date: v
+                .get("expiration_date")
+                .and_then(Value::as_str)
+                .unwrap_or("infinity")
+                .to_string(),
+        })
+    }
+
+    pub fn to_body(&self) -> Value {
+        json!({
+            "name": self.name,
+            "public_key": self.public_key,
+            "expiration_date": self.expiration_date,
+        })
+    }
+}
+
+/// Key names of a GET /clients/NAME/keys answer: a JSON array of
+/// `{name, uri, expired}`. None when the answer has another shape (goiardi
+/// answers that path with the client object).
+pub fn key_names(listing: &Value) -> Option<Vec<String>> {
+    listing
+        .as_array()?
+        .iter()
+        .map(|k| {
+            k.as_object()
+                .filter(|o| o.contains_key("uri") || o.contains_key("expired"))
+                .and_then(|o| o.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Objects that carry an ACL nodereaper backs up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclObject {
+    Node,
+    Client,
+}
+
+impl AclObject {
+    /// The collection in the API path (`nodes`, `clients`).
+    pub fn collection(self) -> &'static str {
+        match self {
+            AclObject::Node => "nodes",
+            AclObject::Client => "clients",
+        }
+    }
+}
+
+/// The permissions of a Chef ACL, in the order they are restored.
+pub const ACL_PERMISSIONS: &[&str] = &["create", "read", "update", "delete", "grant"];
+
+/// Is this an `_acl` answer (`{"create": {"actors": [..], "groups": [..]}, ..}`)?
+pub fn is_acl(v: &Value) -> bool {
+    v.as_object().is_some_and(|o| {
+        ACL_PERMISSIONS.iter().all(|p| {
+            o.get(*p)
+                .and_then(Value::as_object)
+                .is_some_and(|ace| ace.get("groups").is_some_and(Value::is_array))
+        })
+    })
+}
+
+/// The PUT body that restores one permission of a backed-up ACL. A granular
+/// backup (`users` and `clients` present) is sent with `actors: []`, as
+/// oc_chef_wm_acl_permission.erl requires when names could be ambiguous.
+pub fn acl_put_body(acl: &Value, permission: &str) -> Option<Value> {
+    let ace = acl.get(permission)?.as_object()?;
+    let list = |k: &str| ace.get(k).cloned().unwrap_or_else(|| json!([]));
+    let body = if ace.contains_key("users") || ace.contains_key("clients") {
+        json!({"actors": [], "users": list("users"), "clients": list("clients"), "groups": list("groups")})
+    } else {
+        json!({"actors": list("actors"), "groups": list("groups")})
+    };
+    Some(json!({ permission: body }))
+}
+
+/// The public key in a client body (API v0 and goiardi), if any.
+pub fn client_public_key(client: &Value) -> Option<&str> {
+    client
+        .get("public_key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+}
+
+/// The private key in a POST /clients answer: top level (API v0, goiardi) or
+/// under `chef_key` (API v1, oc_chef_wm_key_base.erl).
+pub fn created_private_key(answer: &Value) -> Option<String> {
+    answer
+        .get("private_key")
+        .or_else(|| answer.pointer("/chef_key/private_key"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn learns_the_server_from_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(ServerInfo::from_headers(&h), None);
+        h.insert(
+            "x-ops-server-api-version",
+            HeaderValue::from_static(
+                r#"{"min_version":"0","max_version":"2","request_version":"1","response_version":"1"}"#,
+            ),
+        );
+        let chef = ServerInfo::from_headers(&h).expect("chef infra");
+        assert_eq!(chef.kind, ServerKind::ChefInfra);
+        assert_eq!(chef.api_version, 1);
+        assert!(chef.has_keys_endpoint() && chef.has_acl_endpoint());
+        assert!(!chef.client_body_has_key());
+        let mut g = HeaderMap::new();
+        g.insert("x-goiardi", HeaderValue::from_static("yes"));
+        let goiardi = ServerInfo::from_headers(&g).expect("goiardi");
+        assert_eq!(goiardi.kind, ServerKind::Goiardi);
+        assert!(!goiardi.has_keys_endpoint() && !goiardi.has_acl_endpoint());
+    }
+
+    #[test]
+    fn paging_follows_total_on_chef_infra_and_short_pages_on_goiardi() {
+        // Chef Infra: short page mid-way is not the end.
+        assert_eq!(next_page(Some(true), 0, 10, 7, Some(25)), Some(10));
+        assert_eq!(next_page(Some(true), 20, 10, 5, Some(25)), None);
+        // The 10,000 cap: go on until an empty page.
+        assert_eq!(
+            next_page(Some(true), 9990, 10, 10, Some(10_000)),
+            Some(10_000)
+        );
+        assert_eq!(
+            next_page(Some(true), 10_000, 10, 3, Some(10_000)),
+            Some(10_010)
+        );
+        assert_eq!(next_page(Some(true), 10_010, 10, 0, Some(10_000)), None);
+        // goiardi: total is the page size.
+        assert_eq!(next_page(Some(false), 0, 10, 10, Some(10)), Some(10));
+        assert_eq!(next_page(Some(false), 10, 10, 4, Some(4)), None);
+        // Unknown: continue while either reading says there is more.
+        assert_eq!(next_page(None, 0, 10, 10, Some(10)), Some(10));
+        assert_eq!(next_page(None, 0, 10, 7, Some(25)), Some(10));
+        assert_eq!(next_page(None, 20, 10, 5, Some(25)), None);
+    }
+
+    #[test]
+    fn key_listing_shape_is_checked() {
+        let v1 = json!([{"name": "default", "uri": "https://x/keys/default", "expired": false}]);
+        assert_eq!(key_names(&v1), Some(vec!["default".to_string()]));
+        // goiardi answers /clients/N/keys with the client itself.
+        let goiardi = json!({"name": "n", "public_key": "-----BEGIN PUBLIC KEY-----"});
+        assert_eq!(key_names(&goiardi), None);
+    }
+
+    #[test]
+    fn acl_bodies() {
+        let acl = json!({
+            "create": {"actors": [], "users": ["pivotal"], "clients": ["web-1"], "groups": ["admins"]},
+            "read": {"actors": [], "users": [], "clients": ["web-1"], "groups": ["clients"]},
+            "update": {"actors": [], "users": [], "clients": [], "groups": []},
+            "delete": {"actors": [], "users": [], "clients": [], "groups": []},
+            "grant": {"actors": [], "users": [], "clients": [], "groups": ["admins"]}
+        });
+        assert!(is_acl(&acl));
+        assert_eq!(
+            acl_put_body(&acl, "read"),
+            Some(
+                json!({"read": {"actors": [], "users": [], "clients": ["web-1"], "groups": ["clients"]}})
+            )
+        );
+        assert!(!is_acl(&json!({"name": "web-1"})));
+    }
+}
