@@ -38,6 +38,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "queues (replaces the list with one queue)",
     ),
     ("NODEREAPER_LISTEN", "http.listen"),
+    ("NODEREAPER_CHEF_ALLOW_PLAIN_HTTP", "chef.allow_plain_http"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -496,6 +497,19 @@ impl Config {
                 region: None,
                 dlq_url: None,
             }];
+        }
+        if let Some(v) = non_empty("NODEREAPER_CHEF_ALLOW_PLAIN_HTTP") {
+            self.chef.allow_plain_http = match v.trim() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        file: PathBuf::from("(environment)"),
+                        key: "NODEREAPER_CHEF_ALLOW_PLAIN_HTTP".into(),
+                        expected: format!("true or false, got {other:?}"),
+                    })
+                }
+            };
         }
         if let Some(v) = non_empty("NODEREAPER_LISTEN") {
             self.http.listen =

@@ -213,6 +213,8 @@ fn start_function(api: &RuntimeApi, s: &Setup, args: &[&str], chef_url: &str) ->
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_ENDPOINT_URL", st.moto_url())
         .env("NODEREAPER_CHEF_SERVER_URL", chef_url)
+        // goiardi on 127.0.0.1 speaks plain http.
+        .env("NODEREAPER_CHEF_ALLOW_PLAIN_HTTP", "true")
         .env("NODEREAPER_CHEF_CLIENT_NAME", "admin")
         .env("NODEREAPER_CHEF_CLIENT_KEY_SECRET", &s.secret)
         .env("NODEREAPER_QUEUE_URL", &s.queue)
