@@ -53,21 +53,7 @@ async fn register_with_key(admin: &ChefClient, name: &str) -> String {
         ))
         .await
         .expect("create node");
-    let resp = admin
-        .send(
-            reqwest::Method::POST,
-            &["clients"],
-            &[],
-            Some(&json!({"name": name, "admin": false})),
-        )
-        .await
-        .expect("create client");
-    assert!(resp.status.is_success(), "create client: {}", resp.status);
-    let body: Value = serde_json::from_slice(&resp.body).expect("json");
-    body["private_key"]
-        .as_str()
-        .expect("goiardi returns the generated private key")
-        .to_string()
+    new_client(admin, name, false).await
 }
 
 /// A request signed with `key_pem` as client `name` is accepted (not 401).

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use nodereaper::aws::sqs::REASON_ATTRIBUTE;
 use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
 
@@ -330,20 +329,8 @@ async fn registered(chef: &nodereaper::chef::ChefClient, name: &str) -> (bool, b
 }
 
 /// The DLQ's messages: reason by body.
-async fn dead_letters(dlq: &str) -> HashMap<String, String> {
-    peek_all(dlq)
-        .await
-        .iter()
-        .map(|m| {
-            let reason = m
-                .message_attributes()
-                .and_then(|a| a.get(REASON_ATTRIBUTE))
-                .and_then(|v| v.string_value())
-                .unwrap_or_default()
-                .to_string();
-            (m.body().unwrap_or_default().to_string(), reason)
-        })
-        .collect()
+async fn dlq_reasons(dlq: &str) -> HashMap<String, String> {
+    dead_letters(dlq).await.into_iter().collect()
 }
 
 async fn journal_objects(bucket: &str) -> usize {
@@ -425,7 +412,7 @@ async fn sqs_batch_sns_and_eventbridge_through_the_runtime_api() {
         registered(&chef, &format!("n-{eb_gone}")).await,
         (true, true)
     );
-    let dlq = dead_letters(&s.dlq).await;
+    let dlq = dlq_reasons(&s.dlq).await;
     assert_eq!(dlq.len(), 2, "{dlq:?}");
     assert!(
         dlq[&forged_body].contains(running.as_str()) && dlq[&forged_body].contains("running"),
@@ -469,7 +456,7 @@ async fn sqs_batch_sns_and_eventbridge_through_the_runtime_api() {
         registered(&chef, &format!("n-{running}")).await,
         (true, true)
     );
-    assert!(dead_letters(&s.dlq).await.contains_key(&forged));
+    assert!(dlq_reasons(&s.dlq).await.contains_key(&forged));
     assert_eq!(journal_objects(&s.bucket).await, 3);
 
     // An event that is none of the three: the invocation fails, naming why.
@@ -510,7 +497,7 @@ async fn transient_failure_fails_only_that_record() {
         answer,
         json!({"batchItemFailures": [{"itemIdentifier": ids_by_body[&terminated_body]}]})
     );
-    let dlq = dead_letters(&s.dlq).await;
+    let dlq = dlq_reasons(&s.dlq).await;
     assert_eq!(dlq.keys().collect::<Vec<_>>(), vec![&poison_body]);
     assert_eq!(
         registered(&chef, &format!("n-{}", ids[0])).await,

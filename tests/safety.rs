@@ -14,7 +14,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use nodereaper::aws::sqs::REASON_ATTRIBUTE;
 use nodereaper::chef::ChefClient;
 use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
@@ -80,23 +79,6 @@ async fn register_in_zone(chef: &ChefClient, name: &str, instance_id: &str, zone
 async fn registered(chef: &ChefClient, name: &str) -> bool {
     chef.get_node(name).await.expect("get node").is_some()
         && chef.get_client(name).await.expect("get client").is_some()
-}
-
-/// The DLQ's messages: (body, reason attribute).
-async fn dead_letters(dlq: &str) -> Vec<(String, String)> {
-    peek_all(dlq)
-        .await
-        .into_iter()
-        .map(|m| {
-            let reason = m
-                .message_attributes()
-                .and_then(|a| a.get(REASON_ATTRIBUTE))
-                .and_then(|v| v.string_value())
-                .unwrap_or_default()
-                .to_string();
-            (m.body().unwrap_or_default().to_string(), reason)
-        })
-        .collect()
 }
 
 fn reason_for<'a>(letters: &'a [(String, String)], instance_id: &str) -> &'a str {

@@ -12,31 +12,12 @@ use nodereaper::chef::{ChefClient, ChefError, ChefSettings};
 use nodereaper::config::Config;
 use nodereaper::ports::ChefApi;
 use nodereaper::secrets::{self, KeyStore, RotatingChef};
-use serde_json::{json, Value};
-
-/// Creates an admin API client with a key goiardi generates; returns its PEM.
-async fn new_client(admin: &ChefClient, name: &str) -> String {
-    let resp = admin
-        .send(
-            reqwest::Method::POST,
-            &["clients"],
-            &[],
-            Some(&json!({"name": name, "admin": true})),
-        )
-        .await
-        .expect("create client");
-    assert!(resp.status.is_success(), "create client: {}", resp.status);
-    let body: Value = serde_json::from_slice(&resp.body).expect("json");
-    body["private_key"]
-        .as_str()
-        .expect("goiardi returns a generated private key")
-        .to_string()
-}
+use serde_json::json;
 
 /// A new key for the client: deleted and created again (goiardi generates it).
 async fn rotate_on_server(admin: &ChefClient, name: &str) -> String {
     admin.delete_client(name).await.expect("delete client");
-    new_client(admin, name).await
+    new_client(admin, name, true).await
 }
 
 fn config(name: &str) -> Config {
@@ -73,7 +54,7 @@ async fn put_parameter(name: &str, value: &str) {
 async fn key_from_secrets_manager_and_ssm() {
     let admin = admin();
     let name = unique("sm-client");
-    let pem = new_client(&admin, &name).await;
+    let pem = new_client(&admin, &name, true).await;
 
     let secret = unique("nodereaper/chef-key");
     let arn = secretsmanager()
@@ -197,7 +178,7 @@ fn factory(name: String) -> secrets::ClientFactory {
 async fn rotated_key_is_refetched_once_on_401() {
     let admin = admin();
     let name = unique("rotating");
-    let old_pem = new_client(&admin, &name).await;
+    let old_pem = new_client(&admin, &name, true).await;
     let secret = unique("nodereaper/rotating");
     secretsmanager()
         .await

@@ -603,3 +603,40 @@ pub async fn node_gone(chef: &nodereaper::chef::ChefClient, name: &str) -> bool 
     chef.get_node(name).await.expect("get node").is_none()
         && chef.get_client(name).await.expect("get client").is_none()
 }
+
+/// Creates an API client whose key pair goiardi generates (as chef-client's
+/// registration does); returns the private key PEM.
+pub async fn new_client(chef: &nodereaper::chef::ChefClient, name: &str, admin: bool) -> String {
+    let resp = chef
+        .send(
+            reqwest::Method::POST,
+            &["clients"],
+            &[],
+            Some(&json!({"name": name, "admin": admin})),
+        )
+        .await
+        .expect("create client");
+    assert!(resp.status.is_success(), "create client: {}", resp.status);
+    let body: Value = serde_json::from_slice(&resp.body).expect("json");
+    body["private_key"]
+        .as_str()
+        .expect("goiardi returns the generated private key")
+        .to_string()
+}
+
+/// The DLQ's messages as (body, `nodereaper-reason` attribute).
+pub async fn dead_letters(dlq: &str) -> Vec<(String, String)> {
+    peek_all(dlq)
+        .await
+        .into_iter()
+        .map(|m| {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get(nodereaper::aws::sqs::REASON_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_string();
+            (m.body().unwrap_or_default().to_string(), reason)
+        })
+        .collect()
+}
