@@ -38,7 +38,6 @@ use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
 use crate::app::{self, AppError};
-use crate::aws::sqs::{REASON_ATTRIBUTE, SOURCE_QUEUE_ATTRIBUTE};
 use crate::aws::AwsError;
 use crate::config::{Config, JournalConfig};
 use crate::pipeline::{Disposition, Pipeline, Source};
@@ -227,30 +226,7 @@ impl Queue for LambdaQueue {
     /// Sends a copy with the reason to the DLQ; does not delete (the
     /// response does, for SQS).
     async fn dead_letter(&self, msg: &ReceivedMessage, reason: &str) -> Result<(), AwsError> {
-        use aws_sdk_sqs::types::MessageAttributeValue;
-        let attr = |v: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(v)
-                .build()
-                .map_err(|e| AwsError::invalid("SQS", "SendMessage", &self.dlq_url, e.to_string()))
-        };
-        let reason: String = reason.chars().take(1000).collect();
-        let mut send = self
-            .sqs
-            .send_message()
-            .queue_url(&self.dlq_url)
-            .message_body(&msg.body)
-            .message_attributes(REASON_ATTRIBUTE, attr(&reason)?)
-            .message_attributes(SOURCE_QUEUE_ATTRIBUTE, attr(&self.origin)?);
-        if !msg.message_id.is_empty() {
-            send =
-                send.message_attributes("nodereaper-original-message-id", attr(&msg.message_id)?);
-        }
-        send.send()
-            .await
-            .map_err(|e| AwsError::from_sdk("SQS", "SendMessage", &self.dlq_url, e))?;
-        Ok(())
+        crate::aws::sqs::send_dead_letter(&self.sqs, &self.dlq_url, &self.origin, msg, reason).await
     }
 }
 

@@ -267,32 +267,48 @@ impl Queue for SqsQueue {
     }
 
     async fn dead_letter(&self, msg: &ReceivedMessage, reason: &str) -> Result<(), AwsError> {
-        let string_attr = |v: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(v)
-                .build()
-                .map_err(|e| AwsError::invalid("SQS", "SendMessage", &self.dlq_url, e.to_string()))
-        };
-        // SQS attribute values are limited to 256 KiB with the body; reasons are short,
-        // but keep them bounded anyway.
-        let reason: String = reason.chars().take(1000).collect();
-        self.client
-            .send_message()
-            .queue_url(&self.dlq_url)
-            .message_body(&msg.body)
-            .message_attributes(REASON_ATTRIBUTE, string_attr(&reason)?)
-            .message_attributes(SOURCE_QUEUE_ATTRIBUTE, string_attr(&self.url)?)
-            .message_attributes(
-                "nodereaper-original-message-id",
-                string_attr(&msg.message_id)?,
-            )
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("SQS", "SendMessage", &self.dlq_url, e))?;
+        send_dead_letter(&self.client, &self.dlq_url, &self.url, msg, reason).await?;
         // Only once the copy is safely in the DLQ is the original removed.
         self.delete(msg).await
     }
+}
+
+/// Sends a copy of `msg` to `dlq_url` with the reason, the source queue and
+/// (when known) the original message id as attributes. Does not delete the
+/// original: the caller does that once this succeeded.
+pub async fn send_dead_letter(
+    client: &Client,
+    dlq_url: &str,
+    source: &str,
+    msg: &ReceivedMessage,
+    reason: &str,
+) -> Result<(), AwsError> {
+    let string_attr = |v: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .map_err(|e| AwsError::invalid("SQS", "SendMessage", dlq_url, e.to_string()))
+    };
+    // SQS attribute values are limited to 256 KiB with the body; reasons are short,
+    // but keep them bounded anyway.
+    let reason: String = reason.chars().take(1000).collect();
+    let mut send = client
+        .send_message()
+        .queue_url(dlq_url)
+        .message_body(&msg.body)
+        .message_attributes(REASON_ATTRIBUTE, string_attr(&reason)?)
+        .message_attributes(SOURCE_QUEUE_ATTRIBUTE, string_attr(source)?);
+    if !msg.message_id.is_empty() {
+        send = send.message_attributes(
+            "nodereaper-original-message-id",
+            string_attr(&msg.message_id)?,
+        );
+    }
+    send.send()
+        .await
+        .map_err(|e| AwsError::from_sdk("SQS", "SendMessage", dlq_url, e))?;
+    Ok(())
 }
 
 /// Plain `DeleteMessage` of one receipt handle.
