@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{fake_instance_id, unique};
-use nodereaper::chef::ChefClient;
+use nodereaper::adapters::chef::ChefClient;
 use serde_json::{json, Value};
 use support::{r3, Daemon, DaemonConfig, DelayProxy, StackCpu};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -293,7 +293,7 @@ async fn run_nodereaper(
 
 /// CPU milliseconds to sign one Chef request (protocol 1.3, the admin key).
 fn signing_cost_ms() -> f64 {
-    use nodereaper::chef::auth::{sign, RequestToSign, SignVersion, SigningKey};
+    use nodereaper::adapters::chef::auth::{sign, RequestToSign, SignVersion, SigningKey};
     let key = SigningKey::from_pem(&common::admin_key_pem()).expect("admin key");
     let rounds = 500;
     let before = support::self_cpu_secs();

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{aws, depth, fake_instance_id, unique};
-use nodereaper::chef::ChefClient;
+use nodereaper::adapters::chef::ChefClient;
 use nodereaper::ports::ChefApi;
 use serde_json::json;
 use support::{percentile, r3, sorted, Daemon, DaemonConfig, DelayProxy};

@@ -38,7 +38,7 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use clap::Parser;
-use nodereaper::chef::ChefClient;
+use nodereaper::adapters::chef::ChefClient;
 use nodereaper::config::Config;
 use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
@@ -247,7 +247,7 @@ async fn run(args: Args) -> Result<usize> {
     }
 
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(nodereaper::aws::https_client())
+        .http_client(nodereaper::adapters::aws::https_client())
         .region(aws_config::Region::new(REGION))
         .endpoint_url(&moto_url)
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
@@ -1119,7 +1119,7 @@ impl Demo {
             .iter()
             .filter_map(|m| {
                 m.message_attributes()?
-                    .get(nodereaper::aws::sqs::REASON_ATTRIBUTE)?
+                    .get(nodereaper::adapters::aws::sqs::REASON_ATTRIBUTE)?
                     .string_value()
                     .map(str::to_string)
             })

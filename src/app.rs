@@ -2,19 +2,19 @@
 
 use std::sync::Arc;
 
+use crate::act::resolve::Resolver;
 use crate::act::{DeletionLimiter, Reaper};
-use crate::aws::{self, ec2::Ec2Inventory, fleet::AwsFleet, sqs::SqsQueue, AwsError};
-use crate::chef::credentials::{self, CredentialsError, KeySource};
-use crate::chef::resolve::Resolver;
-use crate::chef::{ChefClient, ChefError, ChefSettings};
+use crate::adapters::aws::{self, ec2::Ec2Inventory, fleet::AwsFleet, sqs::SqsQueue, AwsError};
+use crate::adapters::chef::credentials::{self, CredentialsError, KeySource};
+use crate::adapters::chef::{ChefClient, ChefError, ChefSettings};
 use aws_config::SdkConfig;
 
+use crate::adapters::journal::{JournalError, LocalJournal, S3Journal};
+use crate::adapters::secrets::{self, KeyStore, RotatingChef};
 use crate::config::{Config, QueueConfig};
-use crate::decide::Protection;
-use crate::journal::{JournalError, LocalJournal, S3Journal};
-use crate::pipeline::{Breaker, Pipeline, Source};
+use crate::core::verify::Protection;
 use crate::ports::{ChefApi, Journal};
-use crate::secrets::{self, KeyStore, RotatingChef};
+use crate::run::{Breaker, Pipeline, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -32,7 +32,7 @@ pub enum AppError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(transparent)]
-    Secret(#[from] crate::secrets::SecretError),
+    Secret(#[from] crate::adapters::secrets::SecretError),
     #[error("no queue configured: set [[queues]] url = \"...\" in the config file or NODEREAPER_QUEUE_URL")]
     NoQueue,
     #[error("queue {queue}: VisibilityTimeout {timeout:?} is not longer than pipeline.lifecycle_heartbeat_interval ({interval:?}); a message would reappear and be worked twice before its first extension. Raise the queue's VisibilityTimeout (`nodereaper setup` sets 5 minutes) or lower the interval")]
@@ -131,7 +131,7 @@ pub async fn chef_api(cfg: &Config) -> Result<Arc<dyn ChefApi>, AppError> {
 fn chef_client_with_key(
     cfg: &Config,
     creds: &credentials::Credentials,
-    key: crate::chef::auth::SigningKey,
+    key: crate::adapters::chef::auth::SigningKey,
 ) -> Result<ChefClient, AppError> {
     let server_url = url::Url::parse(&creds.server_url).map_err(|e| {
         AppError::Identity(format!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chef::auth::SignVersion;
+use crate::adapters::chef::auth::SignVersion;
 
 /// The termination lifecycle hook `nodereaper setup` creates.
 pub const DEFAULT_LIFECYCLE_HOOK: &str = "nodereaper-terminate";
@@ -667,7 +667,7 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, a) in self.aws.accounts.iter().enumerate() {
-            if !crate::source::message::is_account_id(&a.id) || !seen.insert(a.id.as_str()) {
+            if !crate::core::event::is_account_id(&a.id) || !seen.insert(a.id.as_str()) {
                 return Err(invalid(
                     &format!("aws.accounts[{i}].id"),
                     format!("a 12-digit AWS account id, listed once, got {:?}", a.id),

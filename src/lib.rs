@@ -12,22 +12,12 @@
 //!   [`chef`], [`aws`] and [`journal`].
 
 pub mod act;
+pub mod adapters;
 pub mod app;
-pub mod aws;
-pub mod chef;
 pub mod config;
 pub mod core;
-pub mod decide;
-pub mod doctor;
-pub mod error;
-pub mod journal;
-pub mod lambda;
-pub mod pipeline;
+pub mod jobs;
 pub mod ports;
-pub mod restore;
-pub mod secrets;
-pub mod setup;
-pub mod source;
-pub mod sweep;
+pub mod run;
 pub mod telemetry;
 pub mod testing;

@@ -92,7 +92,9 @@ async fn main() -> ExitCode {
 async fn real_main(cli: Cli) -> Result<ExitCode> {
     let command = match cli.command {
         Some(c) => c,
-        None if std::env::var_os(nodereaper::lambda::RUNTIME_API_VAR).is_some() => Command::Lambda,
+        None if std::env::var_os(nodereaper::run::lambda::RUNTIME_API_VAR).is_some() => {
+            Command::Lambda
+        }
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;
@@ -107,7 +109,7 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
     telemetry::logging::init(config.log.format, &config.log.level);
     match command {
         Command::Lambda => {
-            nodereaper::lambda::run(config).await?;
+            nodereaper::run::lambda::run(config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => cli::daemon::run(config, args).await,

@@ -1,7 +1,7 @@
 //! The outside world, behind small traits.
 //!
 //! The decision logic and the pipeline only see these traits; adapters live in
-//! [`crate::chef`], [`crate::aws`] and [`crate::journal`]. Tests swap in
+//! [`crate::adapters::chef`], [`crate::adapters::aws`] and [`crate::adapters::journal`]. Tests swap in
 //! in-memory versions where a real server adds nothing (pure logic), and the
 //! real adapters against goiardi and moto everywhere else.
 
@@ -11,11 +11,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::aws::AwsError;
-use crate::chef::{AclObject, ChefError, ClientKey, ServerInfo};
+use crate::adapters::aws::AwsError;
+use crate::adapters::chef::{AclObject, ChefError, ClientKey, ServerInfo};
 use crate::core::placement::Placement;
-use crate::error::{Classify, Retry};
-use crate::journal::{Damage, JournalEntry, JournalError};
+
+use crate::adapters::journal::{Damage, JournalEntry, JournalError};
+pub use crate::core::ec2::InstanceInfo;
+use crate::core::error::{Classify, Retry};
+pub use crate::core::event::LifecycleAction;
 
 /// Result of a DELETE on the Chef server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -128,19 +131,6 @@ pub trait ChefApi: Send + Sync {
     }
 }
 
-/// What EC2 says about an instance.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct InstanceInfo {
-    pub instance_id: String,
-    /// EC2 state name: pending, running, shutting-down, terminated, stopping, stopped.
-    pub state: String,
-    pub tags: HashMap<String, String>,
-    /// Auto Scaling lifecycle state (e.g. `Terminating:Wait`), looked up only
-    /// for instances EC2 still reports alive: during a termination lifecycle
-    /// hook the instance is `running` while the group is terminating it.
-    pub asg_lifecycle_state: Option<String>,
-}
-
 /// EC2 DescribeInstances, batched.
 #[async_trait]
 pub trait InstanceInventory: Send + Sync {
@@ -191,15 +181,6 @@ impl Classify for PlacementError {
 #[async_trait]
 pub trait Fleet: Send + Sync {
     async fn regional(&self, placement: &Placement) -> Result<Regional, PlacementError>;
-}
-
-/// The identity of one pending Auto Scaling lifecycle action.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LifecycleAction {
-    pub auto_scaling_group: String,
-    pub hook_name: String,
-    pub token: Option<String>,
-    pub instance_id: String,
 }
 
 /// Outcome of completing a lifecycle action.

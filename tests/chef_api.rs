@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use common::*;
 use futures::stream::{self, StreamExt};
+use nodereaper::act::resolve::{ResolveError, Resolver};
 use nodereaper::act::{DeletionLimiter, Outcome, Reaper, Request, Target};
-use nodereaper::chef::auth::SignVersion;
-use nodereaper::chef::resolve::{ResolveError, Resolver};
-use nodereaper::chef::ChefError;
-use nodereaper::decide::Protection;
-use nodereaper::journal::LocalJournal;
+use nodereaper::adapters::chef::auth::SignVersion;
+use nodereaper::adapters::chef::ChefError;
+use nodereaper::adapters::journal::LocalJournal;
+use nodereaper::core::verify::Protection;
 use nodereaper::ports::{ChefApi, Deleted, Journal};
 use serde_json::Value;
 
@@ -209,15 +209,16 @@ async fn wrong_key_and_bad_signature_are_rejected_as_unauthorized() {
         text.contains("15 minutes") && text.contains(&name),
         "{text}"
     );
-    assert!(!nodereaper::error::Classify::is_transient(&err));
+    assert!(!nodereaper::core::error::Classify::is_transient(&err));
 
     // A correctly formed request whose signature lines were tampered with.
     let url = format!("{}/nodes", stack().chef_url());
-    let key = nodereaper::chef::auth::SigningKey::from_pem(&admin_key_pem()).expect("key");
-    let headers = nodereaper::chef::auth::sign(
+    let key =
+        nodereaper::adapters::chef::auth::SigningKey::from_pem(&admin_key_pem()).expect("key");
+    let headers = nodereaper::adapters::chef::auth::sign(
         &key,
         SignVersion::V1_3,
-        &nodereaper::chef::auth::RequestToSign {
+        &nodereaper::adapters::chef::auth::RequestToSign {
             method: "GET",
             path: "/nodes",
             body: b"",
@@ -243,10 +244,10 @@ async fn wrong_key_and_bad_signature_are_rejected_as_unauthorized() {
     assert_eq!(status.as_u16(), 401, "tampered signature must be refused");
 
     // A timestamp 20 minutes off is refused too (the clock-skew case).
-    let skewed = nodereaper::chef::auth::sign(
+    let skewed = nodereaper::adapters::chef::auth::sign(
         &key,
         SignVersion::V1_3,
-        &nodereaper::chef::auth::RequestToSign {
+        &nodereaper::adapters::chef::auth::RequestToSign {
             method: "GET",
             path: "/nodes",
             body: b"",
@@ -277,17 +278,19 @@ async fn organization_path_on_goiardi_is_an_empty_delete_error() {
     let node = unique("orgless");
     register(&admin, &node, Some(&fake_instance_id())).await;
     let org_url = format!("{}/organizations/acme", stack().chef_url());
-    let chef = nodereaper::chef::ChefClient::new(nodereaper::chef::ChefSettings {
-        server_url: url::Url::parse(&org_url).expect("url"),
-        client_name: "admin".into(),
-        key: nodereaper::chef::auth::SigningKey::from_pem(&admin_key_pem()).expect("key"),
-        sign_version: SignVersion::V1_3,
-        timeout: Duration::from_secs(10),
-        ca_bundle: None,
-        insecure_skip_tls_verify: false,
-        page_size: 1000,
-    })
-    .expect("client");
+    let chef =
+        nodereaper::adapters::chef::ChefClient::new(nodereaper::adapters::chef::ChefSettings {
+            server_url: url::Url::parse(&org_url).expect("url"),
+            client_name: "admin".into(),
+            key: nodereaper::adapters::chef::auth::SigningKey::from_pem(&admin_key_pem())
+                .expect("key"),
+            sign_version: SignVersion::V1_3,
+            timeout: Duration::from_secs(10),
+            ca_bundle: None,
+            insecure_skip_tls_verify: false,
+            page_size: 1000,
+        })
+        .expect("client");
     let err = chef
         .delete_node(&node)
         .await
@@ -390,17 +393,19 @@ async fn redirects_are_not_followed() {
             let _ = s.write_all(answer.as_bytes()).await;
         }
     });
-    let chef = nodereaper::chef::ChefClient::new(nodereaper::chef::ChefSettings {
-        server_url: url::Url::parse(&format!("http://{server_addr}")).expect("url"),
-        client_name: "admin".into(),
-        key: nodereaper::chef::auth::SigningKey::from_pem(&admin_key_pem()).expect("key"),
-        sign_version: SignVersion::V1_3,
-        timeout: Duration::from_secs(5),
-        ca_bundle: None,
-        insecure_skip_tls_verify: false,
-        page_size: 1000,
-    })
-    .expect("client");
+    let chef =
+        nodereaper::adapters::chef::ChefClient::new(nodereaper::adapters::chef::ChefSettings {
+            server_url: url::Url::parse(&format!("http://{server_addr}")).expect("url"),
+            client_name: "admin".into(),
+            key: nodereaper::adapters::chef::auth::SigningKey::from_pem(&admin_key_pem())
+                .expect("key"),
+            sign_version: SignVersion::V1_3,
+            timeout: Duration::from_secs(5),
+            ca_bundle: None,
+            insecure_skip_tls_verify: false,
+            page_size: 1000,
+        })
+        .expect("client");
     let err = chef
         .get_node("web-1")
         .await

@@ -41,9 +41,9 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use nodereaper::chef::auth::{SignVersion, SigningKey};
-use nodereaper::chef::{AclObject, ChefClient, ChefSettings, ClientKey, ServerKind};
-use nodereaper::journal::{EntryFilter, JournalEntry, LocalJournal};
+use nodereaper::adapters::chef::auth::{SignVersion, SigningKey};
+use nodereaper::adapters::chef::{AclObject, ChefClient, ChefSettings, ClientKey, ServerKind};
+use nodereaper::adapters::journal::{EntryFilter, JournalEntry, LocalJournal};
 use nodereaper::ports::{ChefApi, Journal};
 use serde_json::{json, Value};
 
@@ -556,10 +556,10 @@ async fn v1_backup_and_restore_bring_back_keys_and_acls() {
     // Deleting the client removed it from every ACL.
     assert!(double.with(|s| s.acls.is_empty()));
 
-    let regs = nodereaper::restore::select(&journal, &EntryFilter::default())
+    let regs = nodereaper::jobs::restore::select(&journal, &EntryFilter::default())
         .await
         .expect("select");
-    let restored = nodereaper::restore::restore(&chef, &regs[0], false)
+    let restored = nodereaper::jobs::restore::restore(&chef, &regs[0], false)
         .await
         .expect("restore");
     assert_eq!(restored.client_action, "created_with_original_keys");

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
-use nodereaper::journal::{JournalEntry, S3Journal};
+use nodereaper::adapters::journal::{JournalEntry, S3Journal};
 use nodereaper::ports::{ChefApi, Journal};
 
 use serde_json::Value;

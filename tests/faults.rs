@@ -48,7 +48,7 @@ async fn doomed(n: usize, queue: &str) -> Vec<String> {
     ids
 }
 
-async fn all_gone(chef: &nodereaper::chef::ChefClient, ids: &[String]) -> bool {
+async fn all_gone(chef: &nodereaper::adapters::chef::ChefClient, ids: &[String]) -> bool {
     for id in ids {
         let name = format!("n-{id}");
         if chef.get_node(&name).await.expect("get").is_some()

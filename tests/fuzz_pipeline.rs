@@ -1,5 +1,5 @@
 //! Pipeline-level fuzzing: random and mutated message bodies go through what
-//! a worker does with a message (`source::parse`, one batched EC2 lookup,
+//! a worker does with a message (`event::parse`, one batched EC2 lookup,
 //! `Pipeline::handle`, `Pipeline::settle`) against in-memory ports: a fake
 //! Chef server that records every delete, a fake journal, queue, EC2
 //! inventory and lifecycle API. No server is involved, so it is fast.
@@ -28,19 +28,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use nodereaper::act::resolve::Resolver;
 use nodereaper::act::{DeletionLimiter, Reaper};
-use nodereaper::aws::AwsError;
-use nodereaper::chef::resolve::Resolver;
-use nodereaper::chef::ChefError;
+use nodereaper::adapters::aws::AwsError;
+use nodereaper::adapters::chef::ChefError;
+use nodereaper::adapters::journal::{JournalEntry, JournalError};
 use nodereaper::config::{OtherEvents, PipelineConfig, ProtectConfig};
-use nodereaper::decide::Protection;
-use nodereaper::journal::{JournalEntry, JournalError};
-use nodereaper::pipeline::{Breaker, Disposition, Pipeline, Source};
+use nodereaper::core::event::{self, Event};
+use nodereaper::core::verify::Protection;
 use nodereaper::ports::{
     ChefApi, Completion, Deleted, InstanceInfo, InstanceInventory, Journal, Lifecycle,
     LifecycleAction, Queue, ReceivedMessage, SearchRow,
 };
-use nodereaper::source::{self, Event};
+use nodereaper::run::{Breaker, Disposition, Pipeline, Source};
 use nodereaper::testing::FixedFleet;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
@@ -875,7 +875,7 @@ async fn deliver(
     source: &Source,
     body: &str,
     n: usize,
-) -> (Result<Event, source::ParseError>, Disposition) {
+) -> (Result<Event, event::ParseError>, Disposition) {
     let msg = ReceivedMessage {
         message_id: format!("m-{n}"),
         receipt_handle: format!("r-{n}"),
@@ -883,7 +883,7 @@ async fn deliver(
         sent_at: None,
         receive_count: 1,
     };
-    let event = source::parse(body, &p.parse_options());
+    let event = event::parse(body, &p.parse_options());
     let (_, disposition) = p
         .process_batch(source, vec![msg.clone()])
         .await
@@ -898,7 +898,7 @@ async fn deliver(
 fn check_first(
     case: &Case,
     body: &str,
-    event: &Result<Event, source::ParseError>,
+    event: &Result<Event, event::ParseError>,
     disposition: &Disposition,
     w: &World,
     s: &mut Stats,
@@ -955,7 +955,7 @@ fn check_first(
                             | Shape::Ec2StateTerminated
                     ) || (matches!(shape, Shape::Ec2StateShuttingDown)
                         && case.shutting_down_is_termination);
-                    if termination_shape && nodereaper::source::message::is_instance_id(id) {
+                    if termination_shape && nodereaper::core::event::is_instance_id(id) {
                         return fail("a well-formed termination was not recognised".into());
                     }
                 }

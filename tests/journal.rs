@@ -11,12 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use common::*;
+use nodereaper::act::resolve::Resolver;
 use nodereaper::act::{DeletionLimiter, Outcome, Reaper, Request, Target};
-use nodereaper::chef::auth::SignVersion;
-use nodereaper::chef::resolve::Resolver;
-use nodereaper::chef::{AclObject, ChefClient, ChefError, ClientKey, ServerInfo, ServerKind};
-use nodereaper::decide::Protection;
-use nodereaper::journal::{EntryFilter, JournalEntry, LocalJournal, Presence};
+use nodereaper::adapters::chef::auth::SignVersion;
+use nodereaper::adapters::chef::{
+    AclObject, ChefClient, ChefError, ClientKey, ServerInfo, ServerKind,
+};
+use nodereaper::adapters::journal::{EntryFilter, JournalEntry, LocalJournal, Presence};
+use nodereaper::core::verify::Protection;
 use nodereaper::ports::{ChefApi, Deleted, Journal, SearchRow};
 use serde_json::{json, Value};
 
@@ -296,12 +298,12 @@ async fn partial_failure_then_retry_still_restores_node_and_client() {
         node: Some(name.clone()),
         ..Default::default()
     };
-    let regs = nodereaper::restore::select(&journal, &filter)
+    let regs = nodereaper::jobs::restore::select(&journal, &filter)
         .await
         .expect("select");
     assert_eq!(regs.len(), 1);
     assert_eq!(regs[0].entry_ids.len(), 2, "both entries are merged");
-    let restored = nodereaper::restore::restore(admin.as_ref(), &regs[0], false)
+    let restored = nodereaper::jobs::restore::restore(admin.as_ref(), &regs[0], false)
         .await
         .expect("restore");
     assert_eq!(restored.node_action, "created");
@@ -379,10 +381,11 @@ async fn goiardi_never_receives_keys_or_acl_calls() {
     let original_key = register_with_key(&admin, &name).await;
     let proxy = CountingProxy::start(stack().chef_url()).await;
     let chef = Arc::new(
-        ChefClient::new(nodereaper::chef::ChefSettings {
+        ChefClient::new(nodereaper::adapters::chef::ChefSettings {
             server_url: url::Url::parse(&proxy.url).expect("url"),
             client_name: "admin".into(),
-            key: nodereaper::chef::auth::SigningKey::from_pem(&admin_key_pem()).expect("key"),
+            key: nodereaper::adapters::chef::auth::SigningKey::from_pem(&admin_key_pem())
+                .expect("key"),
             sign_version: SignVersion::V1_3,
             timeout: std::time::Duration::from_secs(30),
             ca_bundle: None,
@@ -439,10 +442,10 @@ async fn goiardi_never_receives_keys_or_acl_calls() {
         Deleted::Removed
     );
     // And through the reaper and a restore.
-    let regs = nodereaper::restore::select(&journal, &EntryFilter::default())
+    let regs = nodereaper::jobs::restore::select(&journal, &EntryFilter::default())
         .await
         .expect("select");
-    let restored = nodereaper::restore::restore(chef.as_ref(), &regs[0], false)
+    let restored = nodereaper::jobs::restore::restore(chef.as_ref(), &regs[0], false)
         .await
         .expect("restore");
     assert_eq!(restored.client_action, "created_with_original_key");
@@ -469,7 +472,7 @@ async fn goiardi_never_receives_keys_or_acl_calls() {
 
 #[tokio::test]
 async fn s3_journal_encrypts_verifies_and_prunes_in_moto() {
-    use nodereaper::journal::S3Journal;
+    use nodereaper::adapters::journal::S3Journal;
     let sdk = aws().await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
@@ -549,9 +552,10 @@ async fn s3_journal_encrypts_verifies_and_prunes_in_moto() {
     assert_eq!(damage.len(), 1, "{damage:?}");
     assert!(damage[0].location.contains("-bad-"), "{damage:?}");
 
-    let removed = nodereaper::journal::prune(&journal, std::time::Duration::from_secs(90 * 86400))
-        .await
-        .expect("prune");
+    let removed =
+        nodereaper::adapters::journal::prune(&journal, std::time::Duration::from_secs(90 * 86400))
+            .await
+            .expect("prune");
     assert_eq!(removed, 1);
     let left: Vec<_> = journal
         .entries()

@@ -321,7 +321,7 @@ fn eventbridge_event(instance_id: &str) -> Value {
     })
 }
 
-async fn registered(chef: &nodereaper::chef::ChefClient, name: &str) -> (bool, bool) {
+async fn registered(chef: &nodereaper::adapters::chef::ChefClient, name: &str) -> (bool, bool) {
     (
         chef.get_node(name).await.expect("node").is_some(),
         chef.get_client(name).await.expect("client").is_some(),

@@ -254,7 +254,7 @@ async fn cloudformation_function_stack_creates_in_moto() {
     assert_eq!(rule["Targets"], serde_json::json!([queue_arn]));
     assert_eq!(
         rule["EventPattern"]["detail-type"],
-        serde_json::json!(nodereaper::setup::EVENT_DETAIL_TYPES)
+        serde_json::json!(nodereaper::jobs::setup::EVENT_DETAIL_TYPES)
     );
 
     // The role: assumed by Lambda, the daemon's statements plus the key read.

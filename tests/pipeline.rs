@@ -5,10 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use nodereaper::aws::sqs::{SqsQueue, REASON_ATTRIBUTE};
-use nodereaper::journal::LocalJournal;
-use nodereaper::pipeline::Source;
+use nodereaper::adapters::aws::sqs::{SqsQueue, REASON_ATTRIBUTE};
+use nodereaper::adapters::journal::LocalJournal;
 use nodereaper::ports::{ChefApi, Journal};
+use nodereaper::run::Source;
 use serde_json::json;
 use tokio::sync::watch;
 

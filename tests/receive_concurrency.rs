@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
+use nodereaper::adapters::aws::AwsError;
 use nodereaper::app;
-use nodereaper::aws::AwsError;
 use nodereaper::config::Config;
-use nodereaper::pipeline::{Pipeline, Summary};
 use nodereaper::ports::{ChefApi, Queue, ReceivedMessage};
+use nodereaper::run::{Pipeline, Summary};
 use tokio::sync::watch;
 
 /// Wraps the real SQS queue and watches it: receives in flight, and

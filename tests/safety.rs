@@ -14,7 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use nodereaper::chef::ChefClient;
+use nodereaper::adapters::chef::ChefClient;
 use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
 

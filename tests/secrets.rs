@@ -6,12 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use nodereaper::adapters::chef::auth::{SignVersion, SigningKey};
+use nodereaper::adapters::chef::{ChefClient, ChefError, ChefSettings};
+use nodereaper::adapters::secrets::{self, KeyStore, RotatingChef};
 use nodereaper::app;
-use nodereaper::chef::auth::{SignVersion, SigningKey};
-use nodereaper::chef::{ChefClient, ChefError, ChefSettings};
 use nodereaper::config::Config;
 use nodereaper::ports::ChefApi;
-use nodereaper::secrets::{self, KeyStore, RotatingChef};
 use serde_json::json;
 
 /// A new key for the client: deleted and created again (goiardi generates it).
@@ -91,7 +91,7 @@ async fn key_from_secrets_manager_and_ssm() {
     let api = app::chef_api(&cfg).await.expect("chef api from SSM");
     assert!(api.get_client(&name).await.expect("signed").is_some());
     // The doctor reads it too.
-    let checks = nodereaper::doctor::run(&cfg, "test").await;
+    let checks = nodereaper::jobs::doctor::run(&cfg, "test").await;
     let key_check = checks
         .iter()
         .find(|c| c.name == "chef key")
@@ -100,12 +100,12 @@ async fn key_from_secrets_manager_and_ssm() {
     assert!(key_check.detail.contains(&parameter), "{key_check:?}");
 
     // --print-iam-policy carries the read permission for the configured store.
-    let policy = nodereaper::setup::iam_policy_for(&[], &[], None, &cfg.chef).to_string();
+    let policy = nodereaper::jobs::setup::iam_policy_for(&[], &[], None, &cfg.chef).to_string();
     assert!(
         policy.contains("ssm:GetParameter") && policy.contains(&format!("parameter{parameter}")),
         "{policy}"
     );
-    let policy = nodereaper::setup::iam_policy_for(&[], &[], None, &config(&name).chef);
+    let policy = nodereaper::jobs::setup::iam_policy_for(&[], &[], None, &config(&name).chef);
     assert!(!policy.to_string().contains("ChefKey"), "{policy}");
 }
 
@@ -123,7 +123,7 @@ async fn errors_name_the_secret_and_what_is_wrong() {
             && err.contains("does not exist"),
         "{err}"
     );
-    let checks = nodereaper::doctor::run(&cfg, "test").await;
+    let checks = nodereaper::jobs::doctor::run(&cfg, "test").await;
     let key_check = checks
         .iter()
         .find(|c| c.name == "chef key")

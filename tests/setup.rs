@@ -19,7 +19,7 @@ use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
 use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use common::*;
-use nodereaper::setup::{
+use nodereaper::jobs::setup::{
     self, iam_policy, ChangeAction, LifecycleHookSpec, SetupError, SetupReport, SetupSpec,
 };
 use serde_json::Value;

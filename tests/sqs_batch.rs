@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use nodereaper::aws::sqs::SqsQueue;
+use nodereaper::adapters::aws::sqs::SqsQueue;
 use nodereaper::ports::{Queue, ReceivedMessage};
 
 /// `nodereaper_aws_request_duration_seconds_count` for one SQS operation.

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
+use nodereaper::act::resolve::Resolver;
 use nodereaper::act::{DeletionLimiter, Reaper};
-use nodereaper::chef::resolve::Resolver;
-use nodereaper::chef::{ChefClient, ChefError};
+use nodereaper::adapters::chef::{ChefClient, ChefError};
+use nodereaper::adapters::journal::LocalJournal;
 use nodereaper::config::ProtectConfig;
-use nodereaper::decide::Protection;
-use nodereaper::journal::LocalJournal;
+use nodereaper::core::verify::Protection;
+use nodereaper::jobs::sweep::{sweep, Report, Silent, SweepSettings, Verdict};
 use nodereaper::ports::{ChefApi, Deleted, InstanceInventory, Journal, SearchRow};
-use nodereaper::sweep::{sweep, Report, Silent, SweepSettings, Verdict};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -40,11 +40,12 @@ fn settings(apply: bool) -> SweepSettings {
 
 async fn inventories() -> HashMap<String, Arc<dyn InstanceInventory>> {
     let sdk = aws().await;
-    let inv: Arc<dyn InstanceInventory> = Arc::new(nodereaper::aws::ec2::Ec2Inventory::new(
-        aws_sdk_ec2::Client::new(&sdk),
-        aws_sdk_autoscaling::Client::new(&sdk),
-        "us-east-1",
-    ));
+    let inv: Arc<dyn InstanceInventory> =
+        Arc::new(nodereaper::adapters::aws::ec2::Ec2Inventory::new(
+            aws_sdk_ec2::Client::new(&sdk),
+            aws_sdk_autoscaling::Client::new(&sdk),
+            "us-east-1",
+        ));
     HashMap::from([("us-east-1".to_string(), inv)])
 }
 
@@ -347,15 +348,15 @@ async fn deleted_node_restores_equal_to_the_original() {
     assert!(chef.get_node(&name).await.expect("get").is_none());
 
     let journal = LocalJournal::open(journal_dir.path()).expect("journal");
-    let filter = nodereaper::journal::EntryFilter {
+    let filter = nodereaper::adapters::journal::EntryFilter {
         node: Some(name.clone()),
         ..Default::default()
     };
-    let entries = nodereaper::restore::select(&journal, &filter)
+    let entries = nodereaper::jobs::restore::select(&journal, &filter)
         .await
         .expect("select");
     assert_eq!(entries.len(), 1);
-    let restored = nodereaper::restore::restore(chef.as_ref(), &entries[0], false)
+    let restored = nodereaper::jobs::restore::restore(chef.as_ref(), &entries[0], false)
         .await
         .expect("restore");
     assert_eq!(restored.node_action, "created");
@@ -377,11 +378,11 @@ async fn deleted_node_restores_equal_to_the_original() {
     );
 
     // Restoring over an existing node is refused without --force.
-    let err = nodereaper::restore::restore(chef.as_ref(), &entries[0], false)
+    let err = nodereaper::jobs::restore::restore(chef.as_ref(), &entries[0], false)
         .await
         .expect_err("must refuse");
     assert!(err.to_string().contains("--force"), "{err}");
-    let forced = nodereaper::restore::restore(chef.as_ref(), &entries[0], true)
+    let forced = nodereaper::jobs::restore::restore(chef.as_ref(), &entries[0], true)
         .await
         .expect("force");
     assert_eq!(forced.node_action, "replaced");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use nodereaper::chef::ChefClient;
+use nodereaper::adapters::chef::ChefClient;
 use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
 

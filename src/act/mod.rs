@@ -2,6 +2,7 @@
 
 pub mod limiter;
 pub mod reaper;
+pub mod resolve;
 
 pub use limiter::DeletionLimiter;
 pub use reaper::{Outcome, Plan, ReapError, Reaper, Recheck, Request, Target};

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::DeletionLimiter;
-use crate::chef::resolve::{Registration, ResolveError, Resolver};
-use crate::chef::ChefError;
-use crate::decide::Protection;
-use crate::error::{Classify, Retry};
-use crate::journal::{JournalEntry, JournalError};
+use crate::act::resolve::{Registration, ResolveError, Resolver};
+use crate::adapters::chef::ChefError;
+use crate::adapters::journal::{JournalEntry, JournalError};
+use crate::core::error::{Classify, Retry};
+use crate::core::verify::Protection;
 use crate::ports::{ChefApi, Deleted, Journal};
 use crate::telemetry::metrics;
 
@@ -63,7 +63,7 @@ impl Recheck {
     /// Why the node no longer qualifies, if it does not.
     fn violation(&self, node: Option<&serde_json::Value>) -> Option<String> {
         let node = node?;
-        let recorded = crate::chef::resolve::recorded_instance_id(node);
+        let recorded = crate::act::resolve::recorded_instance_id(node);
         if recorded != Some(self.instance_id.as_str()) {
             return Some(format!(
                 "node now records instance {} instead of {}",
@@ -168,7 +168,7 @@ impl ReapError {
     /// can probe without a message. A denied DELETE or an empty DELETE
     /// answer shows only on a real deletion.
     pub fn any_request_shows_it(&self) -> bool {
-        use crate::chef::ChefError as E;
+        use crate::adapters::chef::ChefError as E;
         let chef = match self {
             ReapError::Chef(e) | ReapError::Resolve(ResolveError::Chef(e)) => e,
             _ => return false,
@@ -230,7 +230,7 @@ impl Reaper {
                 Some(id.clone()),
             ),
             Target::Node(name) => {
-                if !crate::chef::resolve::is_safe_name(name) {
+                if !crate::act::resolve::is_safe_name(name) {
                     return Err(ResolveError::UnsafeName {
                         kind: "node",
                         name: name.clone(),
@@ -240,7 +240,7 @@ impl Reaper {
                 let node = self.chef.get_node(name).await?;
                 let instance_id = node
                     .as_ref()
-                    .and_then(crate::chef::resolve::recorded_instance_id)
+                    .and_then(crate::act::resolve::recorded_instance_id)
                     .map(str::to_string);
                 (
                     Some(Registration {
@@ -256,7 +256,7 @@ impl Reaper {
         let Some(registration) = registration else {
             return Ok(None);
         };
-        if !crate::chef::resolve::is_safe_name(&registration.client_name) {
+        if !crate::act::resolve::is_safe_name(&registration.client_name) {
             return Err(ResolveError::UnsafeName {
                 kind: "client",
                 name: registration.client_name,
@@ -412,7 +412,7 @@ fn changed_since(
     client: &Option<serde_json::Value>,
     client_now: &Option<serde_json::Value>,
 ) -> Option<String> {
-    use crate::chef::resolve::recorded_instance_id;
+    use crate::act::resolve::recorded_instance_id;
     if let (Some(before), Some(now)) = (node, node_now) {
         if recorded_instance_id(before) != recorded_instance_id(now) {
             return Some(format!(

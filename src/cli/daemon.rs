@@ -123,7 +123,7 @@ async fn daily_prune(
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        match nodereaper::journal::prune(journal.as_ref(), retention).await {
+        match nodereaper::adapters::journal::prune(journal.as_ref(), retention).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, retention = ?retention, "journal pruned"),
             Err(e) => tracing::warn!(error = %e, "journal prune failed; will retry tomorrow"),
@@ -136,7 +136,7 @@ async fn daily_prune(
 async fn periodic_sweep(
     reaper: Arc<nodereaper::act::Reaper>,
     inventories: std::collections::HashMap<String, Arc<dyn nodereaper::ports::InstanceInventory>>,
-    settings: nodereaper::sweep::SweepSettings,
+    settings: nodereaper::jobs::sweep::SweepSettings,
     every: std::time::Duration,
     per_day: usize,
     mut shutdown: watch::Receiver<bool>,
@@ -172,8 +172,13 @@ async fn periodic_sweep(
         } else if run.apply {
             run.max_candidates = run.max_candidates.min(per_day - today);
         }
-        let result =
-            nodereaper::sweep::sweep(&reaper, &inventories, &run, &nodereaper::sweep::Silent).await;
+        let result = nodereaper::jobs::sweep::sweep(
+            &reaper,
+            &inventories,
+            &run,
+            &nodereaper::jobs::sweep::Silent,
+        )
+        .await;
         match result {
             Ok(r) => {
                 deleted.push_back((now, r.deleted));

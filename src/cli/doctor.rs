@@ -20,11 +20,11 @@ pub async fn doctor(config: Config, path: Option<&Path>, args: DoctorArgs) -> Re
         Some(p) => p.display().to_string(),
         None => "configuration (defaults and environment)".into(),
     };
-    let checks = nodereaper::doctor::run(&config, &source).await;
+    let checks = nodereaper::jobs::doctor::run(&config, &source).await;
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
-        print!("{}", nodereaper::doctor::render(&checks));
+        print!("{}", nodereaper::jobs::doctor::render(&checks));
     }
     Ok(if checks.iter().all(|c| c.ok) {
         ExitCode::SUCCESS

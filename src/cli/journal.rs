@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use nodereaper::adapters::journal::EntryFilter;
 use nodereaper::app;
 use nodereaper::config::Config;
-use nodereaper::journal::EntryFilter;
 use nodereaper::ports::ChefApi;
 
 use anyhow::{bail, Context, Result};
@@ -123,7 +123,7 @@ pub async fn journal(config: Config, args: JournalArgs) -> Result<ExitCode> {
                 })?,
                 None => config.journal.retention,
             };
-            let removed = nodereaper::journal::prune(journal.as_ref(), retention).await?;
+            let removed = nodereaper::adapters::journal::prune(journal.as_ref(), retention).await?;
             println!(
                 "removed {removed} entries older than {}",
                 humantime::format_duration(retention)
@@ -162,7 +162,7 @@ pub async fn journal(config: Config, args: JournalArgs) -> Result<ExitCode> {
     for e in &entries {
         let client = match (&e.client, e.client_status) {
             (Some(_), _) => "backed",
-            (None, Some(nodereaper::journal::Presence::AlreadyGone)) => "gone",
+            (None, Some(nodereaper::adapters::journal::Presence::AlreadyGone)) => "gone",
             (None, _) => "-",
         };
         println!(
@@ -210,7 +210,7 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         node: args.node.clone(),
         instance: None,
     };
-    let registrations = nodereaper::restore::select(journal.as_ref(), &filter).await?;
+    let registrations = nodereaper::jobs::restore::select(journal.as_ref(), &filter).await?;
     if registrations.is_empty() {
         bail!(
             "the journal has no matching entry{}",
@@ -224,7 +224,7 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
     let mut new_keys = Vec::new();
     let mut failed = 0;
     for reg in &registrations {
-        match nodereaper::restore::restore(&chef, reg, args.force).await {
+        match nodereaper::jobs::restore::restore(&chef, reg, args.force).await {
             Ok(r) => {
                 if r.partial() {
                     failed += 1;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use nodereaper::source;
+use nodereaper::core::event;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -25,10 +25,10 @@ pub fn parse(args: &ParseArgs) -> Result<ExitCode> {
         }
         None => std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?,
     };
-    let opts = source::ParseOptions {
+    let opts = event::ParseOptions {
         shutting_down_is_termination: args.shutting_down_is_termination,
     };
-    match source::parse(&body, &opts) {
+    match event::parse(&body, &opts) {
         Ok(event) => {
             println!("{}", serde_json::to_string_pretty(&event)?);
             Ok(ExitCode::SUCCESS)

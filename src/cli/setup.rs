@@ -10,7 +10,7 @@ use super::{ExitCode, Output};
 #[derive(Args)]
 pub struct SetupArgs {
     /// Base name: topic and queue NAME, DLQ NAME-dlq, rule NAME-asg-terminate.
-    #[arg(long, default_value = nodereaper::setup::DEFAULT_NAME)]
+    #[arg(long, default_value = nodereaper::jobs::setup::DEFAULT_NAME)]
     pub name: String,
     /// Auto Scaling group to wire (repeatable; must exist).
     #[arg(long = "asg", value_name = "GROUP")]
@@ -30,7 +30,7 @@ pub struct SetupArgs {
     /// Add a termination lifecycle hook notifying the topic on each group.
     #[arg(long, requires = "hook_role_arn")]
     pub lifecycle_hook: bool,
-    #[arg(long, default_value = nodereaper::setup::DEFAULT_HOOK_NAME)]
+    #[arg(long, default_value = nodereaper::jobs::setup::DEFAULT_HOOK_NAME)]
     pub hook_name: String,
     #[arg(long, default_value_t = 300)]
     pub hook_heartbeat_timeout: u32,
@@ -65,7 +65,7 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 }
 
 pub async fn setup(config: Config, args: SetupArgs) -> Result<ExitCode> {
-    use nodereaper::setup::{self, LifecycleHookSpec, SetupSpec};
+    use nodereaper::jobs::setup::{self, LifecycleHookSpec, SetupSpec};
     let journal = config
         .journal
         .s3_bucket
@@ -106,7 +106,7 @@ pub async fn setup(config: Config, args: SetupArgs) -> Result<ExitCode> {
         eventbridge_rule: args.eventbridge_rule,
         dry_run: args.dry_run,
     };
-    let sdk = nodereaper::aws::sdk_config(&config.aws, args.region.as_deref()).await;
+    let sdk = nodereaper::adapters::aws::sdk_config(&config.aws, args.region.as_deref()).await;
     let report = setup::setup(&sdk, &spec).await?;
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use nodereaper::adapters::aws::ec2::Ec2Inventory;
 use nodereaper::app;
-use nodereaper::aws::ec2::Ec2Inventory;
 use nodereaper::config::Config;
+use nodereaper::jobs::sweep::{Progress, SweepSettings};
 use nodereaper::ports::InstanceInventory;
-use nodereaper::sweep::{Progress, SweepSettings};
 
 use anyhow::Result;
 use clap::Args;
@@ -34,7 +34,7 @@ pub async fn sweep_inventories(config: &Config) -> (String, HashMap<String, Arc<
     let mut regions = config.sweep.regions.clone();
     let default_region = match config.aws.region.clone() {
         Some(r) => r,
-        None => nodereaper::aws::sdk_config(&config.aws, None)
+        None => nodereaper::adapters::aws::sdk_config(&config.aws, None)
             .await
             .region()
             .map(|r| r.to_string())
@@ -136,7 +136,7 @@ pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
     let inventories = as_inventories(&ec2);
     let settings = sweep_settings(&config, default_region, args.apply, args.force);
     let bar = Bar::new(args.output == Output::Text);
-    let report = nodereaper::sweep::sweep(&reaper, &inventories, &settings, &bar).await;
+    let report = nodereaper::jobs::sweep::sweep(&reaper, &inventories, &settings, &bar).await;
     bar.finish();
     let report = report?;
     // What the sweep cost, by endpoint.

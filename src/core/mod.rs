@@ -1,5 +1,10 @@
 //! Pure domain rules shared by every path (events, sweep, deregister): no I/O
-//! and no dependency on adapters.
+//! and no dependency on adapters, actions, runners or jobs.
 
+pub mod ec2;
+pub mod error;
+pub mod event;
 pub mod placement;
+pub mod protect;
+pub mod verify;
 pub mod zone;

@@ -2,7 +2,7 @@
 //!
 //! "Unknown to EC2" only means "gone" when the right account and region were
 //! asked; the placement of every termination comes from the event itself
-//! (see [`crate::source::message::Termination`]), never from wherever the
+//! (see [`crate::core::event::Termination`]), never from wherever the
 //! queue happens to be, except for the region of a raw lifecycle hook
 //! message, which names none.
 

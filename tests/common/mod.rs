@@ -9,8 +9,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use nodereaper::chef::auth::{SignVersion, SigningKey};
-use nodereaper::chef::{ChefClient, ChefSettings};
+use nodereaper::adapters::chef::auth::{SignVersion, SigningKey};
+use nodereaper::adapters::chef::{ChefClient, ChefSettings};
 use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
 
@@ -202,7 +202,7 @@ pub async fn aws() -> aws_config::SdkConfig {
 pub async fn aws_in(region: &str) -> aws_config::SdkConfig {
     stack();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(nodereaper::aws::https_client())
+        .http_client(nodereaper::adapters::aws::https_client())
         .region(aws_config::Region::new(region.to_string()))
         .endpoint_url(stack().moto_url())
         .load()
@@ -564,7 +564,7 @@ pub fn param<'a>(call: &'a [(String, String)], key: &str) -> Option<&'a str> {
 pub async fn pipeline(
     cfg: &nodereaper::config::Config,
     recorder: Option<&LifecycleRecorder>,
-) -> std::sync::Arc<nodereaper::pipeline::Pipeline> {
+) -> std::sync::Arc<nodereaper::run::Pipeline> {
     let chef: std::sync::Arc<dyn ChefApi> =
         std::sync::Arc::new(nodereaper::app::chef_client(cfg).expect("chef"));
     let mut p = nodereaper::app::pipeline(cfg, chef)
@@ -573,9 +573,9 @@ pub async fn pipeline(
     if let Some(rec) = recorder {
         // moto 5.2 does not implement CompleteLifecycleAction: lifecycle
         // calls go to the recording endpoint, EC2 stays moto's.
-        let lifecycle = std::sync::Arc::new(nodereaper::aws::lifecycle::AsgLifecycle::new(
-            rec.client().await,
-        ));
+        let lifecycle = std::sync::Arc::new(
+            nodereaper::adapters::aws::lifecycle::AsgLifecycle::new(rec.client().await),
+        );
         for s in &mut p.sources {
             s.fleet = std::sync::Arc::new(nodereaper::testing::LifecycleOverride {
                 inner: s.fleet.clone(),
@@ -590,7 +590,7 @@ pub async fn pipeline(
 pub async fn drain(
     cfg: &nodereaper::config::Config,
     recorder: Option<&LifecycleRecorder>,
-) -> nodereaper::pipeline::Summary {
+) -> nodereaper::run::Summary {
     let p = pipeline(cfg, recorder).await;
     let (_tx, rx) = tokio::sync::watch::channel(false);
     tokio::time::timeout(Duration::from_secs(120), p.run(rx, true))
@@ -599,14 +599,18 @@ pub async fn drain(
 }
 
 /// Neither the node nor the client of `name` is registered any more.
-pub async fn node_gone(chef: &nodereaper::chef::ChefClient, name: &str) -> bool {
+pub async fn node_gone(chef: &nodereaper::adapters::chef::ChefClient, name: &str) -> bool {
     chef.get_node(name).await.expect("get node").is_none()
         && chef.get_client(name).await.expect("get client").is_none()
 }
 
 /// Creates an API client whose key pair goiardi generates (as chef-client's
 /// registration does); returns the private key PEM.
-pub async fn new_client(chef: &nodereaper::chef::ChefClient, name: &str, admin: bool) -> String {
+pub async fn new_client(
+    chef: &nodereaper::adapters::chef::ChefClient,
+    name: &str,
+    admin: bool,
+) -> String {
     let resp = chef
         .send(
             reqwest::Method::POST,
@@ -632,7 +636,7 @@ pub async fn dead_letters(dlq: &str) -> Vec<(String, String)> {
         .map(|m| {
             let reason = m
                 .message_attributes()
-                .and_then(|a| a.get(nodereaper::aws::sqs::REASON_ATTRIBUTE))
+                .and_then(|a| a.get(nodereaper::adapters::aws::sqs::REASON_ATTRIBUTE))
                 .and_then(|v| v.string_value())
                 .unwrap_or_default()
                 .to_string();

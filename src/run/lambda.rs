@@ -37,11 +37,11 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
+use crate::adapters::aws::AwsError;
 use crate::app::{self, AppError};
-use crate::aws::AwsError;
 use crate::config::{Config, JournalConfig};
-use crate::pipeline::{Disposition, Pipeline, Source};
 use crate::ports::{Queue, ReceivedMessage};
+use crate::run::{Disposition, Pipeline, Source};
 
 /// The environment variable the Lambda service sets for custom runtimes.
 pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
@@ -226,7 +226,14 @@ impl Queue for LambdaQueue {
     /// Sends a copy with the reason to the DLQ; does not delete (the
     /// response does, for SQS).
     async fn dead_letter(&self, msg: &ReceivedMessage, reason: &str) -> Result<(), AwsError> {
-        crate::aws::sqs::send_dead_letter(&self.sqs, &self.dlq_url, &self.origin, msg, reason).await
+        crate::adapters::aws::sqs::send_dead_letter(
+            &self.sqs,
+            &self.dlq_url,
+            &self.origin,
+            msg,
+            reason,
+        )
+        .await
     }
 }
 

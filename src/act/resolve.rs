@@ -11,10 +11,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::ChefError;
-use crate::error::{Classify, Retry};
+use crate::adapters::chef::ChefError;
+use crate::core::error::{Classify, Retry};
+use crate::core::event::is_instance_id;
 use crate::ports::ChefApi;
-use crate::source::message::is_instance_id;
 
 /// How registrations are looked up.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use super::AwsError;
-use crate::error::Classify;
+use crate::core::error::Classify;
 use crate::ports::{Completion, Lifecycle, LifecycleAction};
 
 pub struct AsgLifecycle {

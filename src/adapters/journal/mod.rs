@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chef::{AclObject, ChefError, ClientKey, ServerKind};
-use crate::error::{Classify, Retry};
+use crate::adapters::chef::{AclObject, ChefError, ClientKey, ServerKind};
+use crate::core::error::{Classify, Retry};
 use crate::ports::{ChefApi, Journal};
 
 pub use local::LocalJournal;
@@ -315,7 +315,7 @@ pub enum JournalError {
     S3 {
         location: String,
         #[source]
-        source: Box<crate::aws::AwsError>,
+        source: Box<crate::adapters::aws::AwsError>,
     },
 }
 

@@ -34,8 +34,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
-use crate::aws::AwsError;
-use crate::error::{Classify, Retry};
+use crate::adapters::aws::AwsError;
+use crate::core::error::{Classify, Retry};
 
 /// Default base name of the topic, the queue and (with `-dlq`) the DLQ.
 pub const DEFAULT_NAME: &str = "nodereaper";
@@ -571,7 +571,7 @@ pub fn iam_policy(
 /// The statement that lets nodereaper read its Chef key from a secret store
 /// (`chef.client_key_secret` / `chef.client_key_parameter`), to add to
 /// [`iam_policy`]'s statements when such a key is configured.
-pub fn key_store_statement(store: &crate::secrets::KeyStore) -> Value {
+pub fn key_store_statement(store: &crate::adapters::secrets::KeyStore) -> Value {
     let partition = store
         .name()
         .strip_prefix("arn:")
@@ -594,7 +594,7 @@ pub fn iam_policy_for(
 ) -> Value {
     let mut policy = iam_policy(queue_arns, dlq_arns, journal);
     if let (Some(store), Some(statements)) = (
-        crate::secrets::KeyStore::from_config(chef),
+        crate::adapters::secrets::KeyStore::from_config(chef),
         policy["Statement"].as_array_mut(),
     ) {
         statements.push(key_store_statement(&store));

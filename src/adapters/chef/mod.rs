@@ -4,13 +4,12 @@
 pub mod auth;
 pub mod client;
 pub mod credentials;
-pub mod resolve;
 pub mod server;
 
 pub use client::{ChefClient, ChefSettings};
 pub use server::{AclObject, ClientKey, ServerInfo, ServerKind};
 
-use crate::error::{Classify, Retry};
+use crate::core::error::{Classify, Retry};
 
 /// Everything that can go wrong talking to a Chef server. Every variant names
 /// the server, the object and (when there is one) the HTTP status.

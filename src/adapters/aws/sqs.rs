@@ -23,7 +23,7 @@ use aws_sdk_sqs::Client;
 use chrono::{TimeZone, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::Retry;
+use crate::core::error::Retry;
 
 use super::AwsError;
 use crate::ports::{Queue, ReceivedMessage};

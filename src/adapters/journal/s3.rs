@@ -12,7 +12,7 @@ use aws_sdk_s3::Client;
 use chrono::{DateTime, Utc};
 
 use super::{Damage, JournalEntry, JournalError};
-use crate::aws::AwsError;
+use crate::adapters::aws::AwsError;
 use crate::ports::Journal;
 
 pub struct S3Journal {

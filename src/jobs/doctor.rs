@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::adapters::aws::{self, sqs};
+use crate::adapters::chef::credentials::{self, KeySource};
+use crate::adapters::chef::{ChefError, ServerKind};
 use crate::app;
-use crate::aws::{self, sqs};
-use crate::chef::credentials::{self, KeySource};
-use crate::chef::{ChefError, ServerKind};
 use crate::config::Config;
 use crate::ports::{ChefApi, Queue};
 
@@ -156,8 +156,8 @@ async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
 }
 
 async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
-    if let Some(store) = crate::secrets::KeyStore::from_config(&cfg.chef) {
-        match crate::secrets::fetch_key(&cfg.aws, &store).await {
+    if let Some(store) = crate::adapters::secrets::KeyStore::from_config(&cfg.chef) {
+        match crate::adapters::secrets::fetch_key(&cfg.aws, &store).await {
             Ok(key) => checks.push(Check::pass(
                 "chef key",
                 format!("read {store}: an RSA private key ({key:?}), kept in memory"),

@@ -32,7 +32,14 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::ports::LifecycleAction;
+/// The identity of one pending Auto Scaling lifecycle action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LifecycleAction {
+    pub auto_scaling_group: String,
+    pub hook_name: String,
+    pub token: Option<String>,
+    pub instance_id: String,
+}
 
 /// Knobs for [`parse`].
 #[derive(Debug, Clone, Default)]

@@ -12,7 +12,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use crate::config::AwsConfig;
-use crate::error::{Classify, Retry};
+use crate::core::error::{Classify, Retry};
 
 /// A failed AWS call: which service, which operation, on what, and whether
 /// retrying can help.

@@ -1,13 +1,11 @@
 //! The decision: given a termination event and what EC2 says, act or refuse.
 //! Pure functions, no I/O.
 
-pub mod protect;
-
 use serde::Serialize;
 
-use crate::ports::InstanceInfo;
+use crate::core::ec2::InstanceInfo;
 
-pub use protect::Protection;
+pub use super::protect::Protection;
 
 /// What to do with a termination after checking EC2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

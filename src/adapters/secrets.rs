@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::aws::{self, AwsError};
-use crate::chef::auth::{AuthError, SigningKey};
-use crate::chef::credentials::KeySource;
-use crate::chef::{AclObject, ClientKey, ServerInfo};
-use crate::chef::{ChefClient, ChefError};
+use crate::adapters::aws::{self, AwsError};
+use crate::adapters::chef::auth::{AuthError, SigningKey};
+use crate::adapters::chef::credentials::KeySource;
+use crate::adapters::chef::{AclObject, ClientKey, ServerInfo};
+use crate::adapters::chef::{ChefClient, ChefError};
 use crate::config::{AwsConfig, ChefConfig};
 use crate::ports::{ChefApi, Deleted, SearchRow};
 
@@ -520,7 +520,7 @@ mod tests {
                 target: "/k".into(),
                 code: Some("AccessDeniedException".into()),
                 message: "User is not authorized".into(),
-                retry: crate::error::Retry::Permanent,
+                retry: crate::core::error::Retry::Permanent,
                 status: Some(400),
             },
         )

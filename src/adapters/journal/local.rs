@@ -514,7 +514,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let journal = LocalJournal::open(dir.path()).expect("open");
         let mut entry = entry("web-1");
-        entry.client_keys = Some(vec![crate::chef::ClientKey {
+        entry.client_keys = Some(vec![crate::adapters::chef::ClientKey {
             name: "default".into(),
             public_key: "-----BEGIN PUBLIC KEY-----".into(),
             expiration_date: "infinity".into(),
@@ -613,9 +613,10 @@ mod tests {
         let new = entry("new");
         journal.record(&old).await.expect("record");
         journal.record(&new).await.expect("record");
-        let removed = crate::journal::prune(&journal, std::time::Duration::from_secs(90 * 86400))
-            .await
-            .expect("prune");
+        let removed =
+            crate::adapters::journal::prune(&journal, std::time::Duration::from_secs(90 * 86400))
+                .await
+                .expect("prune");
         assert_eq!(removed, 1);
         let left = journal.entries().await.expect("entries");
         assert_eq!(left.len(), 1);

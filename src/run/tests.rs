@@ -9,13 +9,13 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::act::resolve::Resolver;
 use crate::act::DeletionLimiter;
 use crate::act::{Request, Target};
-use crate::aws::AwsError;
-use crate::chef::resolve::Resolver;
-use crate::chef::ChefError;
-use crate::decide::Protection;
-use crate::journal::{JournalEntry, JournalError};
+use crate::adapters::aws::AwsError;
+use crate::adapters::chef::ChefError;
+use crate::adapters::journal::{JournalEntry, JournalError};
+use crate::core::verify::Protection;
 use crate::ports::{
     ChefApi, Deleted, InstanceInventory, Journal, Lifecycle, LifecycleAction, SearchRow,
 };
@@ -356,7 +356,7 @@ impl InstanceInventory for DeniedInventory {
             target: format!("{} instances", ids.len()),
             code: Some("UnauthorizedOperation".into()),
             message: "You are not authorized to perform this operation.".into(),
-            retry: crate::error::Retry::Permanent,
+            retry: crate::core::error::Retry::Permanent,
             status: Some(403),
         })
     }

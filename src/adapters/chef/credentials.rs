@@ -34,10 +34,10 @@ pub enum KeySource {
     /// PEM text given directly (e.g. inline in the credentials file).
     InlinePem(String),
     /// An AWS Secrets Manager secret (id or ARN) holding the PEM: fetched
-    /// by [`crate::secrets`], not by [`load_key`].
+    /// by [`crate::adapters::secrets`], not by [`load_key`].
     SecretsManager(String),
     /// An SSM Parameter Store SecureString parameter (name or ARN) holding
-    /// the PEM: fetched by [`crate::secrets`], not by [`load_key`].
+    /// the PEM: fetched by [`crate::adapters::secrets`], not by [`load_key`].
     SsmParameter(String),
 }
 
@@ -168,8 +168,8 @@ pub enum CredentialsError {
         /// Permission bits (`mode & 0o7777`).
         mode: u32,
     },
-    /// The key lives in an AWS secret store: [`crate::secrets`] fetches it.
-    #[error("{origin} is fetched from AWS (nodereaper::secrets), not loaded from disk")]
+    /// The key lives in an AWS secret store: [`crate::adapters::secrets`] fetches it.
+    #[error("{origin} is fetched from AWS (nodereaper::adapters::secrets), not loaded from disk")]
     RemoteKey {
         /// `Secrets Manager secret ID` or `SSM parameter NAME`.
         origin: String,

@@ -8,6 +8,7 @@
 //! after every step succeeded; see [`Disposition`] for the other endings.
 
 pub mod breaker;
+pub mod lambda;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,13 +25,13 @@ pub use breaker::{Breaker, Probe};
 use crate::act::reaper::Dependency;
 use crate::act::{Outcome, Reaper, Request, Target};
 use crate::config::{OtherEvents, PipelineConfig};
+use crate::core::error::{Classify, Retry};
+use crate::core::event::{self, Event, ParseOptions, Termination};
 use crate::core::placement::Placement;
-use crate::decide::{self, Verification};
-use crate::error::{Classify, Retry};
+use crate::core::verify::{self, Verification};
 use crate::ports::{
     Completion, Fleet, InstanceInfo, PlacementError, Queue, ReceivedMessage, Regional,
 };
-use crate::source::message::{self, Event, ParseOptions, Termination};
 use crate::telemetry::metrics;
 
 /// One queue, and where to find EC2 and Auto Scaling for the instances its
@@ -191,7 +192,7 @@ impl Pipeline {
         // Whether the last receive brought messages: only then is a second
         // receive started while one is in flight.
         let mut backlog = false;
-        let mut fetches: JoinSet<Result<usize, crate::aws::AwsError>> = JoinSet::new();
+        let mut fetches: JoinSet<Result<usize, crate::adapters::aws::AwsError>> = JoinSet::new();
         // A receive that finished while permits were awaited.
         let mut carried = None;
         loop {
@@ -448,7 +449,7 @@ impl Pipeline {
         messages: Vec<ReceivedMessage>,
     ) -> Vec<(
         ReceivedMessage,
-        Result<Event, message::ParseError>,
+        Result<Event, event::ParseError>,
         Option<Verdict>,
     )> {
         let queue_name = source.queue.name();
@@ -463,7 +464,7 @@ impl Pipeline {
                         .with_label_values(&[queue_name])
                         .observe(lag.as_secs_f64());
                 }
-                let event = message::parse(&msg.body, &opts);
+                let event = event::parse(&msg.body, &opts);
                 let kind = match &event {
                     Ok(Event::Termination(_)) => "termination",
                     Ok(Event::Test { .. }) => "test",
@@ -549,7 +550,7 @@ impl Pipeline {
         &self,
         source: &Source,
         msg: &ReceivedMessage,
-        event: Result<Event, message::ParseError>,
+        event: Result<Event, event::ParseError>,
         verdict: Option<Verdict>,
     ) -> Disposition {
         let event = match event {
@@ -658,7 +659,7 @@ impl Pipeline {
             }
         };
         let verification = if self.settings.verify_instance_state {
-            decide::verify(checked.info.as_ref(), &self.reaper.protection)
+            verify::verify(checked.info.as_ref(), &self.reaper.protection)
         } else {
             Verification::Confirmed {
                 evidence: "verification disabled".into(),

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::config::ProtectConfig;
-use crate::ports::InstanceInfo;
+use crate::core::ec2::InstanceInfo;
 
 /// Compiled [`ProtectConfig`].
 #[derive(Debug, Clone, Default)]

@@ -13,10 +13,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::act::{Outcome, Reaper, Recheck, Request, Target};
-use crate::aws::AwsError;
-use crate::chef::ChefError;
+use crate::adapters::aws::AwsError;
+use crate::adapters::chef::ChefError;
+use crate::core::event::is_instance_id;
 use crate::ports::{ChefApi, InstanceInfo, InstanceInventory};
-use crate::source::message::is_instance_id;
 use crate::telemetry::metrics;
 
 /// Ids re-checked against EC2 in one call right before their deletion.
@@ -254,7 +254,7 @@ pub async fn sweep(
         let Some(inv) = inventories.get(region) else {
             continue;
         };
-        for chunk in ids.chunks(crate::aws::ec2::IDS_PER_CALL) {
+        for chunk in ids.chunks(crate::adapters::aws::ec2::IDS_PER_CALL) {
             for (id, info) in inv.describe(chunk).await? {
                 states.insert((region.clone(), id), info);
             }

@@ -1,0 +1,8 @@
+//! The outside world behind the [`crate::ports`] traits: the Chef server
+//! (signed HTTP), AWS (SQS, EC2, Auto Scaling, STS, Secrets Manager/SSM) and
+//! the deletion journal (local directory or S3).
+
+pub mod aws;
+pub mod chef;
+pub mod journal;
+pub mod secrets;

@@ -1,0 +1,8 @@
+//! One-shot jobs the CLI (and the daemon's periodic sweep) run: the
+//! reconciliation sweep, restore from the journal, the doctor checks and the
+//! AWS wiring set-up.
+
+pub mod doctor;
+pub mod restore;
+pub mod setup;
+pub mod sweep;
