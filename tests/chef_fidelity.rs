@@ -482,7 +482,9 @@ async fn back_up(chef: &ChefClient, name: &str) -> JournalEntry {
         node,
         client,
     );
-    entry.add_server_extras(chef).await.expect("extras");
+    nodereaper::act::backup::add_server_extras(&mut entry, chef)
+        .await
+        .expect("extras");
     entry
 }
 

@@ -412,8 +412,7 @@ async fn goiardi_never_receives_keys_or_acl_calls() {
         node,
         client,
     );
-    entry
-        .add_server_extras(chef.as_ref())
+    nodereaper::act::backup::add_server_extras(&mut entry, chef.as_ref())
         .await
         .expect("extras");
     assert_eq!(entry.server_kind, Some(ServerKind::Goiardi));

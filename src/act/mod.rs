@@ -1,5 +1,6 @@
 //! Actions on the outside world: back up, then delete registrations.
 
+pub mod backup;
 pub mod limiter;
 pub mod reaper;
 pub mod resolve;

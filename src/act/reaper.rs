@@ -362,7 +362,7 @@ impl Reaper {
         );
         // Keys and ACLs where the server has them (Chef Infra Server API v1),
         // with the server kind and API version: what restore needs.
-        entry.add_server_extras(self.chef.as_ref()).await?;
+        super::backup::add_server_extras(&mut entry, self.chef.as_ref()).await?;
         self.journal
             .record(&entry)
             .await

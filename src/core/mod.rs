@@ -1,9 +1,11 @@
 //! Pure domain rules shared by every path (events, sweep, deregister): no I/O
 //! and no dependency on adapters, actions, runners or jobs.
 
+pub mod chef;
 pub mod ec2;
 pub mod error;
 pub mod event;
+pub mod journal;
 pub mod placement;
 pub mod protect;
 pub mod verify;

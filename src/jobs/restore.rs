@@ -12,9 +12,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::adapters::chef::server::ACL_PERMISSIONS;
 use crate::adapters::chef::{AclObject, ChefError, ClientKey, ServerInfo};
 use crate::adapters::journal::{EntryFilter, JournalEntry, JournalError, Presence};
+use crate::core::chef::ACL_PERMISSIONS;
 use crate::ports::{ChefApi, Journal};
 
 /// Top-level node keys the node endpoints accept on create/update. Anything
@@ -364,7 +364,7 @@ async fn restore_client(
         return Ok(());
     }
     let public_key = body
-        .and_then(crate::adapters::chef::server::client_public_key)
+        .and_then(crate::core::chef::client_public_key)
         .or_else(|| {
             // A key list backed up on a server with keys, restored elsewhere.
             keys.first().map(|k| k.public_key.as_str())

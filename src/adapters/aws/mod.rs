@@ -12,69 +12,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use crate::config::AwsConfig;
-use crate::core::error::{Classify, Retry};
-
-/// A failed AWS call: which service, which operation, on what, and whether
-/// retrying can help.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("AWS {service} {operation} on {target} failed: {message}")]
-pub struct AwsError {
-    pub service: &'static str,
-    pub operation: &'static str,
-    pub target: String,
-    /// The AWS error code (e.g. `ThrottlingException`), when there is one.
-    pub code: Option<String>,
-    pub message: String,
-    pub retry: Retry,
-    /// HTTP status of the answer, when there was one.
-    pub status: Option<u16>,
-}
-
-impl Classify for AwsError {
-    fn retry(&self) -> Retry {
-        self.retry
-    }
-
-    /// Permission and credential errors are nodereaper's, not the message's:
-    /// every message would fail alike, so messages are held, not dead-lettered.
-    fn blames_message(&self) -> bool {
-        !self.is_denied()
-    }
-}
-
-/// AWS error codes that mean "nodereaper may not do this" or "its
-/// credentials are bad": an IAM or credentials mistake, never the message's.
-const DENIED_CODES: &[&str] = &[
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnauthorizedOperation",
-    "UnauthorizedAccess",
-    "AuthFailure",
-    "AuthorizationError",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidClientTokenId",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "UnrecognizedClientException",
-    "IncompleteSignature",
-    "MissingAuthenticationToken",
-    "OptInRequired",
-    "AWS.SimpleQueueService.NonExistentQueue",
-    "InvalidSecurity",
-    "KMS.AccessDeniedException",
-];
-
-impl AwsError {
-    /// Whether AWS refused nodereaper itself (IAM, credentials), as opposed
-    /// to the request or the message.
-    pub fn is_denied(&self) -> bool {
-        self.code
-            .as_deref()
-            .is_some_and(|c| DENIED_CODES.contains(&c))
-            || self.status == Some(403)
-    }
-}
+use crate::core::error::Retry;
+pub use crate::ports::AwsError;
 
 /// AWS error codes that mean "slow down / try later".
 const TRANSIENT_CODES: &[&str] = &[
@@ -175,24 +114,6 @@ impl AwsError {
             status,
         }
     }
-
-    /// An error found in an otherwise successful answer.
-    pub fn invalid(
-        service: &'static str,
-        operation: &'static str,
-        target: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        AwsError {
-            service,
-            operation,
-            target: target.into(),
-            code: None,
-            message: message.into(),
-            retry: Retry::Permanent,
-            status: None,
-        }
-    }
 }
 
 /// The HTTPS client every AWS SDK client uses: hyper 1 + rustls 0.23 with
@@ -242,6 +163,7 @@ pub fn region_from_queue_url(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::error::Classify;
 
     fn error(code: Option<&str>, status: Option<u16>, retry: Retry) -> AwsError {
         AwsError {

@@ -12,13 +12,13 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::auth::{self, RequestToSign, SignVersion, SigningKey};
-use super::server::{self, AclObject, ClientKey, ServerInfo, ServerKind};
 use super::ChefError;
+use crate::core::chef::{self as server, AclObject, ClientKey, ServerInfo, ServerKind};
 use crate::ports::{ChefApi, Deleted, SearchRow};
 use crate::telemetry::metrics;
 
 /// `X-Ops-Server-API-Version` we ask for (Chef Infra Server 12.4+ API v1);
-/// what the answers then contain is in [`super::server`].
+/// what the answers then contain is in [`crate::core::chef`].
 pub const SERVER_API_VERSION: &str = "1";
 /// `X-Chef-Version` we announce; servers reject very old client versions.
 pub const CHEF_VERSION: &str = "18.0.0";
@@ -223,7 +223,7 @@ impl ChefClient {
         )
         .map_err(|source| ChefError::Signing {
             server: self.server.clone(),
-            source,
+            source: source.into(),
         })?;
         let mut req = self
             .http

@@ -1,7 +1,8 @@
 //! The outside world, behind small traits.
 //!
 //! The decision logic and the pipeline only see these traits; adapters live in
-//! [`crate::adapters::chef`], [`crate::adapters::aws`] and [`crate::adapters::journal`]. Tests swap in
+//! [`crate::adapters`]. Ports speak in [`crate::core`] types and their own
+//! error types ([`error`]) and depend on nothing else in the crate. Tests swap in
 //! in-memory versions where a real server adds nothing (pure logic), and the
 //! real adapters against goiardi and moto everywhere else.
 
@@ -11,14 +12,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::adapters::aws::AwsError;
-use crate::adapters::chef::{AclObject, ChefError, ClientKey, ServerInfo};
+pub mod error;
+
+use crate::core::chef::{AclObject, ClientKey, ServerInfo};
+use crate::core::journal::{Damage, JournalEntry};
 use crate::core::placement::Placement;
 
-use crate::adapters::journal::{Damage, JournalEntry, JournalError};
 pub use crate::core::ec2::InstanceInfo;
-use crate::core::error::{Classify, Retry};
 pub use crate::core::event::LifecycleAction;
+pub use error::{AwsError, ChefError, JournalError, PlacementError};
 
 /// Result of a DELETE on the Chef server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -145,35 +147,6 @@ pub struct Regional {
     pub placement: Placement,
     pub inventory: Arc<dyn InstanceInventory>,
     pub lifecycle: Arc<dyn Lifecycle>,
-}
-
-/// Why the services of a placement are not available.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PlacementError {
-    /// The event names an account that is neither nodereaper's own nor
-    /// configured in `[[aws.accounts]]`: nobody can say whether the instance
-    /// is gone, so the event is refused.
-    #[error("the event is from AWS account {account}, which is neither nodereaper's own ({own}) nor configured in [[aws.accounts]]; refusing to act on an instance nodereaper cannot verify")]
-    UnknownAccount { account: String, own: String },
-    /// Finding our own account or assuming the account's role failed.
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-}
-
-impl Classify for PlacementError {
-    fn retry(&self) -> Retry {
-        match self {
-            PlacementError::UnknownAccount { .. } => Retry::Permanent,
-            PlacementError::Aws(e) => e.retry(),
-        }
-    }
-
-    fn blames_message(&self) -> bool {
-        match self {
-            PlacementError::UnknownAccount { .. } => true,
-            PlacementError::Aws(e) => e.blames_message(),
-        }
-    }
 }
 
 /// EC2 and Auto Scaling wherever an instance lives: clients per account and
