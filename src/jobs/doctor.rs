@@ -93,7 +93,7 @@ async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
     let fleet = aws::fleet::AwsFleet::new(&cfg.aws);
     let region = sdk
         .region()
-        .map_or_else(|| "us-east-1".to_string(), |r| r.to_string());
+        .map_or_else(|| app::FALLBACK_REGION.to_string(), |r| r.to_string());
     for account in &cfg.aws.accounts {
         let name = format!("aws account {}", account.id);
         match fleet.check_account(account, &region).await {
