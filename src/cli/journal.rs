@@ -18,22 +18,28 @@ use clap::{Args, Subcommand};
 
 use super::{ExitCode, Output};
 
+/// Arguments of `nodereaper journal`: a subcommand, or filters for the list.
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct JournalArgs {
+    /// What to do; without one, list the entries.
     #[command(subcommand)]
     pub action: Option<JournalAction>,
     /// Only entries recorded at or after this time (RFC 3339, or a duration ago like "24h").
     #[arg(long)]
     pub since: Option<String>,
+    /// Only entries of this node.
     #[arg(long)]
     pub node: Option<String>,
+    /// Only entries of this EC2 instance id.
     #[arg(long)]
     pub instance: Option<String>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
 }
 
+/// `nodereaper journal` subcommands.
 #[derive(Subcommand)]
 pub enum JournalAction {
     /// Print one entry in full (JSON, with the backed-up objects).
@@ -43,6 +49,7 @@ pub enum JournalAction {
     },
     /// Check every entry and its objects; exit 1 when anything is damaged.
     Verify {
+        /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -54,6 +61,7 @@ pub enum JournalAction {
     },
 }
 
+/// Arguments of `nodereaper restore`.
 #[derive(Args)]
 pub struct RestoreArgs {
     /// Node to restore (merged from every journal entry of that registration).
@@ -70,6 +78,7 @@ pub struct RestoreArgs {
     /// FILE.CLIENT for each.
     #[arg(long, value_name = "FILE")]
     pub key_out: Option<PathBuf>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
 }
