@@ -1,5 +1,6 @@
 //! Wiring: builds the adapters and the core from a [`Config`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::act::resolve::Resolver;
@@ -13,7 +14,8 @@ use crate::adapters::journal::{JournalError, LocalJournal, S3Journal};
 use crate::adapters::secrets::{self, KeyStore, RotatingChef};
 use crate::config::{Config, QueueConfig};
 use crate::core::verify::Protection;
-use crate::ports::{ChefApi, Journal};
+use crate::jobs::sweep::SweepSettings;
+use crate::ports::{ChefApi, InstanceInventory, Journal};
 use crate::run::{Breaker, Pipeline, Source};
 
 #[derive(Debug, thiserror::Error)]
@@ -194,21 +196,74 @@ pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppE
     })
 }
 
+/// The region nodereaper asks when neither `aws.region` nor the SDK's chain
+/// (`AWS_REGION`, the profile) names one: the sweep's default region (nodes
+/// that record no zone, and the region swept without `sweep.regions`), and
+/// where `doctor` assumes account roles. us-east-1 is where AWS's global
+/// endpoints (STS, IAM) live.
+pub const FALLBACK_REGION: &str = "us-east-1";
+
 /// EC2 inventory for one region, for sweeps: EC2 states only (a sweep acts
 /// on terminated or unknown instances, so Auto Scaling lifecycle states of
 /// alive ones would be requests for nothing).
-pub async fn inventory(cfg: &Config, region: Option<&str>) -> Ec2Inventory {
-    let sdk = aws::sdk_config(&cfg.aws, region).await;
-    let region = sdk
-        .region()
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| "default".into());
+pub async fn inventory(cfg: &Config, region: &str) -> Ec2Inventory {
+    let sdk = aws::sdk_config(&cfg.aws, Some(region)).await;
     Ec2Inventory::new(
         aws_sdk_ec2::Client::new(&sdk),
         aws_sdk_autoscaling::Client::new(&sdk),
         region,
     )
     .states_only()
+}
+
+/// The sweep's default region (`aws.region`, else the SDK's chain, else
+/// [`FALLBACK_REGION`]) and one EC2 inventory per region to sweep
+/// (`sweep.regions`, else the default region).
+pub async fn sweep_inventories(config: &Config) -> (String, HashMap<String, Arc<Ec2Inventory>>) {
+    let default_region = match config.aws.region.clone() {
+        Some(r) => r,
+        None => aws::sdk_config(&config.aws, None)
+            .await
+            .region()
+            .map_or_else(|| FALLBACK_REGION.to_string(), |r| r.to_string()),
+    };
+    let mut regions = config.sweep.regions.clone();
+    if regions.is_empty() {
+        regions.push(default_region.clone());
+    }
+    let mut map: HashMap<String, Arc<Ec2Inventory>> = HashMap::new();
+    for r in regions {
+        map.insert(r.clone(), Arc::new(inventory(config, &r).await));
+    }
+    (default_region, map)
+}
+
+/// The inventories of [`sweep_inventories`] behind the port the sweep takes.
+pub fn as_inventories(
+    ec2: &HashMap<String, Arc<Ec2Inventory>>,
+) -> HashMap<String, Arc<dyn InstanceInventory>> {
+    ec2.iter()
+        .map(|(r, i)| (r.clone(), i.clone() as Arc<dyn InstanceInventory>))
+        .collect()
+}
+
+/// Sweep settings from `[sweep]`, with the run's `apply` and `force`.
+pub fn sweep_settings(
+    config: &Config,
+    default_region: String,
+    apply: bool,
+    force: bool,
+) -> SweepSettings {
+    SweepSettings {
+        grace_period: config.sweep.grace_period,
+        max_candidates: config.sweep.max_candidates,
+        max_candidate_share: config.sweep.max_candidate_share,
+        force,
+        apply,
+        instance_id_attribute: config.sweep.instance_id_attribute.clone(),
+        region_attribute: config.sweep.region_attribute.clone(),
+        default_region,
+    }
 }
 
 /// Connects to one configured queue (and finds its DLQ), with the SDK

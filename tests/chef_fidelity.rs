@@ -44,6 +44,7 @@ use axum::response::Response;
 use nodereaper::adapters::chef::auth::{SignVersion, SigningKey};
 use nodereaper::adapters::chef::{AclObject, ChefClient, ChefSettings, ClientKey, ServerKind};
 use nodereaper::adapters::journal::{EntryFilter, JournalEntry, LocalJournal};
+use nodereaper::jobs::restore::{AclAction, ClientAction, NodeAction};
 use nodereaper::ports::{ChefApi, Journal};
 use serde_json::{json, Value};
 
@@ -564,9 +565,17 @@ async fn v1_backup_and_restore_bring_back_keys_and_acls() {
     let restored = nodereaper::jobs::restore::restore(&chef, &regs[0], false)
         .await
         .expect("restore");
-    assert_eq!(restored.client_action, "created_with_original_keys");
-    assert_eq!(restored.node_action, "created");
-    assert_eq!(restored.acl_action, "restored", "{:?}", restored.notes);
+    assert_eq!(
+        restored.client_action,
+        ClientAction::CreatedWithOriginalKeys
+    );
+    assert_eq!(restored.node_action, NodeAction::Created);
+    assert_eq!(
+        restored.acl_action,
+        AclAction::Restored,
+        "{:?}",
+        restored.notes
+    );
     assert!(restored.private_key.is_none());
 
     // The client came back with its original keys, created as API v1 wants.

@@ -383,7 +383,7 @@ impl InstanceInventory for FakeInventory {
                 }
                 let info = InstanceInfo {
                     instance_id: id.clone(),
-                    state: state.to_string(),
+                    state: state.into(),
                     tags,
                     asg_lifecycle_state: asg.map(str::to_string),
                 };

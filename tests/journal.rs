@@ -19,6 +19,7 @@ use nodereaper::adapters::chef::{
 };
 use nodereaper::adapters::journal::{EntryFilter, JournalEntry, LocalJournal, Presence};
 use nodereaper::core::verify::Protection;
+use nodereaper::jobs::restore::{AclAction, ClientAction, NodeAction};
 use nodereaper::ports::{ChefApi, Deleted, Journal, SearchRow};
 use serde_json::{json, Value};
 
@@ -306,8 +307,8 @@ async fn partial_failure_then_retry_still_restores_node_and_client() {
     let restored = nodereaper::jobs::restore::restore(admin.as_ref(), &regs[0], false)
         .await
         .expect("restore");
-    assert_eq!(restored.node_action, "created");
-    assert_eq!(restored.client_action, "created_with_original_key");
+    assert_eq!(restored.node_action, NodeAction::Created);
+    assert_eq!(restored.client_action, ClientAction::CreatedWithOriginalKey);
     assert!(admin.get_node(&name).await.expect("get").is_some());
     let client = admin.get_client(&name).await.expect("get").expect("client");
     assert_eq!(client["public_key"], original_client["public_key"]);
@@ -447,8 +448,8 @@ async fn goiardi_never_receives_keys_or_acl_calls() {
     let restored = nodereaper::jobs::restore::restore(chef.as_ref(), &regs[0], false)
         .await
         .expect("restore");
-    assert_eq!(restored.client_action, "created_with_original_key");
-    assert_eq!(restored.acl_action, "not_supported_by_server");
+    assert_eq!(restored.client_action, ClientAction::CreatedWithOriginalKey);
+    assert_eq!(restored.acl_action, AclAction::NotSupportedByServer);
     original_key_accepted(&name, &original_key).await;
     let outcome = reaper(chef.clone(), dir.path())
         .reap(&request(&name))

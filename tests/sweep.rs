@@ -18,6 +18,7 @@ use nodereaper::adapters::chef::{ChefClient, ChefError};
 use nodereaper::adapters::journal::LocalJournal;
 use nodereaper::config::ProtectConfig;
 use nodereaper::core::verify::Protection;
+use nodereaper::jobs::restore::{ClientAction, NodeAction};
 use nodereaper::jobs::sweep::{sweep, Report, Silent, SweepSettings, Verdict};
 use nodereaper::ports::{ChefApi, Deleted, InstanceInventory, Journal, SearchRow};
 use serde_json::Value;
@@ -359,8 +360,8 @@ async fn deleted_node_restores_equal_to_the_original() {
     let restored = nodereaper::jobs::restore::restore(chef.as_ref(), &entries[0], false)
         .await
         .expect("restore");
-    assert_eq!(restored.node_action, "created");
-    assert_eq!(restored.client_action, "created_with_original_key");
+    assert_eq!(restored.node_action, NodeAction::Created);
+    assert_eq!(restored.client_action, ClientAction::CreatedWithOriginalKey);
     let node = chef
         .get_node(&name)
         .await
@@ -385,7 +386,7 @@ async fn deleted_node_restores_equal_to_the_original() {
     let forced = nodereaper::jobs::restore::restore(chef.as_ref(), &entries[0], true)
         .await
         .expect("force");
-    assert_eq!(forced.node_action, "replaced");
+    assert_eq!(forced.node_action, NodeAction::Replaced);
     assert_eq!(
         comparable(chef.get_node(&name).await.expect("get").expect("node")),
         comparable(original_node)

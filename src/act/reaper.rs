@@ -16,7 +16,7 @@ use crate::act::resolve::{Registration, ResolveError, Resolver};
 use crate::adapters::chef::ChefError;
 use crate::adapters::journal::{JournalEntry, JournalError};
 use crate::core::error::{Classify, Retry};
-use crate::core::verify::Protection;
+use crate::core::verify::{ohai_time, Protection};
 use crate::ports::{ChefApi, Deleted, Journal};
 use crate::telemetry::metrics;
 
@@ -80,15 +80,6 @@ impl Recheck {
         }
         None
     }
-}
-
-/// The node's last Chef run (`automatic.ohai_time`, seconds since the epoch).
-pub fn ohai_time(node: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
-    let secs = node
-        .pointer("/automatic/ohai_time")
-        .or_else(|| node.get("ohai_time"))
-        .and_then(serde_json::Value::as_f64)?;
-    chrono::DateTime::from_timestamp_millis((secs * 1000.0) as i64)
 }
 
 /// What will be (or was) deleted.

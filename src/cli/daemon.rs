@@ -8,9 +8,9 @@ use nodereaper::ports::ChefApi;
 use nodereaper::telemetry::{self, http::Readiness};
 use tokio::sync::watch;
 
-use super::sweep::{as_inventories, sweep_inventories, sweep_settings};
 use anyhow::{Context, Result};
 use clap::Args;
+use nodereaper::app::{as_inventories, sweep_inventories, sweep_settings};
 
 use super::ExitCode;
 

@@ -12,6 +12,7 @@ use clap::Args;
 
 use super::{ExitCode, Output};
 
+/// Arguments of `nodereaper deregister`.
 #[derive(Args)]
 pub struct DeregisterArgs {
     /// EC2 instance id (i-0123456789abcdef0).
@@ -23,10 +24,13 @@ pub struct DeregisterArgs {
     /// Show what would be deleted without deleting.
     #[arg(long)]
     pub dry_run: bool,
+    /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
 }
 
+/// `nodereaper deregister`: resolve, back up and delete one registration
+/// through the same path as events (or show it with `--dry-run`).
 pub async fn deregister(config: Config, args: DeregisterArgs) -> Result<ExitCode> {
     let chef: Arc<dyn ChefApi> = Arc::new(app::chef_client(&config)?);
     let reaper = app::reaper(&config, chef).await?;

@@ -9,12 +9,16 @@ use clap::Args;
 
 use super::{ExitCode, Output};
 
+/// Arguments of `nodereaper doctor`.
 #[derive(Args)]
 pub struct DoctorArgs {
+    /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
 }
 
+/// `nodereaper doctor`: exit 1 when a check failed. `path` is the
+/// configuration file, if one was given.
 pub async fn doctor(config: Config, path: Option<&Path>, args: DoctorArgs) -> Result<ExitCode> {
     let source = match path {
         Some(p) => p.display().to_string(),

@@ -3,32 +3,43 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use nodereaper::adapters::chef::ServerInfo;
 use nodereaper::adapters::journal::EntryFilter;
 use nodereaper::app;
 use nodereaper::config::Config;
-use nodereaper::ports::ChefApi;
+use nodereaper::jobs::{
+    self,
+    restore::{Registration, RestoreError, Restored},
+};
+use nodereaper::ports::{ChefApi, Journal};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use super::{ExitCode, Output};
 
+/// Arguments of `nodereaper journal`: a subcommand, or filters for the list.
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct JournalArgs {
+    /// What to do; without one, list the entries.
     #[command(subcommand)]
     pub action: Option<JournalAction>,
     /// Only entries recorded at or after this time (RFC 3339, or a duration ago like "24h").
     #[arg(long)]
     pub since: Option<String>,
+    /// Only entries of this node.
     #[arg(long)]
     pub node: Option<String>,
+    /// Only entries of this EC2 instance id.
     #[arg(long)]
     pub instance: Option<String>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
 }
 
+/// `nodereaper journal` subcommands.
 #[derive(Subcommand)]
 pub enum JournalAction {
     /// Print one entry in full (JSON, with the backed-up objects).
@@ -38,6 +49,7 @@ pub enum JournalAction {
     },
     /// Check every entry and its objects; exit 1 when anything is damaged.
     Verify {
+        /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -49,6 +61,7 @@ pub enum JournalAction {
     },
 }
 
+/// Arguments of `nodereaper restore`.
 #[derive(Args)]
 pub struct RestoreArgs {
     /// Node to restore (merged from every journal entry of that registration).
@@ -65,6 +78,7 @@ pub struct RestoreArgs {
     /// FILE.CLIENT for each.
     #[arg(long, value_name = "FILE")]
     pub key_out: Option<PathBuf>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
 }
@@ -79,59 +93,77 @@ fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     Ok(chrono::Utc::now() - chrono::Duration::from_std(ago)?)
 }
 
+/// `nodereaper journal [show|verify|prune]`.
 pub async fn journal(config: Config, args: JournalArgs) -> Result<ExitCode> {
     let journal = app::journal(&config).await?;
+    let journal = journal.as_ref();
     match args.action {
-        Some(JournalAction::Show { id }) => {
-            let entry = journal
-                .entries()
-                .await?
-                .into_iter()
-                .find(|e| e.id == id)
-                .with_context(|| {
-                    format!("the journal has no entry {id:?} (`nodereaper journal` lists the ids)")
-                })?;
-            println!("{}", serde_json::to_string_pretty(&entry)?);
-            return Ok(ExitCode::SUCCESS);
-        }
-        Some(JournalAction::Verify { output }) => {
-            let entries = journal.entries().await?.len();
-            let damage = journal.verify().await?;
-            if output == Output::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"entries": entries, "damaged": damage})
-                    )?
-                );
-            } else {
-                for d in &damage {
-                    println!("DAMAGED {d}");
-                }
-                println!("{entries} entries readable, {} problems", damage.len());
-            }
-            return Ok(if damage.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
-        }
-        Some(JournalAction::Prune { older_than }) => {
-            let retention = match older_than {
-                Some(text) => humantime::parse_duration(&text).with_context(|| {
-                    format!("--older-than {text:?}: expected a duration like 30d")
-                })?,
-                None => config.journal.retention,
-            };
-            let removed = nodereaper::adapters::journal::prune(journal.as_ref(), retention).await?;
-            println!(
-                "removed {removed} entries older than {}",
-                humantime::format_duration(retention)
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        None => {}
+        Some(JournalAction::Show { id }) => show(journal, &id).await,
+        Some(JournalAction::Verify { output }) => verify(journal, output).await,
+        Some(JournalAction::Prune { older_than }) => prune(&config, journal, older_than).await,
+        None => list(journal, args).await,
     }
+}
+
+/// `journal show ID`: the entry in full, as JSON.
+async fn show(journal: &dyn Journal, id: &str) -> Result<ExitCode> {
+    let entry = journal
+        .entries()
+        .await?
+        .into_iter()
+        .find(|e| e.id == id)
+        .with_context(|| {
+            format!("the journal has no entry {id:?} (`nodereaper journal` lists the ids)")
+        })?;
+    println!("{}", serde_json::to_string_pretty(&entry)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `journal verify`: every problem found; exit 1 when there is one.
+async fn verify(journal: &dyn Journal, output: Output) -> Result<ExitCode> {
+    let entries = journal.entries().await?.len();
+    let damage = journal.verify().await?;
+    if output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"entries": entries, "damaged": damage})
+            )?
+        );
+    } else {
+        for d in &damage {
+            println!("DAMAGED {d}");
+        }
+        println!("{entries} entries readable, {} problems", damage.len());
+    }
+    Ok(if damage.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `journal prune [--older-than D]`.
+async fn prune(
+    config: &Config,
+    journal: &dyn Journal,
+    older_than: Option<String>,
+) -> Result<ExitCode> {
+    let retention = match older_than {
+        Some(text) => humantime::parse_duration(&text)
+            .with_context(|| format!("--older-than {text:?}: expected a duration like 30d"))?,
+        None => config.journal.retention,
+    };
+    let removed = nodereaper::adapters::journal::prune(journal, retention).await?;
+    println!(
+        "removed {removed} entries older than {}",
+        humantime::format_duration(retention)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `journal [--since T] [--node N] [--instance I]`: the matching entries.
+async fn list(journal: &dyn Journal, args: JournalArgs) -> Result<ExitCode> {
     let filter = EntryFilter {
         since: args.since.as_deref().map(parse_since).transpose()?,
         node: args.node,
@@ -202,6 +234,10 @@ fn write_key(path: &Path, pem: &str) -> Result<()> {
         .with_context(|| format!("--key-out {}: cannot write", path.display()))
 }
 
+/// One registration's restore: what was restored, or why not.
+type Attempt<'a> = (&'a Registration, Result<Restored, RestoreError>);
+
+/// `nodereaper restore NODE | --since T`.
 pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
     let chef = app::chef_client(&config)?;
     let journal = app::journal(&config).await?;
@@ -210,7 +246,7 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         node: args.node.clone(),
         instance: None,
     };
-    let registrations = nodereaper::jobs::restore::select(journal.as_ref(), &filter).await?;
+    let registrations = jobs::restore::select(journal.as_ref(), &filter).await?;
     if registrations.is_empty() {
         bail!(
             "the journal has no matching entry{}",
@@ -220,75 +256,26 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         );
     }
     let info = chef.server_info().await?;
-    let mut results = Vec::new();
-    let mut new_keys = Vec::new();
-    let mut failed = 0;
+    let mut attempts: Vec<Attempt> = Vec::new();
     for reg in &registrations {
-        match nodereaper::jobs::restore::restore(&chef, reg, args.force).await {
-            Ok(r) => {
-                if r.partial() {
-                    failed += 1;
-                }
-                let mut v = serde_json::to_value(&r)?;
-                if let (Some(pem), Some(client)) = (&r.private_key, &r.client) {
-                    new_keys.push((client.clone(), pem.clone()));
-                    if args.key_out.is_none() && args.output == Output::Json {
-                        v["private_key"] = serde_json::json!(pem);
-                    }
-                }
-                results.push(v);
-            }
-            Err(e) => {
-                failed += 1;
-                results.push(serde_json::json!({"entry_id": reg.node_entry, "entries": reg.entry_ids, "node": reg.node_name, "error": e.to_string()}));
-            }
-        }
+        attempts.push((reg, jobs::restore::restore(&chef, reg, args.force).await));
     }
     // New private keys: shown once, never discarded.
-    let mut key_files = Vec::new();
-    if let Some(path) = &args.key_out {
-        for (client, pem) in &new_keys {
-            let target = if new_keys.len() == 1 {
-                path.clone()
-            } else {
-                PathBuf::from(format!("{}.{client}", path.display()))
-            };
-            write_key(&target, pem)?;
-            key_files.push((client.clone(), target));
-        }
-    }
+    let new_keys: Vec<(&str, &str)> = attempts
+        .iter()
+        .filter_map(|(_, r)| {
+            let r = r.as_ref().ok()?;
+            Some((r.client.as_deref()?, r.private_key.as_deref()?))
+        })
+        .collect();
+    let key_files = match &args.key_out {
+        Some(path) => write_keys(path, &new_keys)?,
+        None => Vec::new(),
+    };
     if args.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        print_restore_json(&attempts, args.key_out.is_none())?;
     } else {
-        println!("server: {} (API v{})", info.kind, info.api_version);
-        for r in &results {
-            match r.get("error").and_then(|e| e.as_str()) {
-                Some(err) => println!(
-                    "{}: NOT restored: {err}",
-                    r["node"].as_str().unwrap_or_default()
-                ),
-                None => {
-                    println!(
-                        "{}: node {}, client {}, ACL {} (entries {})",
-                        r["node"].as_str().unwrap_or_default(),
-                        r["node_action"].as_str().unwrap_or_default(),
-                        r["client_action"].as_str().unwrap_or_default(),
-                        r["acl_action"].as_str().unwrap_or_default(),
-                        r["entries"]
-                            .as_array()
-                            .map(|a| a
-                                .iter()
-                                .filter_map(|v| v.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", "))
-                            .unwrap_or_default()
-                    );
-                    for note in r["notes"].as_array().into_iter().flatten() {
-                        println!("  note: {}", note.as_str().unwrap_or_default());
-                    }
-                }
-            }
-        }
+        print_restore_text(&info, &attempts);
         if args.key_out.is_none() {
             for (client, pem) in &new_keys {
                 println!("private key of client {client} (shown once, not stored):\n{pem}");
@@ -301,9 +288,76 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
             path.display()
         );
     }
+    let failed = attempts
+        .iter()
+        .filter(|(_, r)| r.as_ref().map_or(true, Restored::partial))
+        .count();
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Writes each new private key to `path` (one key) or `path.CLIENT`.
+fn write_keys<'a>(path: &Path, new_keys: &[(&'a str, &str)]) -> Result<Vec<(&'a str, PathBuf)>> {
+    let mut written = Vec::new();
+    for &(client, pem) in new_keys {
+        let target = if new_keys.len() == 1 {
+            path.to_path_buf()
+        } else {
+            PathBuf::from(format!("{}.{client}", path.display()))
+        };
+        write_key(&target, pem)?;
+        written.push((client, target));
+    }
+    Ok(written)
+}
+
+/// The results as a JSON array; a new private key is included when it is
+/// not written to a file.
+fn print_restore_json(attempts: &[Attempt], with_keys: bool) -> Result<()> {
+    let mut results = Vec::new();
+    for (reg, result) in attempts {
+        results.push(match result {
+            Ok(r) => {
+                let mut v = serde_json::to_value(r)?;
+                if let (Some(pem), Some(_), true) = (&r.private_key, &r.client, with_keys) {
+                    v["private_key"] = serde_json::json!(pem);
+                }
+                v
+            }
+            Err(e) => serde_json::json!({
+                "entry_id": reg.node_entry,
+                "entries": reg.entry_ids,
+                "node": reg.node_name,
+                "error": e.to_string(),
+            }),
+        });
+    }
+    println!("{}", serde_json::to_string_pretty(&results)?);
+    Ok(())
+}
+
+/// One line per registration, with its notes.
+fn print_restore_text(info: &ServerInfo, attempts: &[Attempt]) {
+    println!("server: {} (API v{})", info.kind, info.api_version);
+    for (reg, result) in attempts {
+        match result {
+            Err(e) => println!("{}: NOT restored: {e}", reg.node_name),
+            Ok(r) => {
+                println!(
+                    "{}: node {}, client {}, ACL {} (entries {})",
+                    r.node,
+                    r.node_action,
+                    r.client_action,
+                    r.acl_action,
+                    r.entries.join(", ")
+                );
+                for note in &r.notes {
+                    println!("  note: {note}");
+                }
+            }
+        }
+    }
 }

@@ -1,19 +1,20 @@
 //! `nodereaper sweep`: reconciliation report or cleanup.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use nodereaper::adapters::aws::ec2::Ec2Inventory;
+use nodereaper::adapters::chef::ChefClient;
 use nodereaper::app;
 use nodereaper::config::Config;
-use nodereaper::jobs::sweep::{Progress, SweepSettings};
-use nodereaper::ports::InstanceInventory;
+use nodereaper::jobs::sweep::{Progress, Report};
 
 use anyhow::Result;
 use clap::Args;
 
 use super::{ExitCode, Output};
 
+/// Arguments of `nodereaper sweep`.
 #[derive(Args)]
 pub struct SweepArgs {
     /// Delete the candidates (default: report only).
@@ -25,55 +26,9 @@ pub struct SweepArgs {
     /// Grace period override, e.g. "2h" (default: sweep.grace_period).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub grace_period: Option<std::time::Duration>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
-}
-
-/// One EC2 inventory per region to sweep.
-pub async fn sweep_inventories(config: &Config) -> (String, HashMap<String, Arc<Ec2Inventory>>) {
-    let mut regions = config.sweep.regions.clone();
-    let default_region = match config.aws.region.clone() {
-        Some(r) => r,
-        None => nodereaper::adapters::aws::sdk_config(&config.aws, None)
-            .await
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "us-east-1".into()),
-    };
-    if regions.is_empty() {
-        regions.push(default_region.clone());
-    }
-    let mut map: HashMap<String, Arc<Ec2Inventory>> = HashMap::new();
-    for r in regions {
-        map.insert(r.clone(), Arc::new(app::inventory(config, Some(&r)).await));
-    }
-    (default_region, map)
-}
-
-pub fn as_inventories(
-    ec2: &HashMap<String, Arc<Ec2Inventory>>,
-) -> HashMap<String, Arc<dyn InstanceInventory>> {
-    ec2.iter()
-        .map(|(r, i)| (r.clone(), i.clone() as Arc<dyn InstanceInventory>))
-        .collect()
-}
-
-pub fn sweep_settings(
-    config: &Config,
-    default_region: String,
-    apply: bool,
-    force: bool,
-) -> SweepSettings {
-    SweepSettings {
-        grace_period: config.sweep.grace_period,
-        max_candidates: config.sweep.max_candidates,
-        max_candidate_share: config.sweep.max_candidate_share,
-        force,
-        apply,
-        instance_id_attribute: config.sweep.instance_id_attribute.clone(),
-        region_attribute: config.sweep.region_attribute.clone(),
-        default_region,
-    }
 }
 
 /// A progress bar on stderr, only when it is a terminal.
@@ -115,6 +70,7 @@ impl Progress for Bar {
     }
 }
 
+/// How long ago `t` was, to the minute; `-` when unknown.
 fn age(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     match t {
         Some(t) => {
@@ -125,6 +81,7 @@ fn age(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     }
 }
 
+/// `nodereaper sweep`: exit 2 when a safety guard aborted the sweep.
 pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
     let mut config = config;
     if let Some(g) = args.grace_period {
@@ -132,15 +89,34 @@ pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
     }
     let chef = Arc::new(app::chef_client(&config)?);
     let reaper = app::reaper(&config, chef.clone()).await?;
-    let (default_region, ec2) = sweep_inventories(&config).await;
-    let inventories = as_inventories(&ec2);
-    let settings = sweep_settings(&config, default_region, args.apply, args.force);
+    let (default_region, ec2) = app::sweep_inventories(&config).await;
+    let inventories = app::as_inventories(&ec2);
+    let settings = app::sweep_settings(&config, default_region, args.apply, args.force);
     let bar = Bar::new(args.output == Output::Text);
     let report = nodereaper::jobs::sweep::sweep(&reaper, &inventories, &settings, &bar).await;
     bar.finish();
     let report = report?;
-    // What the sweep cost, by endpoint.
-    let mut requests: std::collections::BTreeMap<String, u64> = chef.request_counts();
+    let requests = request_counts(&chef, &ec2);
+    if args.output == Output::Json {
+        let mut out = serde_json::to_value(&report)?;
+        out["requests"] = serde_json::to_value(&requests)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_text(&report, &requests)?;
+    }
+    Ok(if report.aborted.is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What the sweep cost, by endpoint.
+fn request_counts(
+    chef: &ChefClient,
+    ec2: &HashMap<String, Arc<Ec2Inventory>>,
+) -> BTreeMap<String, u64> {
+    let mut requests = chef.request_counts();
     for inv in ec2.values() {
         let (pages, asg) = inv.request_counts();
         *requests.entry("EC2 DescribeInstances".into()).or_default() += pages;
@@ -148,62 +124,57 @@ pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
             .entry("AutoScaling DescribeAutoScalingInstances".into())
             .or_default() += asg;
     }
-    if args.output == Output::Json {
-        let mut out = serde_json::to_value(&report)?;
-        out["requests"] = serde_json::to_value(&requests)?;
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
+    requests
+}
+
+/// The report as a table, a summary, the request cost and any abort reason.
+fn print_text(report: &Report, requests: &BTreeMap<String, u64>) -> Result<()> {
+    println!(
+        "{:<40} {:<21} {:<14} {:<14} {:<18} REASON",
+        "NODE", "INSTANCE", "EC2 STATE", "LAST CHECK-IN", "VERDICT"
+    );
+    for row in &report.rows {
+        let verdict = serde_json::to_value(row.verdict)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         println!(
-            "{:<40} {:<21} {:<14} {:<14} {:<18} REASON",
-            "NODE", "INSTANCE", "EC2 STATE", "LAST CHECK-IN", "VERDICT"
+            "{:<40} {:<21} {:<14} {:<14} {:<18} {}",
+            row.node,
+            row.instance_id.as_deref().unwrap_or("-"),
+            row.ec2_state.as_deref().unwrap_or("-"),
+            age(row.last_check_in),
+            verdict,
+            row.reason
         );
-        for row in &report.rows {
-            let verdict = serde_json::to_value(row.verdict)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            println!(
-                "{:<40} {:<21} {:<14} {:<14} {:<18} {}",
-                row.node,
-                row.instance_id.as_deref().unwrap_or("-"),
-                row.ec2_state.as_deref().unwrap_or("-"),
-                age(row.last_check_in),
-                verdict,
-                row.reason
-            );
-        }
-        let counts: Vec<String> = report
-            .by_verdict
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect();
-        println!(
-            "{} nodes ({} with an EC2 instance id): {} candidates, {} deleted{} [{}] in {} ms",
-            report.nodes,
-            report.ec2_nodes,
-            report.candidates,
-            report.deleted,
-            if report.applied {
-                ""
-            } else {
-                " (report only; --apply deletes)"
-            },
-            counts.join(", "),
-            report.duration_ms
-        );
-        let cost: Vec<String> = requests
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| format!("{k}: {n}"))
-            .collect();
-        println!("requests: {}", cost.join(", "));
-        if let Some(reason) = &report.aborted {
-            println!("ABORTED: {reason}");
-        }
     }
-    Ok(if report.aborted.is_some() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let counts: Vec<String> = report
+        .by_verdict
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    println!(
+        "{} nodes ({} with an EC2 instance id): {} candidates, {} deleted{} [{}] in {} ms",
+        report.nodes,
+        report.ec2_nodes,
+        report.candidates,
+        report.deleted,
+        if report.applied {
+            ""
+        } else {
+            " (report only; --apply deletes)"
+        },
+        counts.join(", "),
+        report.duration_ms
+    );
+    let cost: Vec<String> = requests
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    println!("requests: {}", cost.join(", "));
+    if let Some(reason) = &report.aborted {
+        println!("ABORTED: {reason}");
+    }
+    Ok(())
 }

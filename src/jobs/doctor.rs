@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::adapters::aws::{self, sqs};
 use crate::adapters::chef::credentials::{self, KeySource};
-use crate::adapters::chef::{ChefError, ServerKind};
+use crate::adapters::chef::{ChefClient, ChefError, ServerKind};
 use crate::app;
 use crate::config::Config;
 use crate::ports::{ChefApi, Queue};
@@ -15,10 +15,14 @@ use crate::ports::{ChefApi, Queue};
 /// Clock difference at which Chef servers refuse signatures.
 pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
+/// One check's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// What was checked.
     pub name: String,
+    /// Whether it passed.
     pub ok: bool,
+    /// What was found.
     pub detail: String,
     /// What to do about a failure.
     pub fix: Option<String>,
@@ -93,7 +97,7 @@ async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
     let fleet = aws::fleet::AwsFleet::new(&cfg.aws);
     let region = sdk
         .region()
-        .map_or_else(|| "us-east-1".to_string(), |r| r.to_string());
+        .map_or_else(|| app::FALLBACK_REGION.to_string(), |r| r.to_string());
     for account in &cfg.aws.accounts {
         let name = format!("aws account {}", account.id);
         match fleet.check_account(account, &region).await {
@@ -155,7 +159,40 @@ async fn aws_checks(cfg: &Config, checks: &mut Vec<Check>) {
     }
 }
 
+/// The Chef side: key, identity, one signed request (reachability, TLS,
+/// clock, signature), server kind, search and delete permissions. Stops at
+/// the first failure the later checks depend on.
 async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
+    if !key_checks(cfg, checks).await {
+        return;
+    }
+    let chef = match app::chef_client(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(Check::fail(
+                "chef identity",
+                e.to_string(),
+                "set chef.server_url, chef.client_name and chef.client_key, or a ~/.chef/credentials profile",
+            ));
+            return;
+        }
+    };
+    if !signed_request_checks(&chef, checks).await {
+        return;
+    }
+    checks.push(server_kind_check(&chef).await);
+    checks.push(
+        match chef.search_node_names("name:nodereaper-doctor-probe").await {
+            Ok(_) => Check::pass("chef search", "node search allowed"),
+            Err(e) => Check::fail("chef search", e.to_string(), chef_fix(&e)),
+        },
+    );
+    delete_permission_checks(&chef, checks).await;
+}
+
+/// The client key: readable from its secret store, or a file private to its
+/// owner. False when the key cannot be read at all.
+async fn key_checks(cfg: &Config, checks: &mut Vec<Check>) -> bool {
     if let Some(store) = crate::adapters::secrets::KeyStore::from_config(&cfg.chef) {
         match crate::adapters::secrets::fetch_key(&cfg.aws, &store).await {
             Ok(key) => checks.push(Check::pass(
@@ -169,39 +206,33 @@ async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
                     store.permission()
                 );
                 checks.push(Check::fail("chef key", e.to_string(), fix));
-                return;
+                return false;
             }
         }
     }
     if let Ok(identity) = app::chef_identity(cfg) {
         if let KeySource::Path(path) = &identity.key {
-            match credentials::load_key(&identity.key, false) {
-                Ok(_) => checks.push(Check::pass(
+            checks.push(match credentials::load_key(&identity.key, false) {
+                Ok(_) => Check::pass(
                     "chef key file",
                     format!("{} is private to its owner", path.display()),
-                )),
-                Err(e) => checks.push(Check::fail(
+                ),
+                Err(e) => Check::fail(
                     "chef key file",
                     e.to_string(),
                     format!("chmod 600 {}", path.display()),
-                )),
-            }
+                ),
+            });
         }
     }
-    let chef = match app::chef_client(cfg) {
-        Ok(c) => c,
-        Err(e) => {
-            checks.push(Check::fail(
-                "chef identity",
-                e.to_string(),
-                "set chef.server_url, chef.client_name and chef.client_key, or a ~/.chef/credentials profile",
-            ));
-            return;
-        }
-    };
-    let me = chef.client_name().to_string();
+    true
+}
 
-    // Reachability, TLS trust, signature and clock skew in one signed request.
+/// Reachability, TLS trust, signature and clock skew in one signed request
+/// (GET of nodereaper's own client). False when the server cannot be
+/// reached or refuses the signature.
+async fn signed_request_checks(chef: &ChefClient, checks: &mut Vec<Check>) -> bool {
+    let me = chef.client_name().to_string();
     let started = std::time::Instant::now();
     let resp = match chef
         .send(reqwest::Method::GET, &["clients", &me], &[], None)
@@ -211,7 +242,7 @@ async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
         Err(e) => {
             let fix = chef_fix(&e);
             checks.push(Check::fail("chef reachable", e.to_string(), fix));
-            return;
+            return false;
         }
     };
     let tls = if chef.server().starts_with("https://") {
@@ -228,31 +259,7 @@ async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
             started.elapsed().as_millis()
         ),
     ));
-    let server_time = resp
-        .headers
-        .get("date")
-        .and_then(|d| d.to_str().ok())
-        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
-    match server_time {
-        Some(t) => {
-            let skew = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-                .num_seconds()
-                .unsigned_abs();
-            if Duration::from_secs(skew) > MAX_SKEW {
-                checks.push(Check::fail(
-                    "clock skew",
-                    format!("this host differs from the Chef server by {skew} s; signatures are refused above 900 s (401)"),
-                    "run NTP (chrony or systemd-timesyncd) on this host",
-                ));
-            } else {
-                checks.push(Check::pass("clock skew", format!("{skew} s (limit 900 s)")));
-            }
-        }
-        None => checks.push(Check::pass(
-            "clock skew",
-            "the server sent no Date header; not measured",
-        )),
-    }
+    checks.push(clock_skew_check(&resp.headers));
     match resp.status.as_u16() {
         200 | 403 | 404 => checks.push(Check::pass(
             "chef authentication",
@@ -264,7 +271,7 @@ async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
                 format!("401: the server refused the signature of {me:?}"),
                 "check that chef.client_name matches the key, and the clock",
             ));
-            return;
+            return false;
         }
         s => checks.push(Check::fail(
             "chef authentication",
@@ -272,69 +279,85 @@ async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
             "check chef.server_url",
         )),
     }
+    true
+}
 
-    match chef.server_info().await {
-        Ok(info) => {
-            let what = match info.kind {
-                ServerKind::ChefInfra if info.has_keys_endpoint() => format!(
-                    "Chef Infra Server, API v{}: client keys (/clients/NAME/keys) and node and client ACLs are backed up; search pages by total",
-                    info.api_version
-                ),
-                ServerKind::ChefInfra => format!(
-                    "Chef Infra Server, API v{}: public keys in client bodies, ACLs backed up; search pages by total",
-                    info.api_version
-                ),
-                ServerKind::Goiardi => "goiardi (API v0): public keys in client bodies; no keys or ACL endpoints (none are called); search pages end on a short page".into(),
-                ServerKind::Unknown => String::new(),
-            };
-            if info.kind == ServerKind::Unknown {
-                checks.push(Check::fail(
-                    "chef server kind",
-                    "the server named itself in no header (X-Ops-Server-API-Version, X-Goiardi): keys and ACLs will not be backed up",
-                    "let the X-Ops-Server-API-Version response header through the proxy in front of the Chef server",
-                ));
-            } else {
-                checks.push(Check::pass("chef server kind", what));
-            }
-        }
-        Err(e) => {
-            let fix = chef_fix(&e);
-            checks.push(Check::fail("chef server kind", e.to_string(), fix));
-        }
+/// This host's clock against the `Date` of a Chef response.
+fn clock_skew_check(headers: &reqwest::header::HeaderMap) -> Check {
+    let server_time = headers
+        .get("date")
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
+    let Some(t) = server_time else {
+        return Check::pass("clock skew", "the server sent no Date header; not measured");
+    };
+    let skew = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .unsigned_abs();
+    if Duration::from_secs(skew) > MAX_SKEW {
+        Check::fail(
+            "clock skew",
+            format!("this host differs from the Chef server by {skew} s; signatures are refused above 900 s (401)"),
+            "run NTP (chrony or systemd-timesyncd) on this host",
+        )
+    } else {
+        Check::pass("clock skew", format!("{skew} s (limit 900 s)"))
     }
+}
 
-    match chef.search_node_names("name:nodereaper-doctor-probe").await {
-        Ok(_) => checks.push(Check::pass("chef search", "node search allowed")),
-        Err(e) => {
-            let fix = chef_fix(&e);
-            checks.push(Check::fail("chef search", e.to_string(), fix));
+/// What kind of Chef server answers, and so what a backup holds.
+async fn server_kind_check(chef: &ChefClient) -> Check {
+    let info = match chef.server_info().await {
+        Ok(info) => info,
+        Err(e) => return Check::fail("chef server kind", e.to_string(), chef_fix(&e)),
+    };
+    let what = match info.kind {
+        ServerKind::ChefInfra if info.has_keys_endpoint() => format!(
+            "Chef Infra Server, API v{}: client keys (/clients/NAME/keys) and node and client ACLs are backed up; search pages by total",
+            info.api_version
+        ),
+        ServerKind::ChefInfra => format!(
+            "Chef Infra Server, API v{}: public keys in client bodies, ACLs backed up; search pages by total",
+            info.api_version
+        ),
+        ServerKind::Goiardi => "goiardi (API v0): public keys in client bodies; no keys or ACL endpoints (none are called); search pages end on a short page".into(),
+        ServerKind::Unknown => {
+            return Check::fail(
+                "chef server kind",
+                "the server named itself in no header (X-Ops-Server-API-Version, X-Goiardi): keys and ACLs will not be backed up",
+                "let the X-Ops-Server-API-Version response header through the proxy in front of the Chef server",
+            )
         }
-    }
-    // Delete permission without deleting: DELETE a node and a client that
-    // cannot exist. A 403 proves the permission is missing. goiardi checks
-    // permission first, so its 404 proves it is granted; Chef Infra Server
-    // answers 404 for a missing object before looking at ACLs, so there a 404
-    // only means "not refused".
+    };
+    Check::pass("chef server kind", what)
+}
+
+/// Delete permission without deleting: DELETE a node and a client that
+/// cannot exist. A 403 proves the permission is missing. goiardi checks
+/// permission first, so its 404 proves it is granted; Chef Infra Server
+/// answers 404 for a missing object before looking at ACLs, so there a 404
+/// only means "not refused".
+async fn delete_permission_checks(chef: &ChefClient, checks: &mut Vec<Check>) {
     let probe = format!("nodereaper-doctor-probe-{:08x}", rand::random::<u32>());
     for (kind, result) in [
         ("nodes", chef.delete_node(&probe).await),
         ("clients", chef.delete_client(&probe).await),
     ] {
         let name = format!("chef delete permission on {kind}");
-        match result {
-            Ok(_) if chef.is_goiardi() => checks.push(Check::pass(
+        checks.push(match result {
+            Ok(_) if chef.is_goiardi() => Check::pass(
                 name,
                 "granted (goiardi checks permission before existence)",
-            )),
-            Ok(_) => checks.push(Check::pass(
+            ),
+            Ok(_) => Check::pass(
                 name,
                 format!("not refused; Chef Infra Server answers 404 before checking ACLs, so confirm with `knife acl show containers {kind}`"),
-            )),
+            ),
             Err(e) => {
                 let fix = chef_fix(&e);
-                checks.push(Check::fail(name, e.to_string(), fix));
+                Check::fail(name, e.to_string(), fix)
             }
-        }
+        });
     }
 }
 

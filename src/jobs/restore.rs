@@ -37,19 +37,27 @@ pub const NODE_KEYS: &[&str] = &[
 /// entries (newest first).
 #[derive(Debug, Clone, Serialize)]
 pub struct Registration {
+    /// Node name.
     pub node_name: String,
+    /// The instance the registration belonged to, when recorded.
     pub instance_id: Option<String>,
     /// Entries merged, newest first.
     pub entry_ids: Vec<String>,
     /// Entry the node comes from.
     pub node_entry: Option<String>,
+    /// The newest backed-up node.
     pub node: Option<Value>,
+    /// The node's ACL, from the node's entry or else the newest holding one.
     pub node_acl: Option<Value>,
+    /// The client's name, as the newest entry naming one records it.
     pub client_name: Option<String>,
     /// Entry the client comes from.
     pub client_entry: Option<String>,
+    /// The newest backed-up client body.
     pub client: Option<Value>,
+    /// The client's public keys (Chef Infra Server `/clients/NAME/keys`).
     pub client_keys: Option<Vec<ClientKey>>,
+    /// The client's ACL.
     pub client_acl: Option<Value>,
     /// Every entry recorded the client as already gone when it was read.
     pub client_already_gone: bool,
@@ -108,22 +116,85 @@ impl Registration {
     }
 }
 
+/// What happened to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeAction {
+    /// The node did not exist and was created from the backup.
+    Created,
+    /// The node existed and was replaced by the backup (`force`).
+    Replaced,
+    /// No entry holds the node.
+    AbsentInBackup,
+}
+
+/// What happened to the API client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAction {
+    /// Created with its backed-up key list (`/clients/NAME/keys`).
+    CreatedWithOriginalKeys,
+    /// Created with the public key from the backed-up client body.
+    CreatedWithOriginalKey,
+    /// Created with a NEW key pair (private key in [`Restored::private_key`]).
+    CreatedWithNewKey,
+    /// A client of that name exists; left as it is.
+    Exists,
+    /// The client was already gone when nodereaper deleted the node.
+    AlreadyGoneBeforeDeletion,
+    /// No entry holds the client.
+    AbsentInBackup,
+}
+
+/// What happened to the ACLs of the node and the re-created client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AclAction {
+    /// Every permission was put back.
+    Restored,
+    /// At least one permission could not be put back (see the notes).
+    Failed,
+    /// An ACL to restore is not in the journal.
+    NotBackedUp,
+    /// The server has no ACL endpoints (goiardi).
+    NotSupportedByServer,
+    /// Nothing was created that has an ACL.
+    NotNeeded,
+}
+
+macro_rules! snake_case_display {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // The serde names: one spelling for JSON and text.
+                match serde_json::to_value(self) {
+                    Ok(Value::String(name)) => f.write_str(&name),
+                    _ => write!(f, "{self:?}"),
+                }
+            }
+        }
+    )*};
+}
+snake_case_display!(NodeAction, ClientAction, AclAction);
+
+/// The result of restoring one registration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Restored {
     /// Entry the node came from (else the newest merged entry).
     pub entry_id: String,
+    /// Node name.
     pub node: String,
-    /// created, replaced, absent_in_backup
-    pub node_action: String,
+    /// What happened to the node.
+    pub node_action: NodeAction,
+    /// Client name, when one was backed up or recorded.
     pub client: Option<String>,
-    /// created_with_original_keys (key list restored), created_with_original_key
-    /// (public key from the client body), created_with_new_key (private key in
-    /// `private_key`), exists, already_gone_before_deletion, absent_in_backup
-    pub client_action: String,
-    /// restored, failed, not_backed_up, not_supported_by_server, not_needed
-    pub acl_action: String,
+    /// What happened to the client.
+    pub client_action: ClientAction,
+    /// What happened to the ACLs.
+    pub acl_action: AclAction,
     /// Entries merged, newest first.
     pub entries: Vec<String>,
+    /// What the operator must know (journal damage, failures, new keys).
     pub notes: Vec<String>,
     /// The new private key of a client created without its original key;
     /// shown once (stdout or `--key-out`), never stored by nodereaper.
@@ -132,6 +203,29 @@ pub struct Restored {
 }
 
 impl Restored {
+    /// Nothing done yet for `reg`; journal damage noted.
+    fn planned(reg: &Registration) -> Self {
+        Restored {
+            entry_id: reg
+                .node_entry
+                .clone()
+                .or_else(|| reg.entry_ids.first().cloned())
+                .unwrap_or_default(),
+            node: reg.node_name.clone(),
+            node_action: NodeAction::AbsentInBackup,
+            client: reg.client_name.clone(),
+            client_action: ClientAction::AbsentInBackup,
+            acl_action: AclAction::NotNeeded,
+            entries: reg.entry_ids.clone(),
+            notes: reg
+                .damage
+                .iter()
+                .map(|d| format!("journal damage: {d}"))
+                .collect(),
+            private_key: None,
+        }
+    }
+
     /// Kept for callers of the earlier single-note form.
     pub fn note(&self) -> Option<String> {
         (!self.notes.is_empty()).then(|| self.notes.join("; "))
@@ -139,18 +233,23 @@ impl Restored {
 
     /// Did part of the restore fail (keys or ACLs)?
     pub fn partial(&self) -> bool {
-        self.acl_action == "failed" || self.notes.iter().any(|n| n.starts_with("FAILED"))
+        self.acl_action == AclAction::Failed || self.notes.iter().any(|n| n.starts_with("FAILED"))
     }
 }
 
+/// Why a registration could not be restored.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// Reading the journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// A Chef request failed.
     #[error(transparent)]
     Chef(#[from] ChefError),
+    /// No entry has this id.
     #[error("the journal has no entry {0}")]
     NotFound(String),
+    /// The node exists and `force` was not given.
     #[error("node {0:?} exists on the Chef server; not overwriting it (use --force to replace it with the backup)")]
     Exists(String),
 }
@@ -208,33 +307,15 @@ pub async fn select(
         .collect())
 }
 
-/// Recreates one registration: client, node, then ACLs.
+/// Recreates one registration: client, node, then ACLs. Refuses, before
+/// changing anything, to overwrite an existing node unless `force`.
 pub async fn restore(
     chef: &dyn ChefApi,
     reg: &Registration,
     force: bool,
 ) -> Result<Restored, RestoreError> {
     let info = chef.server_info().await?;
-    let mut out = Restored {
-        entry_id: reg
-            .node_entry
-            .clone()
-            .or_else(|| reg.entry_ids.first().cloned())
-            .unwrap_or_default(),
-        node: reg.node_name.clone(),
-        node_action: "absent_in_backup".into(),
-        client: reg.client_name.clone(),
-        client_action: "absent_in_backup".into(),
-        acl_action: "not_needed".into(),
-        entries: reg.entry_ids.clone(),
-        notes: reg
-            .damage
-            .iter()
-            .map(|d| format!("journal damage: {d}"))
-            .collect(),
-        private_key: None,
-    };
-    // Refuse before changing anything.
+    let mut out = Restored::planned(reg);
     let node_exists = match &reg.node {
         Some(_) => chef.get_node(&reg.node_name).await?.is_some(),
         None => false,
@@ -242,82 +323,106 @@ pub async fn restore(
     if node_exists && !force {
         return Err(RestoreError::Exists(reg.node_name.clone()));
     }
-
-    let mut client_created = false;
-    if let Some(name) = &reg.client_name {
-        if reg.client.is_some() || reg.client_keys.is_some() {
-            if chef.get_client(name).await?.is_some() {
-                out.client_action = "exists".into();
-            } else {
-                restore_client(chef, &info, reg, name, &mut out).await?;
-                client_created = true;
-            }
-        } else if reg.client_already_gone {
-            out.client_action = "already_gone_before_deletion".into();
-            out.notes.push(format!(
-                "client {name} was already gone when nodereaper read it, so no entry holds it; \
-                 the instance must re-register (or create the client with knife)"
-            ));
-        }
-    }
-
+    let client_created = recreate_client(chef, &info, reg, &mut out).await?;
     if let Some(node) = &reg.node {
         let body = restorable_node(node);
-        if node_exists {
+        out.node_action = if node_exists {
             chef.update_node(&reg.node_name, &body).await?;
-            out.node_action = "replaced".into();
+            NodeAction::Replaced
         } else {
             chef.create_node(&body).await?;
-            out.node_action = "created".into();
-        }
+            NodeAction::Created
+        };
     }
-
-    if info.has_acl_endpoint() {
-        let mut wanted = Vec::new();
-        if client_created {
-            if let Some(name) = &reg.client_name {
-                wanted.push((AclObject::Client, name.clone(), reg.client_acl.as_ref()));
-            }
-        }
-        if reg.node.is_some() {
-            wanted.push((
-                AclObject::Node,
-                reg.node_name.clone(),
-                reg.node_acl.as_ref(),
-            ));
-        }
-        if !wanted.is_empty() {
-            out.acl_action = "restored".into();
-        }
-        for (object, name, acl) in wanted {
-            let Some(acl) = acl else {
-                out.acl_action = "not_backed_up".into();
-                out.notes.push(format!(
-                    "no ACL of {} {name} in the journal: it now grants nodereaper's client, not the instance's; \
-                     on Chef Infra Server the instance's chef-client gets 403 saving its node until \
-                     `knife acl add client {} nodes {} read,update` (or re-bootstrapping)",
-                    object.collection().trim_end_matches('s'),
-                    reg.client_name.as_deref().unwrap_or("CLIENT"),
-                    reg.node_name
-                ));
-                continue;
-            };
-            for permission in ACL_PERMISSIONS {
-                if let Err(e) = chef.put_acl(object, &name, permission, acl).await {
-                    out.acl_action = "failed".into();
-                    out.notes.push(format!(
-                        "FAILED to restore the {permission} permission of {} {name}: {e}",
-                        object.collection().trim_end_matches('s')
-                    ));
-                }
-            }
-        }
-    } else if reg.node.is_some() {
-        out.acl_action = "not_supported_by_server".into();
-    }
+    restore_acls(chef, &info, reg, client_created, &mut out).await;
     Ok(out)
 }
 
+/// The client, unless it exists or was never backed up. True when created.
+async fn recreate_client(
+    chef: &dyn ChefApi,
+    info: &ServerInfo,
+    reg: &Registration,
+    out: &mut Restored,
+) -> Result<bool, RestoreError> {
+    let Some(name) = &reg.client_name else {
+        return Ok(false);
+    };
+    if reg.client.is_some() || reg.client_keys.is_some() {
+        if chef.get_client(name).await?.is_some() {
+            out.client_action = ClientAction::Exists;
+            return Ok(false);
+        }
+        restore_client(chef, info, reg, name, out).await?;
+        return Ok(true);
+    }
+    if reg.client_already_gone {
+        out.client_action = ClientAction::AlreadyGoneBeforeDeletion;
+        out.notes.push(format!(
+            "client {name} was already gone when nodereaper read it, so no entry holds it; \
+             the instance must re-register (or create the client with knife)"
+        ));
+    }
+    Ok(false)
+}
+
+/// The ACLs of the restored node and of a re-created client (Chef Infra
+/// Server), each permission separately; failures become notes.
+async fn restore_acls(
+    chef: &dyn ChefApi,
+    info: &ServerInfo,
+    reg: &Registration,
+    client_created: bool,
+    out: &mut Restored,
+) {
+    if !info.has_acl_endpoint() {
+        if reg.node.is_some() {
+            out.acl_action = AclAction::NotSupportedByServer;
+        }
+        return;
+    }
+    let mut wanted = Vec::new();
+    if client_created {
+        if let Some(name) = &reg.client_name {
+            wanted.push((AclObject::Client, name.clone(), reg.client_acl.as_ref()));
+        }
+    }
+    if reg.node.is_some() {
+        wanted.push((
+            AclObject::Node,
+            reg.node_name.clone(),
+            reg.node_acl.as_ref(),
+        ));
+    }
+    if !wanted.is_empty() {
+        out.acl_action = AclAction::Restored;
+    }
+    for (object, name, acl) in wanted {
+        let kind = object.collection().trim_end_matches('s');
+        let Some(acl) = acl else {
+            out.acl_action = AclAction::NotBackedUp;
+            out.notes.push(format!(
+                "no ACL of {kind} {name} in the journal: it now grants nodereaper's client, not the instance's; \
+                 on Chef Infra Server the instance's chef-client gets 403 saving its node until \
+                 `knife acl add client {} nodes {} read,update` (or re-bootstrapping)",
+                reg.client_name.as_deref().unwrap_or("CLIENT"),
+                reg.node_name
+            ));
+            continue;
+        };
+        for permission in ACL_PERMISSIONS {
+            if let Err(e) = chef.put_acl(object, &name, permission, acl).await {
+                out.acl_action = AclAction::Failed;
+                out.notes.push(format!(
+                    "FAILED to restore the {permission} permission of {kind} {name}: {e}"
+                ));
+            }
+        }
+    }
+}
+
+/// Creates the client with the best key material the journal holds: its
+/// key list, else the public key of its body, else a new key pair.
 async fn restore_client(
     chef: &dyn ChefApi,
     info: &ServerInfo,
@@ -343,7 +448,7 @@ async fn restore_client(
             .unwrap_or(keys[0]);
         chef.create_client_returning_key(name, Some(&primary.public_key), admin, validator)
             .await?;
-        out.client_action = "created_with_original_keys".into();
+        out.client_action = ClientAction::CreatedWithOriginalKeys;
         for key in keys
             .iter()
             .filter(|k| !(std::ptr::eq(**k, primary) && primary.name == "default"))
@@ -373,13 +478,13 @@ async fn restore_client(
         Some(key) => {
             chef.create_client_returning_key(name, Some(key), admin, validator)
                 .await?;
-            out.client_action = "created_with_original_key".into();
+            out.client_action = ClientAction::CreatedWithOriginalKey;
         }
         None => {
             let private = chef
                 .create_client_returning_key(name, None, admin, validator)
                 .await?;
-            out.client_action = "created_with_new_key".into();
+            out.client_action = ClientAction::CreatedWithNewKey;
             match private {
                 Some(pem) => {
                     out.private_key = Some(pem);
@@ -447,5 +552,30 @@ mod tests {
         // Only "already gone" entries: recorded as such, not as "none".
         let reg = Registration::merge(vec![retry]).expect("merged");
         assert!(reg.client.is_none() && reg.client_already_gone);
+    }
+
+    #[test]
+    fn actions_read_the_same_in_json_and_text() {
+        let cases = [
+            (
+                NodeAction::AbsentInBackup.to_string(),
+                json!(NodeAction::AbsentInBackup),
+            ),
+            (
+                ClientAction::AlreadyGoneBeforeDeletion.to_string(),
+                json!(ClientAction::AlreadyGoneBeforeDeletion),
+            ),
+            (
+                AclAction::NotSupportedByServer.to_string(),
+                json!(AclAction::NotSupportedByServer),
+            ),
+        ];
+        for (text, value) in cases {
+            assert_eq!(json!(text), value);
+        }
+        assert_eq!(
+            ClientAction::CreatedWithOriginalKeys.to_string(),
+            "created_with_original_keys"
+        );
     }
 }

@@ -1,6 +1,12 @@
 //! Reconciliation: find Chef registrations whose EC2 instances no longer
 //! exist, and (with `apply`) remove them under a strict safety model.
 //!
+//! The algorithm ([`sweep`]): read the Chef inventory; refuse a stale search
+//! index; ask EC2 about every recorded instance; classify each node with the
+//! core "gone" rule ([`Departure::is_gone`]), protections and the grace
+//! period; stop at the blast-radius caps; then re-check and delete each
+//! candidate through the [`Reaper`].
+//!
 //! Cost: one partial-search page per 1000 nodes, one `GET /nodes`, one
 //! DescribeInstances per 200 ids, plus a handful of requests per deletion.
 
@@ -15,23 +21,31 @@ use serde_json::{json, Value};
 use crate::act::{Outcome, Reaper, Recheck, Request, Target};
 use crate::adapters::aws::AwsError;
 use crate::adapters::chef::ChefError;
+use crate::core::ec2::IDS_PER_DESCRIBE;
 use crate::core::event::is_instance_id;
+use crate::core::verify::{check_in_time, Departure, Protection};
 use crate::ports::{ChefApi, InstanceInfo, InstanceInventory};
 use crate::telemetry::metrics;
 
 /// Ids re-checked against EC2 in one call right before their deletion.
 const RECHECK_CHUNK: usize = 50;
 
+/// How a sweep runs (from the `[sweep]` configuration and the command line).
 #[derive(Debug, Clone)]
 pub struct SweepSettings {
+    /// A node that checked in more recently than this is never deleted.
     pub grace_period: Duration,
+    /// At most this many candidates (else nothing is deleted).
     pub max_candidates: usize,
+    /// At most this share (0..=1) of the EC2-backed nodes may be candidates.
     pub max_candidate_share: f64,
     /// Override the blast-radius caps.
     pub force: bool,
     /// Delete (else report only).
     pub apply: bool,
+    /// Node attribute path of the EC2 instance id.
     pub instance_id_attribute: Vec<String>,
+    /// Node attribute path of the Availability Zone.
     pub region_attribute: Vec<String>,
     /// Region for nodes that do not record one.
     pub default_region: String,
@@ -41,8 +55,9 @@ pub struct SweepSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Instance gone: deleted (with `apply`) or to delete.
+    /// Instance gone: to delete (report only), or about to be (`apply`).
     Delete,
+    /// Instance gone and the registration deleted.
     Deleted,
     /// Instance alive.
     Keep,
@@ -50,6 +65,7 @@ pub enum Verdict {
     UnknownProvenance,
     /// Gone, but the node checked in too recently (grace period).
     TooRecent,
+    /// Gone, but a protection rule (node or instance) applies.
     Protected,
     /// Region not swept.
     NotChecked,
@@ -57,45 +73,67 @@ pub enum Verdict {
     Skipped,
 }
 
+/// One node in a sweep report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
+    /// Node name.
     pub node: String,
+    /// The instance id the node records, if any.
     pub instance_id: Option<String>,
+    /// The region EC2 was (or would be) asked in.
     pub region: Option<String>,
     /// EC2 state, `not-found` when EC2 does not know the id.
     pub ec2_state: Option<String>,
+    /// The node's last Chef run (`ohai_time`).
     pub last_check_in: Option<DateTime<Utc>>,
+    /// What the sweep concluded.
     pub verdict: Verdict,
+    /// Why.
     pub reason: String,
 }
 
+/// What a sweep found and did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Every node, sorted by verdict then name.
     pub rows: Vec<Row>,
+    /// Nodes on the Chef server.
     pub nodes: usize,
+    /// Nodes recording an EC2 instance id.
     pub ec2_nodes: usize,
+    /// Nodes whose instance is gone and that may be deleted.
     pub candidates: usize,
+    /// Registrations deleted.
     pub deleted: usize,
     /// Set when a safety guard stopped the sweep before any deletion.
     pub aborted: Option<String>,
+    /// Whether the sweep was allowed to delete.
     pub applied: bool,
+    /// Wall time of the sweep.
     pub duration_ms: u64,
     /// Counts by verdict.
     pub by_verdict: BTreeMap<String, usize>,
 }
 
+/// Why a sweep could not run to its end (a failed deletion is a row, not an
+/// error).
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
+    /// Reading the Chef inventory failed.
     #[error(transparent)]
     Chef(#[from] ChefError),
+    /// Asking EC2 failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
 }
 
 /// Where a sweep reports progress (a terminal progress bar, or nothing).
 pub trait Progress: Send + Sync {
+    /// A new stage of `total` steps (0: unknown) begins.
     fn stage(&self, _name: &str, _total: u64) {}
+    /// `n` more steps of the stage are done.
     fn advance(&self, _n: u64) {}
+    /// The sweep is over.
     fn finish(&self) {}
 }
 
@@ -123,6 +161,11 @@ impl InventoryNode {
             Located::Unparseable(_) => None,
         }
     }
+
+    /// The recorded instance id, when it is an EC2 instance id.
+    fn ec2_instance_id(&self) -> Option<&String> {
+        self.instance_id.as_ref().filter(|id| is_instance_id(id))
+    }
 }
 
 fn str_at<'a>(row: &'a HashMap<String, Value>, key: &str) -> Option<&'a str> {
@@ -143,6 +186,65 @@ enum Located {
     Unrecorded,
 }
 
+/// EC2's answers, by (region, instance id).
+type States = HashMap<(String, String), InstanceInfo>;
+
+/// Runs a sweep. `inventories` maps region -> EC2 inventory; nodes in other
+/// regions are reported as not checked.
+pub async fn sweep(
+    reaper: &Reaper,
+    inventories: &HashMap<String, Arc<dyn InstanceInventory>>,
+    settings: &SweepSettings,
+    progress: &dyn Progress,
+) -> Result<Report, SweepError> {
+    let started = Instant::now();
+    let chef = reaper.chef.as_ref();
+    progress.stage("reading Chef inventory", 0);
+    let nodes = inventory(chef, settings).await?;
+    let listed = chef.list_nodes().await?;
+    let mut report = Report::empty(nodes.len(), settings.apply);
+    report.aborted = stale_index(&nodes, &listed);
+    if report.aborted.is_some() {
+        return Ok(finish(report, started));
+    }
+    let states = ask_ec2(&nodes, inventories, settings, progress).await?;
+    let judge = Judge {
+        states: &states,
+        inventories,
+        protection: &reaper.protection,
+        settings,
+        cutoff: cutoff(settings.grace_period),
+    };
+    judge.classify_all(&nodes, &mut report);
+    metrics::get()
+        .sweep_candidates
+        .set(report.candidates as i64);
+    report.aborted = blast_radius(&report, settings);
+    if report.aborted.is_none() && settings.apply {
+        delete_candidates(reaper, inventories, &mut report, judge.cutoff, progress).await?;
+    }
+    Ok(finish(report, started))
+}
+
+impl Report {
+    /// A report of `nodes` nodes, nothing classified yet.
+    fn empty(nodes: usize, applied: bool) -> Self {
+        Report {
+            rows: Vec::new(),
+            nodes,
+            ec2_nodes: 0,
+            candidates: 0,
+            deleted: 0,
+            aborted: None,
+            applied,
+            duration_ms: 0,
+            by_verdict: BTreeMap::new(),
+        }
+    }
+}
+
+/// Reads every node's name, instance id, zone, last check-in and what the
+/// protection rules look at, in one partial search.
 async fn inventory(
     chef: &dyn ChefApi,
     settings: &SweepSettings,
@@ -169,104 +271,116 @@ async fn inventory(
         ("tags", &["tags"]),
     ];
     let rows = chef.partial_search_nodes("*:*", &keys).await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| {
-            let name = str_at(&row, "name")?.to_string();
-            let ohai_time = row
-                .get("ohai_time")
-                .and_then(Value::as_f64)
-                .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64));
-            let protection_view = json!({
-                "chef_environment": row.get("chef_environment").cloned().unwrap_or(Value::Null),
-                "policy_group": row.get("policy_group").cloned().unwrap_or(Value::Null),
-                "run_list": row.get("run_list").cloned().unwrap_or(Value::Null),
-                "automatic": {"roles": row.get("roles").cloned().unwrap_or(Value::Null)},
-                "normal": {"tags": row.get("tags").cloned().unwrap_or(Value::Null)},
-            });
-            Some(InventoryNode {
-                instance_id: str_at(&row, "instance_id").map(str::to_string),
-                located: match str_at(&row, "zone") {
-                    None => Located::Unrecorded,
-                    Some(zone) => region_of_zone(zone)
-                        .map_or_else(|| Located::Unparseable(zone.to_string()), Located::Region),
-                },
-                ohai_time,
-                protection_view,
-                name,
-            })
-        })
-        .collect())
+    Ok(rows.iter().filter_map(inventory_node).collect())
 }
 
-/// Runs a sweep. `inventories` maps region -> EC2 inventory; nodes in other
-/// regions are reported as not checked.
-pub async fn sweep(
-    reaper: &Reaper,
-    inventories: &HashMap<String, Arc<dyn InstanceInventory>>,
-    settings: &SweepSettings,
-    progress: &dyn Progress,
-) -> Result<Report, SweepError> {
-    let started = Instant::now();
-    let chef = reaper.chef.as_ref();
-    progress.stage("reading Chef inventory", 0);
-    let nodes = inventory(chef, settings).await?;
-    let listed = chef.list_nodes().await?;
-    let mut report = Report {
-        rows: Vec::new(),
-        nodes: nodes.len(),
-        ec2_nodes: 0,
-        candidates: 0,
-        deleted: 0,
-        aborted: None,
-        applied: settings.apply,
-        duration_ms: 0,
-        by_verdict: BTreeMap::new(),
-    };
-    // Stale-index guard: search must see exactly the nodes the store has.
+/// One partial-search row as a node; `None` without a name.
+fn inventory_node(row: &HashMap<String, Value>) -> Option<InventoryNode> {
+    let field = |key: &str| row.get(key).cloned().unwrap_or(Value::Null);
+    let protection_view = json!({
+        "chef_environment": field("chef_environment"),
+        "policy_group": field("policy_group"),
+        "run_list": field("run_list"),
+        "automatic": {"roles": field("roles")},
+        "normal": {"tags": field("tags")},
+    });
+    Some(InventoryNode {
+        name: str_at(row, "name")?.to_string(),
+        instance_id: str_at(row, "instance_id").map(str::to_string),
+        located: match str_at(row, "zone") {
+            None => Located::Unrecorded,
+            Some(zone) => region_of_zone(zone)
+                .map_or_else(|| Located::Unparseable(zone.to_string()), Located::Region),
+        },
+        ohai_time: row.get("ohai_time").and_then(check_in_time),
+        protection_view,
+    })
+}
+
+/// Stale-index guard: search must see exactly the nodes the store has.
+/// Returns why the sweep must stop, if it must.
+fn stale_index(nodes: &[InventoryNode], listed: &[String]) -> Option<String> {
     let mut searched: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     searched.sort_unstable();
     searched.dedup();
-    if searched.len() != listed.len() || searched.len() != nodes.len() {
-        report.aborted = Some(format!(
+    (searched.len() != listed.len() || searched.len() != nodes.len()).then(|| {
+        format!(
             "stale search index: search returned {} rows ({} distinct nodes) but GET /nodes lists {}; \
              not sweeping until they agree (reindex the Chef server)",
             nodes.len(),
             searched.len(),
             listed.len()
-        ));
-        return Ok(finish(report, started));
-    }
+        )
+    })
+}
 
-    // Ask EC2, per region, about every recorded instance id.
+/// Asks EC2, per swept region, about every recorded instance id, in batches
+/// of one DescribeInstances call each (progress advances per batch).
+async fn ask_ec2(
+    nodes: &[InventoryNode],
+    inventories: &HashMap<String, Arc<dyn InstanceInventory>>,
+    settings: &SweepSettings,
+    progress: &dyn Progress,
+) -> Result<States, AwsError> {
     let mut by_region: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for n in &nodes {
-        if let Some(id) = n.instance_id.as_ref().filter(|id| is_instance_id(id)) {
-            if let Some(region) = n.region(&settings.default_region) {
-                by_region.entry(region).or_default().push(id.clone());
-            }
+    for n in nodes {
+        if let (Some(id), Some(region)) = (n.ec2_instance_id(), n.region(&settings.default_region))
+        {
+            by_region.entry(region).or_default().push(id.clone());
         }
     }
     let total_ids: usize = by_region.values().map(Vec::len).sum();
     progress.stage("asking EC2", total_ids as u64);
-    let mut states: HashMap<(String, String), InstanceInfo> = HashMap::new();
+    let mut states = States::new();
     for (region, ids) in &by_region {
         let Some(inv) = inventories.get(region) else {
             continue;
         };
-        for chunk in ids.chunks(crate::adapters::aws::ec2::IDS_PER_CALL) {
+        for chunk in ids.chunks(IDS_PER_DESCRIBE) {
             for (id, info) in inv.describe(chunk).await? {
                 states.insert((region.clone(), id), info);
             }
             progress.advance(chunk.len() as u64);
         }
     }
+    Ok(states)
+}
 
-    let cutoff = Utc::now()
-        - chrono::Duration::from_std(settings.grace_period).unwrap_or(chrono::Duration::MAX);
-    for n in &nodes {
-        let region = n.region(&settings.default_region).unwrap_or_default();
-        let mut row = Row {
+/// Nodes that checked in after this are too recent to delete.
+fn cutoff(grace_period: Duration) -> DateTime<Utc> {
+    Utc::now() - chrono::Duration::from_std(grace_period).unwrap_or(chrono::Duration::MAX)
+}
+
+/// What classification weighs a node against.
+struct Judge<'a> {
+    states: &'a States,
+    inventories: &'a HashMap<String, Arc<dyn InstanceInventory>>,
+    protection: &'a Protection,
+    settings: &'a SweepSettings,
+    cutoff: DateTime<Utc>,
+}
+
+impl Judge<'_> {
+    /// Classifies every node into `report` and counts EC2-backed nodes and
+    /// candidates.
+    fn classify_all(&self, nodes: &[InventoryNode], report: &mut Report) {
+        for n in nodes {
+            if n.ec2_instance_id().is_some() {
+                report.ec2_nodes += 1;
+            }
+            let row = self.classify(n);
+            if row.verdict == Verdict::Delete {
+                report.candidates += 1;
+            }
+            report.rows.push(row);
+        }
+    }
+
+    /// One node: where its instance is, whether it was asked, then what EC2
+    /// said ([`Judge::gone_verdict`]).
+    fn classify(&self, n: &InventoryNode) -> Row {
+        let region = n.region(&self.settings.default_region).unwrap_or_default();
+        let row = Row {
             node: n.name.clone(),
             instance_id: n.instance_id.clone(),
             region: Some(region.clone()),
@@ -276,194 +390,224 @@ pub async fn sweep(
             reason: String::new(),
         };
         let Some(id) = n.instance_id.as_ref() else {
-            row.region = None;
-            row.verdict = Verdict::UnknownProvenance;
-            row.reason = "no EC2 instance id recorded; never deleted".into();
-            report.rows.push(row);
-            continue;
+            let row = row.judged(
+                Verdict::UnknownProvenance,
+                "no EC2 instance id recorded; never deleted",
+            );
+            return Row {
+                region: None,
+                ..row
+            };
         };
         if !is_instance_id(id) {
-            row.verdict = Verdict::UnknownProvenance;
-            row.reason = format!("recorded instance id {id:?} is not an EC2 instance id");
-            report.rows.push(row);
-            continue;
-        }
-        report.ec2_nodes += 1;
-        if let Located::Unparseable(zone) = &n.located {
-            row.region = None;
-            row.verdict = Verdict::NotChecked;
-            row.reason = format!(
-                "Availability Zone {zone:?} names no region nodereaper recognises; not asked, never deleted"
+            return row.judged(
+                Verdict::UnknownProvenance,
+                format!("recorded instance id {id:?} is not an EC2 instance id"),
             );
-            report.rows.push(row);
-            continue;
         }
-        if !inventories.contains_key(&region) {
-            row.verdict = Verdict::NotChecked;
-            row.reason = format!("region {region} is not swept (sweep.regions)");
-            report.rows.push(row);
-            continue;
+        if let Located::Unparseable(zone) = &n.located {
+            let row = row.judged(
+                Verdict::NotChecked,
+                format!("Availability Zone {zone:?} names no region nodereaper recognises; not asked, never deleted"),
+            );
+            return Row {
+                region: None,
+                ..row
+            };
         }
-        let info = states.get(&(region.clone(), id.clone()));
-        row.ec2_state = Some(
-            info.map(|i| i.state.clone())
-                .unwrap_or_else(|| "not-found".into()),
-        );
-        let gone = info.is_none_or(|i| i.state == "terminated");
-        if !gone {
-            row.verdict = Verdict::Keep;
-            row.reason = "instance exists".into();
-        } else if let Some(reason) = reaper
+        if !self.inventories.contains_key(&region) {
+            return row.judged(
+                Verdict::NotChecked,
+                format!("region {region} is not swept (sweep.regions)"),
+            );
+        }
+        let info = self.states.get(&(region, id.clone()));
+        let (verdict, reason) = self.gone_verdict(n, info);
+        Row {
+            ec2_state: Some(info.map_or("not-found", |i| i.state.as_str()).to_string()),
+            ..row.judged(verdict, reason)
+        }
+    }
+
+    /// A node whose instance EC2 was asked about: kept unless gone for good,
+    /// then protections, then the grace period.
+    fn gone_verdict(&self, n: &InventoryNode, info: Option<&InstanceInfo>) -> (Verdict, String) {
+        let departure = Departure::of(info);
+        if !departure.is_gone() {
+            return (Verdict::Keep, "instance exists".into());
+        }
+        if let Some(reason) = self
             .protection
             .node_reason(&n.name, Some(&n.protection_view))
         {
-            row.verdict = Verdict::Protected;
-            row.reason = reason;
-        } else if let Some(reason) = info.and_then(|i| reaper.protection.instance_reason(i)) {
-            row.verdict = Verdict::Protected;
-            row.reason = reason;
-        } else if n.ohai_time.is_none_or(|t| t > cutoff) {
-            row.verdict = Verdict::TooRecent;
-            row.reason = match n.ohai_time {
-                Some(_) => format!(
-                    "checked in within the grace period ({})",
-                    humantime::format_duration(settings.grace_period)
-                ),
-                None => "no ohai_time recorded: age unknown".into(),
-            };
-        } else {
-            row.verdict = Verdict::Delete;
-            row.reason = match info {
-                Some(_) => "instance terminated".into(),
-                None => "EC2 does not know the instance".into(),
-            };
-            report.candidates += 1;
+            return (Verdict::Protected, reason);
         }
-        report.rows.push(row);
+        if let Some(reason) = info.and_then(|i| self.protection.instance_reason(i)) {
+            return (Verdict::Protected, reason);
+        }
+        match n.ohai_time {
+            None => (
+                Verdict::TooRecent,
+                "no ohai_time recorded: age unknown".into(),
+            ),
+            Some(t) if t > self.cutoff => (
+                Verdict::TooRecent,
+                format!(
+                    "checked in within the grace period ({})",
+                    humantime::format_duration(self.settings.grace_period)
+                ),
+            ),
+            Some(_) if departure == Departure::Unknown => {
+                (Verdict::Delete, "EC2 does not know the instance".into())
+            }
+            Some(_) => (Verdict::Delete, "instance terminated".into()),
+        }
     }
-    metrics::get()
-        .sweep_candidates
-        .set(report.candidates as i64);
+}
 
-    // Blast-radius caps.
+impl Row {
+    fn judged(self, verdict: Verdict, reason: impl Into<String>) -> Row {
+        Row {
+            verdict,
+            reason: reason.into(),
+            ..self
+        }
+    }
+}
+
+/// Blast-radius caps: why nothing may be deleted, if too many candidates
+/// (by count or by share of EC2-backed nodes) and not forced.
+fn blast_radius(report: &Report, settings: &SweepSettings) -> Option<String> {
+    if settings.force || report.candidates == 0 {
+        return None;
+    }
     let share = if report.ec2_nodes == 0 {
         0.0
     } else {
         report.candidates as f64 / report.ec2_nodes as f64
     };
-    if !settings.force && report.candidates > 0 {
-        if report.candidates > settings.max_candidates {
-            report.aborted = Some(format!(
-                "{} candidates exceed sweep.max_candidates = {}; nothing deleted (rerun with --force if this is expected)",
-                report.candidates, settings.max_candidates
-            ));
-        } else if share > settings.max_candidate_share {
-            report.aborted = Some(format!(
-                "{} candidates are {:.1}% of {} EC2-backed nodes, above sweep.max_candidate_share = {:.1}%; nothing deleted (rerun with --force if this is expected)",
-                report.candidates,
-                share * 100.0,
-                report.ec2_nodes,
-                settings.max_candidate_share * 100.0
-            ));
-        }
+    if report.candidates > settings.max_candidates {
+        Some(format!(
+            "{} candidates exceed sweep.max_candidates = {}; nothing deleted (rerun with --force if this is expected)",
+            report.candidates, settings.max_candidates
+        ))
+    } else if share > settings.max_candidate_share {
+        Some(format!(
+            "{} candidates are {:.1}% of {} EC2-backed nodes, above sweep.max_candidate_share = {:.1}%; nothing deleted (rerun with --force if this is expected)",
+            report.candidates,
+            share * 100.0,
+            report.ec2_nodes,
+            settings.max_candidate_share * 100.0
+        ))
+    } else {
+        None
     }
-    if report.aborted.is_some() || !settings.apply {
-        return Ok(finish(report, started));
-    }
+}
 
-    // Phase two: re-check each candidate against EC2 and Chef, then delete.
+/// Phase two: re-checks each candidate against EC2 (in chunks) and Chef (in
+/// the reaper), then deletes it.
+async fn delete_candidates(
+    reaper: &Reaper,
+    inventories: &HashMap<String, Arc<dyn InstanceInventory>>,
+    report: &mut Report,
+    cutoff: DateTime<Utc>,
+    progress: &dyn Progress,
+) -> Result<(), AwsError> {
     let candidates: Vec<usize> = (0..report.rows.len())
         .filter(|&i| report.rows[i].verdict == Verdict::Delete)
         .collect();
     progress.stage("deleting", candidates.len() as u64);
     for chunk in candidates.chunks(RECHECK_CHUNK) {
-        let mut per_region: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for &i in chunk {
-            let row = &report.rows[i];
-            if let (Some(region), Some(id)) = (&row.region, &row.instance_id) {
-                per_region
-                    .entry(region.clone())
-                    .or_default()
-                    .push(id.clone());
-            }
-        }
-        let mut fresh: HashMap<String, InstanceInfo> = HashMap::new();
-        for (region, ids) in per_region {
-            if let Some(inv) = inventories.get(&region) {
-                fresh.extend(inv.describe(&ids).await?);
-            }
-        }
+        let fresh = recheck_ec2(inventories, &report.rows, chunk).await?;
         for &i in chunk {
             let row = &mut report.rows[i];
             let id = row.instance_id.clone().unwrap_or_default();
-            if let Some(info) = fresh.get(&id).filter(|i| i.state != "terminated") {
+            let info = fresh.get(&id);
+            if !Departure::of(info).is_gone() {
                 row.verdict = Verdict::Skipped;
-                row.reason = format!("EC2 now reports the instance {}", info.state);
-                metrics::get()
-                    .sweep_skipped
-                    .with_label_values(&["recheck_ec2"])
-                    .inc();
-                progress.advance(1);
-                continue;
-            }
-            let request = Request {
-                verified_region: row.region.clone(),
-                target: Target::Node(row.node.clone()),
-                source: "sweep",
-                reason: format!(
-                    "sweep: {} ({})",
-                    row.reason,
-                    row.ec2_state.as_deref().unwrap_or("?")
-                ),
-                message_id: None,
-                dry_run: false,
-                recheck: Some(Recheck {
-                    instance_id: id,
-                    not_seen_since: cutoff,
-                }),
-            };
-            match reaper.reap(&request).await {
-                Ok(Outcome::Deleted { journal_id, .. }) => {
-                    row.verdict = Verdict::Deleted;
-                    row.reason = format!("{} (backup {journal_id})", row.reason);
-                    report.deleted += 1;
-                    metrics::get()
-                        .sweep_deleted
-                        .with_label_values(&["apply"])
-                        .inc();
-                }
-                Ok(Outcome::AlreadyGone { .. }) => {
-                    row.verdict = Verdict::Skipped;
-                    row.reason = "already gone".into();
-                    metrics::get()
-                        .sweep_skipped
-                        .with_label_values(&["already_gone"])
-                        .inc();
-                }
-                Ok(Outcome::Changed { reason, .. })
-                | Ok(Outcome::Protected { reason, .. })
-                | Ok(Outcome::Refused { reason, .. }) => {
-                    row.verdict = Verdict::Skipped;
-                    row.reason = reason;
-                    metrics::get()
-                        .sweep_skipped
-                        .with_label_values(&["recheck_chef"])
-                        .inc();
-                }
-                Ok(Outcome::WouldDelete { .. }) => {}
-                Err(e) => {
-                    row.verdict = Verdict::Skipped;
-                    row.reason = format!("deletion failed: {e}");
-                    metrics::get()
-                        .sweep_skipped
-                        .with_label_values(&["error"])
-                        .inc();
-                }
+                row.reason = format!(
+                    "EC2 now reports the instance {}",
+                    info.map_or("", |i| i.state.as_str())
+                );
+                skipped("recheck_ec2");
+            } else if delete_one(reaper, row, id, cutoff).await {
+                report.deleted += 1;
             }
             progress.advance(1);
         }
     }
-    Ok(finish(report, started))
+    Ok(())
+}
+
+/// EC2's view, now, of the instances of `chunk` (indexes into `rows`).
+async fn recheck_ec2(
+    inventories: &HashMap<String, Arc<dyn InstanceInventory>>,
+    rows: &[Row],
+    chunk: &[usize],
+) -> Result<HashMap<String, InstanceInfo>, AwsError> {
+    let mut per_region: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for &i in chunk {
+        if let (Some(region), Some(id)) = (&rows[i].region, &rows[i].instance_id) {
+            per_region
+                .entry(region.clone())
+                .or_default()
+                .push(id.clone());
+        }
+    }
+    let mut fresh = HashMap::new();
+    for (region, ids) in per_region {
+        if let Some(inv) = inventories.get(&region) {
+            fresh.extend(inv.describe(&ids).await?);
+        }
+    }
+    Ok(fresh)
+}
+
+/// Deletes one candidate's registration through the reaper (which re-checks
+/// the node) and records the outcome in its row. True when deleted.
+async fn delete_one(reaper: &Reaper, row: &mut Row, id: String, cutoff: DateTime<Utc>) -> bool {
+    let request = Request {
+        verified_region: row.region.clone(),
+        target: Target::Node(row.node.clone()),
+        source: "sweep",
+        reason: format!(
+            "sweep: {} ({})",
+            row.reason,
+            row.ec2_state.as_deref().unwrap_or("?")
+        ),
+        message_id: None,
+        dry_run: false,
+        recheck: Some(Recheck {
+            instance_id: id,
+            not_seen_since: cutoff,
+        }),
+    };
+    let (reason, label) = match reaper.reap(&request).await {
+        Ok(Outcome::Deleted { journal_id, .. }) => {
+            row.verdict = Verdict::Deleted;
+            row.reason = format!("{} (backup {journal_id})", row.reason);
+            metrics::get()
+                .sweep_deleted
+                .with_label_values(&["apply"])
+                .inc();
+            return true;
+        }
+        Ok(Outcome::WouldDelete { .. }) => return false,
+        Ok(Outcome::AlreadyGone { .. }) => ("already gone".to_string(), "already_gone"),
+        Ok(Outcome::Changed { reason, .. })
+        | Ok(Outcome::Protected { reason, .. })
+        | Ok(Outcome::Refused { reason, .. }) => (reason, "recheck_chef"),
+        Err(e) => (format!("deletion failed: {e}"), "error"),
+    };
+    row.verdict = Verdict::Skipped;
+    row.reason = reason;
+    skipped(label);
+    false
+}
+
+/// Counts a candidate skipped at deletion time.
+fn skipped(why: &str) {
+    metrics::get().sweep_skipped.with_label_values(&[why]).inc();
 }
 
 fn finish(mut report: Report, started: Instant) -> Report {

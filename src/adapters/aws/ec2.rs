@@ -9,14 +9,14 @@ use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::Client;
 
 use super::AwsError;
+use crate::core::ec2::{Ec2State, IDS_PER_DESCRIBE};
 use crate::ports::{InstanceInfo, InstanceInventory};
-
-/// Filter values accepted per DescribeInstances call.
-pub const IDS_PER_CALL: usize = 200;
 
 /// Ids accepted per DescribeAutoScalingInstances call.
 pub const IDS_PER_ASG_CALL: usize = 50;
 
+/// EC2 (and Auto Scaling) of one region as an [`InstanceInventory`]; counts
+/// the requests it makes.
 pub struct Ec2Inventory {
     client: Client,
     autoscaling: aws_sdk_autoscaling::Client,
@@ -30,6 +30,9 @@ pub struct Ec2Inventory {
 }
 
 impl Ec2Inventory {
+    /// An inventory asking `client` (EC2) and `autoscaling` in `region`
+    /// (named in errors), with Auto Scaling lifecycle states of alive
+    /// instances.
     pub fn new(
         client: Client,
         autoscaling: aws_sdk_autoscaling::Client,
@@ -63,7 +66,7 @@ impl Ec2Inventory {
     ) -> Result<(), AwsError> {
         let alive: Vec<String> = out
             .values()
-            .filter(|i| !matches!(i.state.as_str(), "shutting-down" | "terminated"))
+            .filter(|i| !i.state.is_ending())
             .map(|i| i.instance_id.clone())
             .collect();
         for chunk in alive.chunks(IDS_PER_ASG_CALL) {
@@ -102,6 +105,7 @@ impl Ec2Inventory {
         Ok(())
     }
 
+    /// The region this inventory asks.
     pub fn region(&self) -> &str {
         &self.region
     }
@@ -137,11 +141,12 @@ impl Ec2Inventory {
                     let Some(id) = instance.instance_id() else {
                         continue;
                     };
-                    let state = instance
-                        .state()
-                        .and_then(|s| s.name())
-                        .map(|n| n.as_str().to_string())
-                        .unwrap_or_else(|| "unknown".into());
+                    let state = Ec2State::from_name(
+                        instance
+                            .state()
+                            .and_then(|s| s.name())
+                            .map_or("unknown", |n| n.as_str()),
+                    );
                     let tags = instance
                         .tags()
                         .iter()
@@ -175,7 +180,7 @@ impl InstanceInventory for Ec2Inventory {
         let mut unique: Vec<String> = ids.to_vec();
         unique.sort();
         unique.dedup();
-        for chunk in unique.chunks(IDS_PER_CALL) {
+        for chunk in unique.chunks(IDS_PER_DESCRIBE) {
             let started = std::time::Instant::now();
             let result = self.describe_chunk(chunk, &mut out).await;
             crate::telemetry::metrics::aws_request(
