@@ -392,3 +392,54 @@ async fn deleted_node_restores_equal_to_the_original() {
         comparable(original_node)
     );
 }
+
+/// A sweep of thousands of nodes reads the region page by page
+/// (`describe_all`) instead of asking 200 ids per call; its answer must be
+/// exactly what asking by id gives. Both ways of reading are exercised on
+/// moto, in a region no other test uses: a read that reaches the end, and
+/// one cut short by its page budget, where every id the pages did not show
+/// (here most of them, and an id EC2 never knew) must still be asked for by
+/// id rather than counted as gone — the case of an instance launched while
+/// the pages were read.
+#[tokio::test]
+async fn region_read_answers_exactly_like_asking_by_id() {
+    use nodereaper::adapters::aws::ec2::Ec2Inventory;
+    const REGION: &str = "ap-southeast-2";
+    let sdk = aws_in(REGION).await;
+    let inventory = || {
+        Ec2Inventory::new(
+            aws_sdk_ec2::Client::new(&sdk),
+            aws_sdk_autoscaling::Client::new(&sdk),
+            REGION,
+        )
+        .states_only()
+    };
+    let ids = run_instances_with(&sdk, 12).await;
+    terminate_with(&sdk, &ids[..4]).await;
+    let unknown = fake_instance_id();
+    let mut wanted = ids.clone();
+    wanted.push(unknown.clone());
+
+    let by_id = inventory().describe(&wanted).await.expect("describe by id");
+    assert_eq!(by_id.len(), 12, "moto knows the 12 instances");
+    assert!(!by_id.contains_key(&unknown));
+    let terminated = by_id
+        .values()
+        .filter(|i| i.state == nodereaper::core::ec2::Ec2State::Terminated)
+        .count();
+    assert_eq!(terminated, 4);
+
+    // Whole region in one page of up to 1,000: the read reaches the end,
+    // then only the id it did not see is asked for by id.
+    let whole = inventory().scan_from(1, 1000);
+    let answer = whole.describe_all(&wanted).await.expect("region read");
+    assert_eq!(answer, by_id);
+    assert_eq!(whole.request_counts().0, 2, "one page + one by-id call");
+
+    // Pages of 5 with a budget of one page (13 ids cost one by-id call):
+    // the read stops early and the ids it did not show are asked by id.
+    let cut = inventory().scan_from(1, 5);
+    let answer = cut.describe_all(&wanted).await.expect("cut-short read");
+    assert_eq!(answer, by_id);
+    assert_eq!(cut.request_counts().0, 2, "one page + one by-id call");
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::telemetry::metrics;
+use crate::telemetry::events;
 
 /// Deletions are refused: the storm brake is engaged.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -117,7 +117,7 @@ impl DeletionLimiter {
             match wait {
                 None => {
                     if alerted {
-                        metrics::get().rate_limited.set(0);
+                        events::rate_limited(false);
                         tracing::warn!("deletion rate back under the cap; resuming");
                     }
                     return Ok(());
@@ -125,7 +125,7 @@ impl DeletionLimiter {
                 Some(wait) => {
                     if !alerted {
                         alerted = true;
-                        metrics::get().rate_limited.set(1);
+                        events::rate_limited(true);
                         tracing::error!(
                             cap_per_minute = self.per_minute,
                             "deletion rate cap reached: pausing deletions. A flood of terminations may be \
@@ -153,7 +153,7 @@ impl DeletionLimiter {
 
     fn engage(&self) {
         if !self.braked.swap(true, Ordering::SeqCst) {
-            metrics::get().storm_brake.set(1);
+            events::storm_brake_engaged();
             tracing::error!(
                 cap_per_minute = self.per_minute,
                 sustained = ?self.brake_after,
