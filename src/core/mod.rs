@@ -4,6 +4,7 @@
 pub mod ec2;
 pub mod error;
 pub mod event;
+pub mod ids;
 pub mod placement;
 pub mod protect;
 pub mod verify;
