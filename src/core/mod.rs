@@ -5,6 +5,7 @@ pub mod chef;
 pub mod ec2;
 pub mod error;
 pub mod event;
+pub mod ids;
 pub mod journal;
 pub mod placement;
 pub mod protect;

@@ -36,19 +36,20 @@ use tokio::sync::OnceCell;
 
 use crate::adapters::aws::AwsError;
 use crate::core::error::{Classify, Retry};
+use crate::core::event;
 
 /// Default base name of the topic, the queue and (with `-dlq`) the DLQ.
 pub const DEFAULT_NAME: &str = "nodereaper";
 /// Default name of the termination lifecycle hook.
 pub const DEFAULT_HOOK_NAME: &str = crate::config::DEFAULT_LIFECYCLE_HOOK;
 /// The Auto Scaling notification type nodereaper consumes.
-pub const TERMINATE_NOTIFICATION: &str = "autoscaling:EC2_INSTANCE_TERMINATE";
+pub const TERMINATE_NOTIFICATION: &str = event::EC2_INSTANCE_TERMINATE;
 /// The lifecycle transition of the hook.
-pub const TERMINATING_TRANSITION: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
+pub const TERMINATING_TRANSITION: &str = event::EC2_INSTANCE_TERMINATING;
 /// EventBridge `detail-type`s the rule matches.
 pub const EVENT_DETAIL_TYPES: [&str; 2] = [
-    "EC2 Instance-terminate Lifecycle Action",
-    "EC2 Instance Terminate Successful",
+    event::TERMINATE_LIFECYCLE_ACTION,
+    event::TERMINATE_SUCCESSFUL,
 ];
 /// Id of the queue among the EventBridge rule's targets.
 const EVENT_TARGET_ID: &str = "nodereaper-queue";
