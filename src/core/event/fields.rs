@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{is_account_id, is_instance_id, ParseError, EXPECTED_ACCOUNT};
+use super::{is_account_id, InstanceId, ParseError, EXPECTED_ACCOUNT};
 
 const EXPECTED_INSTANCE_ID: &str = "an EC2 instance id like i-0123456789abcdef0";
 
@@ -99,10 +99,13 @@ impl<'a> Obj<'a> {
             .filter(|s| !s.is_empty())
     }
 
+    /// A required EC2 instance id, checked by [`InstanceId::parse`].
     pub(super) fn instance_id(&self, key: &str) -> Result<String, ParseError> {
         match self.get(key) {
             None => Err(self.missing(key, EXPECTED_INSTANCE_ID)),
-            Some(Value::String(s)) if is_instance_id(s) => Ok(s.clone()),
+            Some(Value::String(s)) => InstanceId::parse(s)
+                .map(InstanceId::into_string)
+                .map_err(|_| self.invalid(key, EXPECTED_INSTANCE_ID)),
             Some(_) => Err(self.invalid(key, EXPECTED_INSTANCE_ID)),
         }
     }
