@@ -35,116 +35,137 @@ pub struct Metrics {
     pub sweep_duration: Gauge,
 }
 
+/// Creates metrics and registers each in the registry.
+struct Registrar {
+    registry: Registry,
+}
+
+impl Registrar {
+    fn register<M: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        metric: M,
+    ) -> Result<M, prometheus::Error> {
+        self.registry.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
+    fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> Result<HistogramVec, prometheus::Error> {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.register(HistogramVec::new(opts, labels)?)
+    }
+
+    fn int_gauge(&self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+        self.register(IntGauge::new(name, help)?)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Result<Gauge, prometheus::Error> {
+        self.register(Gauge::new(name, help)?)
+    }
+}
+
+/// Request latency buckets, seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Queue lag buckets, seconds: up to a day (a message can wait that long
+/// while nodereaper holds the queue).
+const LAG_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+];
+
 fn build() -> Result<Metrics, prometheus::Error> {
-    let registry = Registry::new_custom(Some("nodereaper".into()), None)?;
-    let counter =
-        |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-    let histogram = |name: &str,
-                     help: &str,
-                     labels: &[&str],
-                     buckets: Vec<f64>|
-     -> Result<HistogramVec, prometheus::Error> {
-        let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
-        registry.register(Box::new(h.clone()))?;
-        Ok(h)
+    let r = Registrar {
+        registry: Registry::new_custom(Some("nodereaper".into()), None)?,
     };
-    let latency_buckets = vec![
-        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    ];
-    let lag_buckets = vec![
-        0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
-    ];
-    let breaker_open = IntGaugeVec::new(
-        Opts::new(
-            "circuit_breaker_open",
-            "1 while the breaker for a dependency is open (receiving paused)",
-        ),
-        &["dependency"],
-    )?;
-    registry.register(Box::new(breaker_open.clone()))?;
-    let rate_limited = IntGauge::new(
-        "deletion_rate_limited",
-        "1 while deletions are paused because pipeline.max_deletions_per_minute was reached",
-    )?;
-    registry.register(Box::new(rate_limited.clone()))?;
-    let storm_brake = IntGauge::new(
-        "storm_brake_engaged",
-        "1 once deletions ran at pipeline.max_deletions_per_minute for pipeline.storm_brake_after: no deletions until restart",
-    )?;
-    registry.register(Box::new(storm_brake.clone()))?;
-    let in_flight = IntGauge::new("messages_in_flight", "Messages being processed now")?;
-    registry.register(Box::new(in_flight.clone()))?;
-    let sweep_candidates = IntGauge::new("sweep_candidates", "Candidates found by the last sweep")?;
-    registry.register(Box::new(sweep_candidates.clone()))?;
-    let sweep_last_run = Gauge::new(
-        "sweep_last_run_timestamp_seconds",
-        "Unix time the last sweep finished",
-    )?;
-    registry.register(Box::new(sweep_last_run.clone()))?;
-    let sweep_duration = Gauge::new("sweep_last_duration_seconds", "Duration of the last sweep")?;
-    registry.register(Box::new(sweep_duration.clone()))?;
     Ok(Metrics {
-        messages: counter(
+        messages: r.counter(
             "messages_received_total",
             "Messages received, by queue and kind",
             &["queue", "kind"],
         )?,
-        outcomes: counter(
+        outcomes: r.counter(
             "messages_total",
             "Messages finished, by queue and outcome",
             &["queue", "outcome"],
         )?,
-        deletions: counter(
+        deletions: r.counter(
             "chef_deletions_total",
             "Chef objects deleted, by object kind and result",
             &["object", "result"],
         )?,
-        refusals: counter(
+        refusals: r.counter(
             "refusals_total",
             "Terminations not acted on, by reason",
             &["reason"],
         )?,
-        lifecycle: counter(
+        lifecycle: r.counter(
             "lifecycle_actions_total",
             "Lifecycle hook calls, by call and result",
             &["call", "result"],
         )?,
-        sweep_deleted: counter("sweep_deleted_total", "Nodes deleted by sweeps", &["mode"])?,
-        sweep_skipped: counter(
+        sweep_deleted: r.counter("sweep_deleted_total", "Nodes deleted by sweeps", &["mode"])?,
+        sweep_skipped: r.counter(
             "sweep_skipped_total",
             "Sweep rows not deleted, by reason",
             &["reason"],
         )?,
-        queue_lag: histogram(
+        queue_lag: r.histogram(
             "queue_lag_seconds",
             "Time from SentTimestamp to processing",
             &["queue"],
-            lag_buckets,
+            LAG_BUCKETS,
         )?,
-        chef_latency: histogram(
+        chef_latency: r.histogram(
             "chef_request_duration_seconds",
             "Chef API latency",
             &["method", "endpoint", "status"],
-            latency_buckets.clone(),
+            LATENCY_BUCKETS,
         )?,
-        aws_latency: histogram(
+        aws_latency: r.histogram(
             "aws_request_duration_seconds",
             "AWS API latency",
             &["service", "operation", "result"],
-            latency_buckets,
+            LATENCY_BUCKETS,
         )?,
-        breaker_open,
-        rate_limited,
-        storm_brake,
-        in_flight,
-        sweep_candidates,
-        sweep_last_run,
-        sweep_duration,
-        registry,
+        breaker_open: r.register(IntGaugeVec::new(
+            Opts::new(
+                "circuit_breaker_open",
+                "1 while the breaker for a dependency is open (receiving paused)",
+            ),
+            &["dependency"],
+        )?)?,
+        rate_limited: r.int_gauge(
+            "deletion_rate_limited",
+            "1 while deletions are paused because pipeline.max_deletions_per_minute was reached",
+        )?,
+        storm_brake: r.int_gauge(
+            "storm_brake_engaged",
+            "1 once deletions ran at pipeline.max_deletions_per_minute for pipeline.storm_brake_after: no deletions until restart",
+        )?,
+        in_flight: r.int_gauge("messages_in_flight", "Messages being processed now")?,
+        sweep_candidates: r.int_gauge("sweep_candidates", "Candidates found by the last sweep")?,
+        sweep_last_run: r.gauge(
+            "sweep_last_run_timestamp_seconds",
+            "Unix time the last sweep finished",
+        )?,
+        sweep_duration: r.gauge("sweep_last_duration_seconds", "Duration of the last sweep")?,
+        registry: r.registry,
     })
 }
 
