@@ -222,3 +222,22 @@ fn presence(present: bool) -> Presence {
 
 /// Object kinds a journal entry can carry.
 pub const OBJECT_KINDS: &[&str] = &["node", "client", "keys", "node_acl", "client_acl"];
+
+/// Filters for `nodereaper journal` and `restore --since`.
+#[derive(Debug, Clone, Default)]
+pub struct EntryFilter {
+    pub since: Option<DateTime<Utc>>,
+    pub node: Option<String>,
+    pub instance: Option<String>,
+}
+
+impl EntryFilter {
+    pub fn matches(&self, e: &JournalEntry) -> bool {
+        self.since.is_none_or(|s| e.recorded_at >= s)
+            && self.node.as_ref().is_none_or(|n| &e.node_name == n)
+            && self
+                .instance
+                .as_ref()
+                .is_none_or(|i| e.instance_id.as_ref() == Some(i))
+    }
+}

@@ -12,10 +12,11 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::adapters::chef::{AclObject, ChefError, ClientKey, ServerInfo};
-use crate::adapters::journal::{EntryFilter, JournalEntry, JournalError, Presence};
 use crate::core::chef::ACL_PERMISSIONS;
+use crate::core::chef::{AclObject, ClientKey, ServerInfo};
+use crate::core::journal::{EntryFilter, JournalEntry, Presence};
 use crate::ports::{ChefApi, Journal};
+use crate::ports::{ChefError, JournalError};
 
 /// Top-level node keys the node endpoints accept on create/update. Anything
 /// else in a backup is server-managed or foreign and is dropped.

@@ -19,11 +19,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::act::{Outcome, Reaper, Recheck, Request, Target};
-use crate::adapters::aws::AwsError;
-use crate::adapters::chef::ChefError;
 use crate::core::ec2::IDS_PER_DESCRIBE;
 use crate::core::event::is_instance_id;
 use crate::core::verify::{check_in_time, Departure, Protection};
+use crate::ports::{AwsError, ChefError};
 use crate::ports::{ChefApi, InstanceInfo, InstanceInventory};
 use crate::telemetry::metrics;
 

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ports::Journal;
 
-pub use crate::core::journal::{Damage, JournalEntry, Presence, OBJECT_KINDS};
+pub use crate::core::journal::{Damage, EntryFilter, JournalEntry, Presence, OBJECT_KINDS};
 pub use crate::ports::JournalError;
 pub use local::LocalJournal;
 pub use s3::S3Journal;
@@ -36,23 +36,4 @@ pub async fn prune(
         .checked_sub_signed(retention)
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     journal.remove_before(cutoff).await
-}
-
-/// Filters for `nodereaper journal` and `restore --since`.
-#[derive(Debug, Clone, Default)]
-pub struct EntryFilter {
-    pub since: Option<DateTime<Utc>>,
-    pub node: Option<String>,
-    pub instance: Option<String>,
-}
-
-impl EntryFilter {
-    pub fn matches(&self, e: &JournalEntry) -> bool {
-        self.since.is_none_or(|s| e.recorded_at >= s)
-            && self.node.as_ref().is_none_or(|n| &e.node_name == n)
-            && self
-                .instance
-                .as_ref()
-                .is_none_or(|i| e.instance_id.as_ref() == Some(i))
-    }
 }
