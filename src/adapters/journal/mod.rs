@@ -40,13 +40,18 @@ pub async fn prune(
 
 /// Filters for `nodereaper journal` and `restore --since`.
 #[derive(Debug, Clone, Default)]
+/// Every set field must match; `None` fields match everything.
 pub struct EntryFilter {
+    /// Only entries recorded at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only entries of this exact node name.
     pub node: Option<String>,
+    /// Only entries of this EC2 instance id (entries without one never match).
     pub instance: Option<String>,
 }
 
 impl EntryFilter {
+    /// Whether entry `e` passes every filter that is set.
     pub fn matches(&self, e: &JournalEntry) -> bool {
         self.since.is_none_or(|s| e.recorded_at >= s)
             && self.node.as_ref().is_none_or(|n| &e.node_name == n)
