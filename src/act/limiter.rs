@@ -22,10 +22,15 @@ use crate::telemetry::events;
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("storm brake engaged: deletions ran at the cap of {per_minute}/min for {sustained:?}; nodereaper refuses to delete until an operator checks the Auto Scaling activity and restarts it")]
 pub struct Braked {
+    /// The cap: deletions allowed per window (normally one minute).
     pub per_minute: u32,
+    /// How long deletions ran at the cap before the brake engaged
+    /// (the configured `brake_after`).
     pub sustained: Duration,
 }
 
+/// Caps deletions per minute and, when configured, engages the storm brake;
+/// shared (in an `Arc`) by everything that deletes. See the module docs.
 pub struct DeletionLimiter {
     per_minute: u32,
     window: Duration,
@@ -49,6 +54,8 @@ impl DeletionLimiter {
         Self::with_window(per_minute, Duration::from_secs(60))
     }
 
+    /// A limiter allowing `per_minute` deletions in any span of `window`
+    /// ([`Self::new`] uses one minute); no brake until [`Self::with_brake`].
     pub fn with_window(per_minute: u32, window: Duration) -> Self {
         Self {
             per_minute,
@@ -65,6 +72,8 @@ impl DeletionLimiter {
         self
     }
 
+    /// Whether the storm brake is engaged: it stays so until the process
+    /// restarts.
     pub fn is_braked(&self) -> bool {
         self.braked.load(Ordering::SeqCst)
     }

@@ -37,7 +37,10 @@ impl Default for Resolver {
 /// A node (and its client) found for an instance.
 #[derive(Debug, Clone, Serialize)]
 pub struct Registration {
+    /// The Chef node's name (the instance id itself, or the search's one match).
     pub node_name: String,
+    /// The API client to delete with the node: [`Resolver::client_name_for`]
+    /// the node name. Not checked to exist here.
     pub client_name: String,
     /// How it was found: "node name" or the search query.
     pub found_by: String,
@@ -46,42 +49,77 @@ pub struct Registration {
     pub node: Option<Value>,
 }
 
+/// Why the registration of an instance could not be resolved safely. Every
+/// variant but [`ResolveError::Chef`] is permanent and blames the message:
+/// nodereaper refuses rather than guess.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
+    /// Asking the Chef server failed; retry and blame as that error says.
     #[error(transparent)]
     Chef(#[from] ChefError),
+    /// The id given is not `i-` followed by 8 or 17 hex digits, so it is never
+    /// put into a search query.
     #[error("{value:?} is not an EC2 instance id (expected i- followed by 8 or 17 hex digits)")]
-    InvalidInstanceId { value: String },
+    InvalidInstanceId {
+        /// The id as given.
+        value: String,
+    },
     #[error(
         "search {query:?} on {server} matched {} nodes ({}); refusing to guess which one belongs to {instance_id}",
         nodes.len(),
         nodes.join(", ")
     )]
+    /// No node is named like the instance and the search matched more than
+    /// one node.
     Ambiguous {
+        /// Base URL of the Chef server that was asked.
         server: String,
+        /// The instance whose registration was looked for.
         instance_id: String,
+        /// The search query, after `{instance_id}` was filled in.
         query: String,
+        /// Every matching node name, sorted.
         nodes: Vec<String>,
     },
     #[error(
         "node {node:?} on {server} (found by {found_by}) records no automatic ec2.instance_id, so nothing proves it belonged to {instance_id}; refusing to delete it"
     )]
+    /// The node found has no automatic `ec2.instance_id` (Ohai's), so
+    /// nothing proves it belonged to the instance.
     Unrecorded {
+        /// Base URL of the Chef server that was asked.
         server: String,
+        /// The node found.
         node: String,
+        /// How the node was found: `node name` or `search "QUERY"`.
         found_by: String,
+        /// The instance whose registration was looked for.
         instance_id: String,
     },
     #[error("{kind} name {name:?} cannot be addressed safely in a Chef API URL (expected letters, digits, '_', '-', '.', ':' and not \".\" or \"..\"); refusing to touch it")]
-    UnsafeName { kind: &'static str, name: String },
+    /// The name cannot be put into a Chef API URL unchanged (see
+    /// [`is_safe_name`]).
+    UnsafeName {
+        /// What the name is of: `node` or `client`.
+        kind: &'static str,
+        /// The name as found or given.
+        name: String,
+    },
     #[error(
         "node {node:?} on {server} (found by {found_by}) records ec2.instance_id {recorded:?}, not {instance_id}; refusing to delete it"
     )]
+    /// The node found records, in its automatic `ec2.instance_id`, another
+    /// instance (a stale search index or a reused name).
     Mismatch {
+        /// Base URL of the Chef server that was asked.
         server: String,
+        /// The node found.
         node: String,
+        /// How the node was found: `node name` or `search "QUERY"`.
         found_by: String,
+        /// The instance whose registration was looked for.
         instance_id: String,
+        /// The instance id the node records.
         recorded: String,
     },
 }
@@ -122,10 +160,14 @@ pub fn recorded_instance_id(node: &Value) -> Option<&str> {
 }
 
 impl Resolver {
+    /// The API client name of `node`: the client name template with `{node}`
+    /// replaced (by default the node's own name, as `knife bootstrap` makes it).
     pub fn client_name_for(&self, node: &str) -> String {
         self.client_name_template.replace("{node}", node)
     }
 
+    /// The node search query for `instance_id`: the query template with
+    /// `{instance_id}` replaced.
     pub fn query_for(&self, instance_id: &str) -> String {
         self.query_template.replace("{instance_id}", instance_id)
     }

@@ -51,6 +51,8 @@ impl KeyStore {
         }
     }
 
+    /// The same store as a [`KeySource`] (the Chef adapter's view of where a
+    /// key comes from).
     pub fn key_source(&self) -> KeySource {
         match self {
             KeyStore::SecretsManager(id) => KeySource::SecretsManager(id.clone()),
@@ -115,29 +117,57 @@ pub enum SecretError {
          customer-managed key); `nodereaper setup --print-iam-policy` prints the statement. \
          AWS said: {detail}"
     )]
+    /// AWS refused the read (IAM or KMS): nodereaper's setup is to blame.
     AccessDenied {
+        /// The secret or parameter that was read.
         store: KeyStore,
+        /// The IAM action needed ([`KeyStore::permission`]).
         permission: &'static str,
+        /// AWS's error message.
         detail: String,
     },
     #[error("cannot read the Chef key from {store}: it does not exist in this account and region ({detail})")]
-    NotFound { store: KeyStore, detail: String },
-    #[error("cannot read the Chef key from {store}: {source}")]
-    Aws {
+    /// No such secret or parameter in the region asked (`ResourceNotFoundException`
+    /// or `ParameterNotFound`).
+    NotFound {
+        /// The secret or parameter that was read.
         store: KeyStore,
+        /// AWS's error message.
+        detail: String,
+    },
+    #[error("cannot read the Chef key from {store}: {source}")]
+    /// Any other failed AWS call (throttling, network, ...).
+    Aws {
+        /// The secret or parameter that was read.
+        store: KeyStore,
+        /// The failed call.
         #[source]
         source: Box<AwsError>,
     },
     #[error("{store} holds no text value; expected the client's PEM private key as its value")]
-    Empty { store: KeyStore },
-    #[error("{store}: the value is not a usable RSA private key: {source}")]
-    InvalidKey {
+    /// The secret has no string value (e.g. a binary-only secret).
+    Empty {
+        /// The secret or parameter that was read.
         store: KeyStore,
+    },
+    #[error("{store}: the value is not a usable RSA private key: {source}")]
+    /// The value was read but does not parse as an RSA private key in PEM.
+    InvalidKey {
+        /// The secret or parameter that was read.
+        store: KeyStore,
+        /// Why the key was rejected.
         #[source]
         source: AuthError,
     },
     #[error("cannot read the Chef key from {store}: {detail}")]
-    Runtime { store: KeyStore, detail: String },
+    /// [`fetch_key_blocking`] could not run the fetch (no runtime could be
+    /// started, or its thread panicked).
+    Runtime {
+        /// The secret or parameter that was read.
+        store: KeyStore,
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 const DENIED_CODES: [&str; 4] = [

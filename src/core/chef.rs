@@ -62,6 +62,7 @@ impl fmt::Display for ServerKind {
 /// What the server is and what its answers contain, learned once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerInfo {
+    /// Which server software answered (from its response headers).
     pub kind: ServerKind,
     /// API version the server used for our requests (`response_version`;
     /// 0 for goiardi, which has only v0 semantics).
@@ -69,6 +70,8 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
+    /// What is assumed before (or without) an answer that tells: an unknown
+    /// server speaking API v0, so no keys or ACL endpoints are used.
     pub const UNKNOWN: ServerInfo = ServerInfo {
         kind: ServerKind::Unknown,
         api_version: 0,
@@ -190,7 +193,9 @@ pub fn next_page(
 /// One key of an API client (Chef Infra Server API v1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientKey {
+    /// The key's name; the key a client is created with is `default`.
     pub name: String,
+    /// The public key in PEM (`-----BEGIN PUBLIC KEY-----...`).
     pub public_key: String,
     /// `"infinity"` or `YYYY-MM-DDTHH:MM:SSZ`.
     pub expiration_date: String,
@@ -216,6 +221,8 @@ impl ClientKey {
         })
     }
 
+    /// The JSON body that creates this key (POST /clients/NAME/keys), as
+    /// restore sends it.
     pub fn to_body(&self) -> Value {
         json!({
             "name": self.name,
@@ -245,7 +252,9 @@ pub fn key_names(listing: &Value) -> Option<Vec<String>> {
 /// Objects that carry an ACL nodereaper backs up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AclObject {
+    /// A node (`/nodes/NAME/_acl`).
     Node,
+    /// An API client (`/clients/NAME/_acl`).
     Client,
 }
 

@@ -13,15 +13,24 @@ use crate::core::chef::{ClientKey, ServerKind};
 pub struct JournalEntry {
     /// Unique, sortable: `20261125T101500.123Z-<node>-<random>`.
     pub id: String,
+    /// When the entry was made (UTC), just before the delete was sent.
     pub recorded_at: DateTime<Utc>,
     /// `event`, `deregister` or `sweep`.
     pub source: String,
     /// Why it was deleted (human text).
     pub reason: String,
+    /// The queue message that asked for the deletion (SQS `MessageId`);
+    /// `None` when no message did (deregister, sweep).
     pub message_id: Option<String>,
+    /// The terminated EC2 instance; `None` when the deletion named a node
+    /// rather than an instance.
     pub instance_id: Option<String>,
+    /// The Chef node deleted (or meant to be: see `node_status`).
     pub node_name: String,
+    /// The Chef API client deleted with the node; `None` when none was named.
     pub client_name: Option<String>,
+    /// Base URL of the Chef server the objects were deleted from; restore
+    /// writes them back there.
     pub chef_server: String,
     /// Full node JSON as read just before deletion (None: there was no node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,7 +90,10 @@ pub struct Damage {
     pub location: String,
     /// Line of the index, when the damage is an index line.
     pub line: Option<usize>,
+    /// The entry concerned, when it is known (an unreadable index line names
+    /// none).
     pub entry_id: Option<String>,
+    /// What is wrong, for people.
     pub problem: String,
 }
 
@@ -225,13 +237,18 @@ pub const OBJECT_KINDS: &[&str] = &["node", "client", "keys", "node_acl", "clien
 
 /// Filters for `nodereaper journal` and `restore --since`.
 #[derive(Debug, Clone, Default)]
+/// Every set field must match; `None` fields match everything.
 pub struct EntryFilter {
+    /// Only entries recorded at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only entries of this exact node name.
     pub node: Option<String>,
+    /// Only entries of this EC2 instance id (entries without one never match).
     pub instance: Option<String>,
 }
 
 impl EntryFilter {
+    /// Whether entry `e` passes every filter that is set.
     pub fn matches(&self, e: &JournalEntry) -> bool {
         self.since.is_none_or(|s| e.recorded_at >= s)
             && self.node.as_ref().is_none_or(|n| &e.node_name == n)

@@ -15,6 +15,7 @@ use serde::Serialize;
 pub struct Placement {
     /// `None`: the account nodereaper's own credentials belong to.
     pub account: Option<String>,
+    /// The AWS region name, e.g. `eu-west-1`.
     pub region: String,
 }
 

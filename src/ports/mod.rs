@@ -40,9 +40,16 @@ pub type SearchRow = HashMap<String, Value>;
 pub trait ChefApi: Send + Sync {
     /// Base URL of the server, for messages.
     fn server(&self) -> &str;
+    /// The node's JSON (`GET /nodes/NAME`); `None` when the server answers 404.
     async fn get_node(&self, name: &str) -> Result<Option<Value>, ChefError>;
+    /// Deletes the node (`DELETE /nodes/NAME`); a 404 is
+    /// [`Deleted::AlreadyGone`], not an error.
     async fn delete_node(&self, name: &str) -> Result<Deleted, ChefError>;
+    /// The API client's JSON (`GET /clients/NAME`); `None` when the server
+    /// answers 404.
     async fn get_client(&self, name: &str) -> Result<Option<Value>, ChefError>;
+    /// Deletes the API client (`DELETE /clients/NAME`); a 404 is
+    /// [`Deleted::AlreadyGone`], not an error.
     async fn delete_client(&self, name: &str) -> Result<Deleted, ChefError>;
     /// Names of all nodes (`GET /nodes`).
     async fn list_nodes(&self) -> Result<Vec<String>, ChefError>;
@@ -156,8 +163,11 @@ pub trait InstanceInventory: Send + Sync {
 /// The AWS services of one account and region.
 #[derive(Clone)]
 pub struct Regional {
+    /// The account and region these clients talk to.
     pub placement: Placement,
+    /// EC2 `DescribeInstances` in that account and region.
     pub inventory: Arc<dyn InstanceInventory>,
+    /// Auto Scaling lifecycle-hook calls in that account and region.
     pub lifecycle: Arc<dyn Lifecycle>,
 }
 
@@ -165,6 +175,9 @@ pub struct Regional {
 /// region, created on first use and cached.
 #[async_trait]
 pub trait Fleet: Send + Sync {
+    /// The services for `placement`, reusing cached clients. Fails with
+    /// [`PlacementError::UnknownAccount`] for an account that is neither
+    /// nodereaper's own nor configured in `[[aws.accounts]]`.
     async fn regional(&self, placement: &Placement) -> Result<Regional, PlacementError>;
 }
 
@@ -172,6 +185,7 @@ pub trait Fleet: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Completion {
+    /// AWS accepted the call.
     Completed,
     /// "No active Lifecycle Action found": the action expired or was completed
     /// by someone else. Counts as done.
@@ -181,7 +195,12 @@ pub enum Completion {
 /// Auto Scaling lifecycle hooks.
 #[async_trait]
 pub trait Lifecycle: Send + Sync {
+    /// Extends the hook's timeout (`RecordLifecycleActionHeartbeat`) so the
+    /// instance waits while nodereaper is still working on it.
     async fn heartbeat(&self, action: &LifecycleAction) -> Result<Completion, AwsError>;
+    /// Completes the action with result `CONTINUE`
+    /// (`CompleteLifecycleAction`), letting Auto Scaling go on terminating
+    /// the instance.
     async fn complete_continue(&self, action: &LifecycleAction) -> Result<Completion, AwsError>;
     /// A call with no effect that fails the way real calls would when
     /// nodereaper lacks permission or credentials (the breaker's probe).
@@ -230,8 +249,13 @@ pub trait Journal: Send + Sync {
 /// One message taken from a queue.
 #[derive(Debug, Clone)]
 pub struct ReceivedMessage {
+    /// The queue's id of the message (SQS `MessageId`), for logs and the journal.
     pub message_id: String,
+    /// The handle of this delivery (SQS `ReceiptHandle`), needed to delete the
+    /// message or change its visibility; it changes on every delivery.
     pub receipt_handle: String,
+    /// The message text as received (JSON of an EventBridge, SNS or lifecycle
+    /// hook notification).
     pub body: String,
     /// `SentTimestamp` attribute, when the queue reported it.
     pub sent_at: Option<chrono::DateTime<chrono::Utc>>,

@@ -49,8 +49,14 @@ pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
 /// How the event reached the function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
+    /// An SQS event source mapping (`Records[].eventSource` = `aws:sqs`);
+    /// failures are reported per record in `batchItemFailures`.
     Sqs,
+    /// An SNS subscription (`Records[].EventSource` = `aws:sns`); an
+    /// asynchronous invocation.
     Sns,
+    /// An EventBridge rule targeting the function (one event with
+    /// `detail-type` and `source`); an asynchronous invocation.
     EventBridge,
 }
 
@@ -58,18 +64,30 @@ pub enum Delivery {
 /// `nodereaper-source-queue` attribute).
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The record as a queue message. SNS and EventBridge records have no
+    /// receipt handle (empty) and a receive count of 1.
     pub message: ReceivedMessage,
+    /// Where it came from: the SQS queue or SNS topic ARN (`sqs`/`sns` when
+    /// the record names none), or `eventbridge:<source>`.
     pub origin: String,
 }
 
+/// Why an invocation (or the function's start) failed as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum LambdaError {
+    /// The payload is not an SQS, SNS or EventBridge event nodereaper can
+    /// read; says which field was wrong.
     #[error("Lambda event: {0}")]
     Event(String),
+    /// The configuration cannot work in Lambda (no queue, or a journal in
+    /// the default local directory), or the Lambda runtime failed.
     #[error("Lambda configuration: {0}")]
     Config(String),
+    /// Setting up the pipeline on the first event failed (Chef key, clients,
+    /// journal).
     #[error(transparent)]
     App(#[from] AppError),
+    /// Connecting to the queue on the first event failed.
     #[error(transparent)]
     Aws(#[from] Box<AwsError>),
 }
@@ -264,7 +282,11 @@ pub struct Handler {
 /// What happened to each record, and which must be retried.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
+    /// One JSON object per record: `message_id`, `failed`, the pipeline's
+    /// disposition and, when the DLQ send failed, `dead_letter_error`.
     pub outcomes: Vec<Value>,
+    /// Message ids of the records to retry (for SQS, the
+    /// `batchItemFailures`).
     pub failures: Vec<String>,
 }
 

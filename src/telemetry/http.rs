@@ -14,7 +14,11 @@ use crate::ports::{ChefApi, Queue};
 
 /// What `/readyz` checks.
 pub struct Readiness {
+    /// Every queue consumed: each must answer a depth query
+    /// (`GetQueueAttributes`) within 5 seconds.
     pub queues: Vec<Arc<dyn Queue>>,
+    /// The Chef server, which must return nodereaper's own client or user
+    /// ([`ChefApi::own_identity`]) within 5 seconds.
     pub chef: Arc<dyn ChefApi>,
     /// The reaper's own client: reading it proves reachability and a valid signature.
     pub client_name: String,

@@ -4,6 +4,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Installs the global `tracing` subscriber, writing to stderr (colours only
+/// on a terminal) as text or one JSON object per line. The filter is
+/// `RUST_LOG` when set and valid, else `level` (an `EnvFilter` directive
+/// such as `info` or `nodereaper=debug`), else `info`. A second call does
+/// nothing.
 pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))

@@ -10,6 +10,8 @@ use prometheus::{
 
 /// Every metric nodereaper exports.
 pub struct Metrics {
+    /// The registry holding all of them, names prefixed `nodereaper_`;
+    /// [`render`] serves it on `/metrics`.
     pub registry: Registry,
     /// Messages received, by queue and kind (termination, test, other, unparseable).
     pub messages: IntCounterVec,
@@ -19,19 +21,39 @@ pub struct Metrics {
     pub deletions: IntCounterVec,
     /// Terminations refused because EC2 says the instance is alive, or protection.
     pub refusals: IntCounterVec,
+    /// Seconds from a message's `SentTimestamp` to its processing, by queue
+    /// (`queue_lag_seconds`).
     pub queue_lag: HistogramVec,
+    /// Chef API request duration in seconds, by method, endpoint (first path
+    /// segment, e.g. `nodes`) and status (the HTTP code, or `error` without
+    /// an answer) (`chef_request_duration_seconds`).
     pub chef_latency: HistogramVec,
+    /// AWS API call duration in seconds, by service, operation and result
+    /// (`ok`, `error`) (`aws_request_duration_seconds`).
     pub aws_latency: HistogramVec,
+    /// 1 while the circuit breaker is open for a dependency, else 0
+    /// (`circuit_breaker_open{dependency}`).
     pub breaker_open: IntGaugeVec,
+    /// 1 while deletions wait because `pipeline.max_deletions_per_minute`
+    /// was reached (`deletion_rate_limited`).
     pub rate_limited: IntGauge,
     /// 1 once the storm brake engaged (until restart).
     pub storm_brake: IntGauge,
+    /// Messages being processed right now (`messages_in_flight`).
     pub in_flight: IntGauge,
+    /// Lifecycle hook calls, by call (`heartbeat`, `complete`) and result
+    /// (`completed`, `no_longer_active`, `error`) (`lifecycle_actions_total`).
     pub lifecycle: IntCounterVec,
+    /// Candidates found by the last sweep (`sweep_candidates`).
     pub sweep_candidates: IntGauge,
+    /// Nodes deleted by sweeps, by mode (`sweep_deleted_total`).
     pub sweep_deleted: IntCounterVec,
+    /// Sweep rows not deleted, by reason (`sweep_skipped_total`).
     pub sweep_skipped: IntCounterVec,
+    /// Unix time in seconds when the last sweep finished
+    /// (`sweep_last_run_timestamp_seconds`).
     pub sweep_last_run: Gauge,
+    /// How long the last sweep took, in seconds (`sweep_last_duration_seconds`).
     pub sweep_duration: Gauge,
 }
 
@@ -177,6 +199,8 @@ pub fn get() -> &'static Metrics {
     METRICS.get_or_init(|| build().expect("metric definitions are valid and unique"))
 }
 
+/// Records one Chef API request: `endpoint` is the first path segment,
+/// `status` the HTTP code or `error` when no answer came.
 pub fn chef_request(method: &str, endpoint: &str, status: &str, elapsed: Duration) {
     get()
         .chef_latency
@@ -184,6 +208,8 @@ pub fn chef_request(method: &str, endpoint: &str, status: &str, elapsed: Duratio
         .observe(elapsed.as_secs_f64());
 }
 
+/// Records one AWS API call by service (e.g. `sqs`), operation (e.g.
+/// `ReceiveMessage`) and whether it succeeded.
 pub fn aws_request(service: &str, operation: &str, ok: bool, elapsed: Duration) {
     get()
         .aws_latency

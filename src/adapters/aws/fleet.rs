@@ -19,6 +19,8 @@ use crate::config::{AccountConfig, AwsConfig};
 use crate::core::placement::Placement;
 use crate::ports::{Fleet, PlacementError, Regional};
 
+/// [`Fleet`] backed by real AWS SDK clients: one set of EC2 and Auto Scaling
+/// clients per (account, region), built on first use and kept.
 pub struct AwsFleet {
     aws: AwsConfig,
     accounts: HashMap<String, AccountConfig>,
@@ -27,6 +29,7 @@ pub struct AwsFleet {
 }
 
 impl AwsFleet {
+    /// A fleet for the `[aws]` settings; makes no AWS calls until first used.
     pub fn new(aws: &AwsConfig) -> Self {
         Self {
             aws: aws.clone(),

@@ -10,11 +10,14 @@ use super::AwsError;
 use crate::core::error::Classify;
 use crate::ports::{Completion, Lifecycle, LifecycleAction};
 
+/// [`Lifecycle`] on the Auto Scaling API of one account and region. An
+/// expired or already completed action answers [`Completion::NoLongerActive`].
 pub struct AsgLifecycle {
     client: Client,
 }
 
 impl AsgLifecycle {
+    /// Wraps an Auto Scaling client already set up for the account and region.
     pub fn new(client: Client) -> Self {
         Self { client }
     }

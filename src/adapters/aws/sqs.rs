@@ -106,14 +106,18 @@ impl SqsQueue {
         Self::new(client, url, dlq_url.to_string(), window)
     }
 
+    /// The queue's URL, as configured.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The dead-letter queue's URL: `dlq_url` from the configuration, else
+    /// the target of the queue's RedrivePolicy.
     pub fn dlq_url(&self) -> &str {
         &self.dlq_url
     }
 
+    /// The SQS client this queue uses (its region and credentials).
     pub fn client(&self) -> &Client {
         &self.client
     }

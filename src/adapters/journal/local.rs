@@ -20,6 +20,9 @@ use tokio::sync::Mutex;
 use super::{Damage, JournalEntry, JournalError, OBJECT_KINDS};
 use crate::ports::Journal;
 
+/// [`Journal`] in a local directory (layout in the [module docs](super)):
+/// every write is fsynced before [`Journal::record`] returns. For a single
+/// replica; several replicas share an [`super::S3Journal`] instead.
 pub struct LocalJournal {
     dir: PathBuf,
     /// Serialises appends to the index within this process (the file lock
@@ -55,6 +58,7 @@ impl LocalJournal {
         })
     }
 
+    /// The journal directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

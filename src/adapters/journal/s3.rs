@@ -15,6 +15,8 @@ use super::{Damage, JournalEntry, JournalError};
 use crate::adapters::aws::AwsError;
 use crate::ports::Journal;
 
+/// [`Journal`] in S3: one object per entry under `bucket`/`prefix` (see the
+/// module docs).
 pub struct S3Journal {
     client: Client,
     bucket: String,
@@ -24,6 +26,9 @@ pub struct S3Journal {
 }
 
 impl S3Journal {
+    /// A journal in `bucket` whose object keys start with `prefix` (used
+    /// verbatim: include a trailing `/` for a folder), encrypted with SSE-S3
+    /// until [`Self::with_kms_key`]. Makes no AWS call.
     pub fn new(client: Client, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
         Self {
             client,
