@@ -20,7 +20,8 @@ use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use common::*;
 use nodereaper::jobs::setup::{
-    self, iam_policy, ChangeAction, LifecycleHookSpec, SetupError, SetupReport, SetupSpec,
+    self, iam_policy, ChangeAction, LifecycleHookSpec, ResourceKind, SetupError, SetupReport,
+    SetupSpec,
 };
 use serde_json::Value;
 
@@ -75,7 +76,7 @@ async fn create_asg(name: &str, tags: &[(&str, &str)]) {
         .expect("create auto scaling group");
 }
 
-fn action(report: &SetupReport, kind: &str, name: &str) -> ChangeAction {
+fn action(report: &SetupReport, kind: ResourceKind, name: &str) -> ChangeAction {
     report
         .get(kind, name)
         .unwrap_or_else(|| panic!("no {kind} {name} in {report:#?}"))
@@ -86,7 +87,7 @@ fn action(report: &SetupReport, kind: &str, name: &str) -> ChangeAction {
 /// done (Failed + warning), so the run is not complete.
 fn assert_notification_not_done(report: &SetupReport, group: &str) {
     assert_eq!(
-        action(report, "asg-notification", group),
+        action(report, ResourceKind::AsgNotification, group),
         ChangeAction::Failed
     );
     assert!(!report.is_complete());
@@ -124,13 +125,13 @@ async fn creates_everything_then_reports_unchanged_and_repairs_drift() {
     };
     let (dlq, rule) = (spec.dlq_name(), spec.rule_name());
     let expected = [
-        ("sns-topic", &name),
-        ("sqs-dlq", &dlq),
-        ("sqs-queue", &name),
-        ("sqs-queue-policy", &name),
-        ("sns-subscription", &name),
-        ("eventbridge-rule", &rule),
-        ("eventbridge-target", &rule),
+        (ResourceKind::SnsTopic, &name),
+        (ResourceKind::SqsDlq, &dlq),
+        (ResourceKind::SqsQueue, &name),
+        (ResourceKind::SqsQueuePolicy, &name),
+        (ResourceKind::SnsSubscription, &name),
+        (ResourceKind::EventbridgeRule, &rule),
+        (ResourceKind::EventbridgeTarget, &rule),
     ];
 
     let first = setup::setup(&sdk().await, &spec)
@@ -152,7 +153,7 @@ async fn creates_everything_then_reports_unchanged_and_repairs_drift() {
     for c in second
         .changes
         .iter()
-        .filter(|c| !c.resource.starts_with("asg-notification "))
+        .filter(|c| c.resource.kind != ResourceKind::AsgNotification)
     {
         assert_eq!(c.action, ChangeAction::Unchanged, "{c:?}");
     }
@@ -182,13 +183,15 @@ async fn creates_everything_then_reports_unchanged_and_repairs_drift() {
     let dry = setup::setup(&sdk().await, &dry_spec)
         .await
         .expect("dry run");
-    let change = dry.get("sqs-queue", &name).expect("queue change");
+    let change = dry
+        .get(ResourceKind::SqsQueue, &name)
+        .expect("queue change");
     assert_eq!(
         (change.action, change.detail.as_str()),
         (ChangeAction::WouldUpdate, "VisibilityTimeout: 30 -> 300")
     );
     assert_eq!(
-        action(&dry, "sqs-queue-policy", &name),
+        action(&dry, ResourceKind::SqsQueuePolicy, &name),
         ChangeAction::Unchanged
     );
     let visibility = || async {
@@ -199,20 +202,25 @@ async fn creates_everything_then_reports_unchanged_and_repairs_drift() {
     assert_eq!(visibility().await.as_deref(), Some("30"));
 
     let fixed = setup::setup(&sdk().await, &spec).await.expect("repair");
-    assert_eq!(action(&fixed, "sqs-queue", &name), ChangeAction::Updated);
+    assert_eq!(
+        action(&fixed, ResourceKind::SqsQueue, &name),
+        ChangeAction::Updated
+    );
     assert_eq!(visibility().await.as_deref(), Some("300"));
     // Same moto gap: setup's own SetQueueAttributes dropped the Policy, and
     // the policy step, which runs after it, puts it back.
     assert!(matches!(
-        action(&fixed, "sqs-queue-policy", &name),
+        action(&fixed, ResourceKind::SqsQueuePolicy, &name),
         ChangeAction::Unchanged | ChangeAction::Created
     ));
     let last = setup::setup(&sdk().await, &spec)
         .await
         .expect("after repair");
-    assert!(last.changes.iter().all(
-        |c| c.action == ChangeAction::Unchanged || c.resource.starts_with("asg-notification ")
-    ));
+    assert!(last
+        .changes
+        .iter()
+        .all(|c| c.action == ChangeAction::Unchanged
+            || c.resource.kind == ResourceKind::AsgNotification));
 }
 
 #[tokio::test]
@@ -305,7 +313,7 @@ async fn dry_run_on_a_fresh_name_creates_nothing() {
     for c in report
         .changes
         .iter()
-        .filter(|c| !c.resource.starts_with("asg-notification "))
+        .filter(|c| c.resource.kind != ResourceKind::AsgNotification)
     {
         assert_eq!(c.action, ChangeAction::WouldCreate, "{c:?}");
     }
@@ -316,7 +324,7 @@ async fn dry_run_on_a_fresh_name_creates_nothing() {
         (&None, &None, &None)
     );
     assert_eq!((&report.queue_arn, &report.dlq_arn), (&None, &None));
-    let topic = report.get("sns-topic", &name).expect("topic");
+    let topic = report.get(ResourceKind::SnsTopic, &name).expect("topic");
     assert_eq!(
         topic.detail,
         format!("arn:aws:sns:us-east-1:123456789012:{name}")
@@ -371,7 +379,7 @@ async fn lifecycle_hook_on_groups_found_by_tag() {
 
     let first = setup::setup(&sdk().await, &spec).await.expect("setup");
     assert_eq!(
-        action(&first, "asg-lifecycle-hook", &hook_resource),
+        action(&first, ResourceKind::AsgLifecycleHook, &hook_resource),
         ChangeAction::Created
     );
     assert_notification_not_done(&first, &group);
@@ -398,7 +406,7 @@ async fn lifecycle_hook_on_groups_found_by_tag() {
         .await
         .expect("second setup");
     let change = second
-        .get("asg-lifecycle-hook", &hook_resource)
+        .get(ResourceKind::AsgLifecycleHook, &hook_resource)
         .expect("hook change");
     match change.action {
         ChangeAction::Unchanged => {}

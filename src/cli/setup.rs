@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{ExitCode, Output};
 
+/// Arguments of `nodereaper setup`.
 #[derive(Args)]
 pub struct SetupArgs {
     /// Base name: topic and queue NAME, DLQ NAME-dlq, rule NAME-asg-terminate.
@@ -30,10 +31,13 @@ pub struct SetupArgs {
     /// Add a termination lifecycle hook notifying the topic on each group.
     #[arg(long, requires = "hook_role_arn")]
     pub lifecycle_hook: bool,
+    /// Name of the lifecycle hook.
     #[arg(long, default_value = nodereaper::jobs::setup::DEFAULT_HOOK_NAME)]
     pub hook_name: String,
+    /// Lifecycle hook heartbeat timeout, seconds.
     #[arg(long, default_value_t = 300)]
     pub hook_heartbeat_timeout: u32,
+    /// What Auto Scaling does when the hook times out.
     #[arg(long, default_value = "CONTINUE", value_parser = ["CONTINUE", "ABANDON"])]
     pub hook_default_result: String,
     /// IAM role Auto Scaling assumes to publish to the topic (not created by
@@ -53,6 +57,7 @@ pub struct SetupArgs {
     /// its client needs; change nothing.
     #[arg(long)]
     pub print_iam_policy: bool,
+    /// Print the report as text or JSON.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
 }
@@ -64,6 +69,9 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Prints the IAM policy, or runs setup and prints its report (typed
+/// changes, see [`nodereaper::jobs::setup::SetupReport`]); exit code 2 when a
+/// step was not done.
 pub async fn setup(config: Config, args: SetupArgs) -> Result<ExitCode> {
     use nodereaper::jobs::setup::{self, LifecycleHookSpec, SetupSpec};
     let journal = config

@@ -29,14 +29,19 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 pub struct ChefSettings {
     /// `https://chef.example/organizations/ORG` or an org-less URL (goiardi, Chef 11).
     pub server_url: Url,
+    /// The Chef API client nodereaper signs as (`X-Ops-Userid`).
     pub client_name: String,
+    /// That client's private key.
     pub key: SigningKey,
+    /// The signing protocol version.
     pub sign_version: SignVersion,
+    /// Timeout of one request (the connect timeout is at most 10 s of it).
     pub timeout: Duration,
     /// Extra PEM bundle of trusted CAs (private CAs are common for Chef servers).
     pub ca_bundle: Option<PathBuf>,
     /// Disables certificate verification. Logged loudly at start.
     pub insecure_skip_tls_verify: bool,
+    /// Rows per search page.
     pub page_size: usize,
 }
 
@@ -60,12 +65,17 @@ pub struct ChefClient {
 
 /// A response read to the end.
 pub struct ChefResponse {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The response headers.
     pub headers: reqwest::header::HeaderMap,
+    /// The whole body.
     pub body: Vec<u8>,
 }
 
 impl ChefClient {
+    /// A client for the server in `settings`: TLS with the extra CAs, no
+    /// redirects followed. Errors name an unreadable or empty CA bundle.
     pub fn new(settings: ChefSettings) -> Result<Self, ChefError> {
         let server = settings
             .server_url
@@ -145,6 +155,7 @@ impl ChefClient {
         self
     }
 
+    /// The client name requests are signed as.
     pub fn client_name(&self) -> &str {
         &self.client_name
     }
@@ -209,6 +220,32 @@ impl ChefClient {
             })?,
             None => Vec::new(),
         };
+        let req = self.signed_request(&method, url, payload, body.is_some())?;
+        if let Ok(mut counts) = self.requests.lock() {
+            *counts.entry(format!("{method} /{endpoint}")).or_default() += 1;
+        }
+        let started = Instant::now();
+        let result = self.execute(req, &method, &object).await;
+        let outcome = match &result {
+            Ok(r) => r.status.as_str().to_string(),
+            Err(_) => "error".to_string(),
+        };
+        metrics::chef_request(method.as_str(), endpoint, &outcome, started.elapsed());
+        if let Ok(r) = &result {
+            self.learn_server(&r.headers);
+        }
+        result
+    }
+
+    /// The request to `url` with the Chef headers and the signature over
+    /// `payload` (sent as the JSON body when `has_body`).
+    fn signed_request(
+        &self,
+        method: &Method,
+        url: Url,
+        payload: Vec<u8>,
+        has_body: bool,
+    ) -> Result<reqwest::RequestBuilder, ChefError> {
         let signed = auth::sign(
             &self.key,
             self.sign_version,
@@ -234,46 +271,47 @@ impl ChefClient {
         for (name, value) in signed {
             req = req.header(name, value);
         }
-        if body.is_some() {
+        if has_body {
             req = req.header("Content-Type", "application/json").body(payload);
         }
-        if let Ok(mut counts) = self.requests.lock() {
-            *counts.entry(format!("{method} /{endpoint}")).or_default() += 1;
-        }
-        let started = Instant::now();
+        Ok(req)
+    }
+
+    /// Sends `req` and reads the whole answer; only transport failures are
+    /// errors.
+    async fn execute(
+        &self,
+        req: reqwest::RequestBuilder,
+        method: &Method,
+        object: &str,
+    ) -> Result<ChefResponse, ChefError> {
         let transport = |source: reqwest::Error| ChefError::Transport {
             server: self.server.clone(),
             method: method.to_string(),
-            object: object.clone(),
+            object: object.to_string(),
             source,
         };
-        let result = async {
-            let resp = req.send().await.map_err(transport)?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(transport)?.to_vec();
-            Ok::<_, ChefError>(ChefResponse {
-                status,
-                headers,
-                body,
-            })
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(transport)?.to_vec();
+        Ok(ChefResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Learns the server's kind from the first answer whose headers name it.
+    fn learn_server(&self, headers: &reqwest::header::HeaderMap) {
+        if self.info.get().is_some() {
+            return;
         }
-        .await;
-        let outcome = match &result {
-            Ok(r) => r.status.as_str().to_string(),
-            Err(_) => "error".to_string(),
-        };
-        metrics::chef_request(method.as_str(), endpoint, &outcome, started.elapsed());
-        if let Ok(r) = &result {
-            if self.info.get().is_none() {
-                if let Some(info) = ServerInfo::from_headers(&r.headers) {
-                    if self.info.set(info).is_ok() {
-                        tracing::debug!(server = %self.server, kind = %info.kind, api_version = info.api_version, "Chef server detected");
-                    }
-                }
+        if let Some(info) = ServerInfo::from_headers(headers) {
+            if self.info.set(info).is_ok() {
+                tracing::debug!(server = %self.server, kind = %info.kind, api_version = info.api_version, "Chef server detected");
             }
         }
-        result
     }
 
     /// Turns a non-success status into the right error.

@@ -281,101 +281,149 @@ fn parse_profile(
     profile: &str,
     home: Option<&Path>,
 ) -> Result<Credentials, CredentialsError> {
-    let doc: toml::Table = toml::from_str(text).map_err(|e| CredentialsError::Parse {
+    let doc = parse_toml(text, path)?;
+    let p = Profile {
+        table: select_profile(&doc, path, profile)?,
+        path,
+        name: profile,
+    };
+    let client_name = p.client_name()?;
+    let server_url = p.server_url()?;
+    let key = p.key_source(home)?;
+    Ok(Credentials {
+        client_name,
+        server_url,
+        key,
+    })
+}
+
+/// The credentials file as a TOML table; errors carry the line, never the text.
+fn parse_toml(text: &str, path: &Path) -> Result<toml::Table, CredentialsError> {
+    toml::from_str(text).map_err(|e| CredentialsError::Parse {
         path: path.to_path_buf(),
         line: e.span().map_or(1, |s| {
             text[..s.start.min(text.len())].matches('\n').count() + 1
         }),
         message: e.message().trim().to_string(),
-    })?;
-    let table = match doc.get(profile) {
-        Some(toml::Value::Table(t)) => t,
-        _ => {
-            let names: Vec<&str> = doc
-                .iter()
-                .filter(|(_, v)| v.is_table())
-                .map(|(k, _)| k.as_str())
-                .collect();
-            return Err(CredentialsError::ProfileNotFound {
-                path: path.to_path_buf(),
-                profile: profile.to_string(),
-                available: if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                },
-            });
-        }
-    };
+    })
+}
 
-    let invalid = |key: &'static str, expected: &str| CredentialsError::InvalidValue {
+/// The table of `profile`, or an error listing the profiles present.
+fn select_profile<'d>(
+    doc: &'d toml::Table,
+    path: &Path,
+    profile: &str,
+) -> Result<&'d toml::Table, CredentialsError> {
+    if let Some(toml::Value::Table(t)) = doc.get(profile) {
+        return Ok(t);
+    }
+    let names: Vec<&str> = doc
+        .iter()
+        .filter(|(_, v)| v.is_table())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    Err(CredentialsError::ProfileNotFound {
         path: path.to_path_buf(),
         profile: profile.to_string(),
-        key,
-        expected: expected.to_string(),
-    };
-    let get = |key: &'static str| -> Result<Option<String>, CredentialsError> {
-        match table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
-            Some(toml::Value::String(_)) => Err(invalid(key, "a non-empty string")),
-            Some(toml::Value::Table(t)) if t.contains_key("secret") => Err(invalid(
-                key,
-                "a plain string (secrets-provider references are not supported)",
-            )),
-            Some(_) => Err(invalid(key, "a string")),
-        }
-    };
-    let require = |key: &'static str, example: &'static str| {
-        get(key)?.ok_or_else(|| CredentialsError::MissingKey {
-            path: path.to_path_buf(),
-            profile: profile.to_string(),
+        available: if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        },
+    })
+}
+
+/// One profile of a credentials file, read key by key.
+struct Profile<'a> {
+    table: &'a toml::Table,
+    path: &'a Path,
+    name: &'a str,
+}
+
+impl Profile<'_> {
+    fn invalid(&self, key: &'static str, expected: &str) -> CredentialsError {
+        CredentialsError::InvalidValue {
+            path: self.path.to_path_buf(),
+            profile: self.name.to_string(),
             key,
-            example,
-        })
-    };
-
-    let client_name = match (get("client_name")?, get("node_name")?) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "client_name",
-                "only one of client_name and node_name (Chef prefers client_name)",
-            ))
-        }
-        (Some(name), None) | (None, Some(name)) => name,
-        (None, None) => require("client_name", "\"my-client\"")?,
-    };
-
-    let server_url = require(
-        "chef_server_url",
-        "\"https://chef.example.com/organizations/myorg\"",
-    )?;
-    match url::Url::parse(&server_url) {
-        Ok(u) if matches!(u.scheme(), "https" | "http") && u.has_host() => {}
-        _ => {
-            return Err(invalid(
-                "chef_server_url",
-                "an http(s) URL such as https://chef.example.com/organizations/myorg",
-            ))
+            expected: expected.to_string(),
         }
     }
 
-    let raw_key = require("client_key", "\"~/.chef/my-client.pem\"")?;
-    let key = if raw_key.trim_start().starts_with("-----BEGIN") {
-        KeySource::InlinePem(raw_key)
-    } else {
+    /// The non-empty string `key`, if present.
+    fn get(&self, key: &'static str) -> Result<Option<String>, CredentialsError> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+            Some(toml::Value::String(_)) => Err(self.invalid(key, "a non-empty string")),
+            Some(toml::Value::Table(t)) if t.contains_key("secret") => Err(self.invalid(
+                key,
+                "a plain string (secrets-provider references are not supported)",
+            )),
+            Some(_) => Err(self.invalid(key, "a string")),
+        }
+    }
+
+    /// The non-empty string `key`; its absence is an error showing `example`.
+    fn require(
+        &self,
+        key: &'static str,
+        example: &'static str,
+    ) -> Result<String, CredentialsError> {
+        self.get(key)?.ok_or_else(|| CredentialsError::MissingKey {
+            path: self.path.to_path_buf(),
+            profile: self.name.to_string(),
+            key,
+            example,
+        })
+    }
+
+    /// `client_name`, or its alias `node_name` (not both).
+    fn client_name(&self) -> Result<String, CredentialsError> {
+        match (self.get("client_name")?, self.get("node_name")?) {
+            (Some(_), Some(_)) => Err(self.invalid(
+                "client_name",
+                "only one of client_name and node_name (Chef prefers client_name)",
+            )),
+            (Some(name), None) | (None, Some(name)) => Ok(name),
+            (None, None) => self.require("client_name", "\"my-client\""),
+        }
+    }
+
+    /// `chef_server_url`, an http(s) URL with a host.
+    fn server_url(&self) -> Result<String, CredentialsError> {
+        let server_url = self.require(
+            "chef_server_url",
+            "\"https://chef.example.com/organizations/myorg\"",
+        )?;
+        match url::Url::parse(&server_url) {
+            Ok(u) if matches!(u.scheme(), "https" | "http") && u.has_host() => Ok(server_url),
+            _ => Err(self.invalid(
+                "chef_server_url",
+                "an http(s) URL such as https://chef.example.com/organizations/myorg",
+            )),
+        }
+    }
+
+    /// `client_key`: inline PEM, or a path (`~/`, absolute, or relative to
+    /// `~/.chef`).
+    fn key_source(&self, home: Option<&Path>) -> Result<KeySource, CredentialsError> {
+        let raw_key = self.require("client_key", "\"~/.chef/my-client.pem\"")?;
+        if raw_key.trim_start().starts_with("-----BEGIN") {
+            return Ok(KeySource::InlinePem(raw_key));
+        }
         let no_home = || {
-            invalid(
+            self.invalid(
                 "client_key",
                 "an absolute path (the home directory is unknown, so ~ and relative paths \
                  cannot be resolved)",
             )
         };
         let p = Path::new(&raw_key);
-        KeySource::Path(if let Ok(rest) = p.strip_prefix("~") {
+        Ok(KeySource::Path(if let Ok(rest) = p.strip_prefix("~") {
             home.ok_or_else(no_home)?.join(rest)
         } else if raw_key.starts_with('~') {
-            return Err(invalid(
+            return Err(self.invalid(
                 "client_key",
                 "a path starting with ~/ or an absolute path (~user is not supported)",
             ));
@@ -383,14 +431,8 @@ fn parse_profile(
             p.to_path_buf()
         } else {
             home.ok_or_else(no_home)?.join(".chef").join(p)
-        })
-    };
-
-    Ok(Credentials {
-        client_name,
-        server_url,
-        key,
-    })
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -2,14 +2,23 @@
 //!
 //! Every error names the file, the key and what was expected. Secrets and
 //! paths can be overridden from the environment (see [`ENV_OVERRIDES`]).
+//!
+//! This file holds the types, their defaults, loading and the environment
+//! overrides; `validate` the rules serde cannot express, one function per
+//! section. The configuration imports no adapter: settings that adapters
+//! read (such as [`SignVersion`]) are defined here.
 
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-use crate::adapters::chef::auth::SignVersion;
 
 /// The termination lifecycle hook `nodereaper setup` creates.
 pub const DEFAULT_LIFECYCLE_HOOK: &str = "nodereaper-terminate";
@@ -41,43 +50,69 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("NODEREAPER_CHEF_ALLOW_PLAIN_HTTP", "chef.allow_plain_http"),
 ];
 
+/// A configuration that cannot be used: every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config file {file}: {source}")]
     Read {
+        /// The config file.
         file: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid TOML, or has an unknown key or a wrong type.
     #[error("config file {file}: {detail}")]
-    Parse { file: PathBuf, detail: String },
+    Parse {
+        /// The config file.
+        file: PathBuf,
+        /// The parser's message (it names the key and line).
+        detail: String,
+    },
+    /// A key's value breaks a rule.
     #[error("config file {file}: key `{key}`: expected {expected}")]
     Invalid {
+        /// The config file, or `(environment)`.
         file: PathBuf,
+        /// The key (or environment variable), e.g. `pipeline.workers`.
         key: String,
+        /// What was expected, and what was found.
         expected: String,
     },
 }
 
+/// The whole configuration file; every section is optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The Chef server and nodereaper's identity on it (`[chef]`).
     pub chef: ChefConfig,
+    /// AWS region, endpoint and other accounts (`[aws]`).
     pub aws: AwsConfig,
+    /// The SQS queues to consume (`[[queues]]`).
     pub queues: Vec<QueueConfig>,
+    /// How events are received and handled (`[pipeline]`).
     pub pipeline: PipelineConfig,
+    /// What is never deleted (`[protect]`).
     pub protect: ProtectConfig,
+    /// Where deletions are backed up (`[journal]`).
     pub journal: JournalConfig,
+    /// The reconciliation sweep (`[sweep]`).
     pub sweep: SweepConfig,
+    /// The metrics and health server (`[http]`).
     pub http: HttpConfig,
+    /// Logging (`[log]`).
     pub log: LogConfig,
 }
 
+/// `[chef]`: the server, and nodereaper's identity and key.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChefConfig {
     /// `https://chef.example/organizations/ORG`, or an org-less URL (goiardi).
     pub server_url: Option<String>,
+    /// The Chef API client nodereaper signs as.
     pub client_name: Option<String>,
     /// Path of the client's private key (PEM).
     pub client_key: Option<PathBuf>,
@@ -93,12 +128,18 @@ pub struct ChefConfig {
     /// Read identity from Chef's `~/.chef/credentials` profile when the
     /// explicit keys above are not set.
     pub profile: Option<String>,
+    /// The credentials file holding `profile` (default `~/.chef/credentials`).
     pub credentials_file: Option<PathBuf>,
+    /// Request signing protocol (`X-Ops-Sign` version).
     pub sign_version: SignVersion,
+    /// Timeout of one Chef request.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Extra PEM bundle of CAs trusted for the Chef server.
     pub ca_bundle: Option<PathBuf>,
+    /// Disables TLS certificate verification (logged loudly; use `ca_bundle`).
     pub insecure_skip_tls_verify: bool,
+    /// Accept a key file readable by group/others.
     pub allow_insecure_key_permissions: bool,
     /// Accept an `http://` server URL (signed requests and node JSON in
     /// clear text): for local test servers only.
@@ -108,6 +149,7 @@ pub struct ChefConfig {
     pub search_query: String,
     /// Client name for a node; `{node}` is replaced by the node name.
     pub client_name_template: String,
+    /// Rows per page of Chef search requests (1 to 1000).
     pub page_size: usize,
 }
 
@@ -135,6 +177,72 @@ impl Default for ChefConfig {
     }
 }
 
+/// Chef signing protocol version (the `version=` part of `X-Ops-Sign`).
+///
+/// Defined here rather than in the Chef adapter because it is a setting
+/// (`chef.sign_version`) and the configuration imports no adapter; the
+/// signing code (`adapters::chef::auth`, which re-exports it) implements
+/// each version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum SignVersion {
+    /// Protocol 1.0: SHA-1, plain user id in the canonical request.
+    #[serde(rename = "1.0")]
+    V1_0,
+    /// Protocol 1.1: SHA-1, hashed user id in the canonical request.
+    #[serde(rename = "1.1")]
+    V1_1,
+    /// Protocol 1.3: SHA-256 with a standard PKCS#1 v1.5 signature (default).
+    #[default]
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+impl SignVersion {
+    /// The version string, e.g. `"1.3"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignVersion::V1_0 => "1.0",
+            SignVersion::V1_1 => "1.1",
+            SignVersion::V1_3 => "1.3",
+        }
+    }
+
+    /// Digest algorithm name used by this version (`"sha1"` or `"sha256"`).
+    pub fn algorithm(self) -> &'static str {
+        match self {
+            SignVersion::V1_0 | SignVersion::V1_1 => "sha1",
+            SignVersion::V1_3 => "sha256",
+        }
+    }
+}
+
+impl fmt::Display for SignVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A signing protocol version string that is not one of [`SignVersion`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unsupported Chef signing protocol version {0:?}; expected one of \"1.0\", \"1.1\", \"1.3\""
+)]
+pub struct UnsupportedSignVersion(pub String);
+
+impl FromStr for SignVersion {
+    type Err = UnsupportedSignVersion;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "1.0" => Ok(SignVersion::V1_0),
+            "1.1" => Ok(SignVersion::V1_1),
+            "1.3" => Ok(SignVersion::V1_3),
+            other => Err(UnsupportedSignVersion(other.to_string())),
+        }
+    }
+}
+
+/// `[aws]`: region, endpoint and other accounts.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsConfig {
@@ -162,9 +270,11 @@ pub struct AccountConfig {
     pub external_id: Option<String>,
 }
 
+/// One `[[queues]]` entry.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
+    /// The queue URL.
     pub url: String,
     /// Region of the queue; default: taken from the queue URL, else `aws.region`.
     #[serde(default)]
@@ -184,31 +294,44 @@ pub enum OtherEvents {
     DeadLetter,
 }
 
+/// `[pipeline]`: receiving and handling events.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
+    /// Messages handled concurrently, across all queues (1 to 512).
     pub workers: usize,
+    /// SQS long-poll wait per receive (at most 20s).
     #[serde(with = "humantime_serde")]
     pub wait_time: Duration,
+    /// Messages per receive (1 to 10).
     pub batch_size: i32,
+    /// Ask EC2 whether the instance is really gone before deleting.
     pub verify_instance_state: bool,
+    /// Treat an EC2 state-change event `shutting-down` as a termination.
     pub shutting_down_is_termination: bool,
+    /// What to do with recognised events that need no action.
     pub other_events: OtherEvents,
     /// At most this many node deletions per minute across the process;
     /// above it the pipeline pauses and alerts. 0 disables the cap.
     pub max_deletions_per_minute: u32,
+    /// Smallest retry delay (the exponential backoff's base).
     #[serde(with = "humantime_serde")]
     pub retry_backoff_base: Duration,
+    /// Largest retry delay (at most 12h).
     #[serde(with = "humantime_serde")]
     pub retry_backoff_max: Duration,
+    /// How often a pending lifecycle action is heartbeated (and the message's visibility extended).
     #[serde(with = "humantime_serde")]
     pub lifecycle_heartbeat_interval: Duration,
+    /// How long shutdown waits for in-flight messages.
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: Duration,
     /// Consecutive transient Chef failures that open the circuit breaker.
     pub breaker_threshold: u32,
+    /// How often the Chef server is probed while the breaker is open.
     #[serde(with = "humantime_serde")]
     pub breaker_cooldown: Duration,
+    /// Decide and log, but delete nothing and acknowledge no message.
     pub dry_run: bool,
     /// Lifecycle hooks nodereaper owns: only their actions are completed;
     /// an event of any other hook is acknowledged without touching Chef.
@@ -244,13 +367,17 @@ impl Default for PipelineConfig {
     }
 }
 
+/// `[protect]`: nodes and clients that are never deleted.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProtectConfig {
     /// Glob patterns (`*`, `?`, `[...]`) on node names that are never deleted.
     pub node_names: Vec<String>,
+    /// Roles whose nodes are never deleted (exact names).
     pub roles: Vec<String>,
+    /// Chef environments whose nodes are never deleted (exact names).
     pub environments: Vec<String>,
+    /// Policy groups whose nodes are never deleted (exact names).
     pub policy_groups: Vec<String>,
     /// Instances carrying this tag (any value but "false") are left alone;
     /// `""` switches the opt-out tag off. Seen only while EC2 still knows the
@@ -278,11 +405,15 @@ impl Default for ProtectConfig {
     }
 }
 
+/// `[journal]`: where each deletion's backup is written.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
+    /// Directory of the local journal (used when `s3_bucket` is unset).
     pub dir: PathBuf,
+    /// S3 bucket of the journal, instead of `dir`.
     pub s3_bucket: Option<String>,
+    /// Key prefix of the journal's S3 objects.
     pub s3_prefix: String,
     /// SSE-KMS key (id, ARN or alias) for S3 journal objects; unset: SSE-S3.
     pub s3_kms_key_id: Option<String>,
@@ -304,6 +435,7 @@ impl Default for JournalConfig {
     }
 }
 
+/// `[sweep]`: the reconciliation sweep.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SweepConfig {
@@ -315,6 +447,7 @@ pub struct SweepConfig {
     /// A node must not have checked in for this long to be a candidate.
     #[serde(with = "humantime_serde")]
     pub grace_period: Duration,
+    /// A sweep finding more candidates than this deletes nothing (unless forced).
     pub max_candidates: usize,
     /// Largest share (0..=1) of EC2-backed nodes a sweep may delete.
     pub max_candidate_share: f64,
@@ -325,6 +458,7 @@ pub struct SweepConfig {
     pub regions: Vec<String>,
     /// Node attribute paths for the inventory.
     pub instance_id_attribute: Vec<String>,
+    /// Node attribute path of the availability zone (the region is derived from it).
     pub region_attribute: Vec<String>,
 }
 
@@ -344,6 +478,7 @@ impl Default for SweepConfig {
     }
 }
 
+/// `[http]`: the /metrics, /healthz and /readyz server.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -387,17 +522,22 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[log] format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
+    /// For humans.
     #[default]
     Text,
+    /// One JSON object per line, for log shippers.
     Json,
 }
 
+/// `[log]`: logging.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
+    /// Log line format.
     pub format: LogFormat,
     /// A tracing filter, e.g. "info" or "nodereaper=debug,info"; RUST_LOG wins.
     pub level: String,
@@ -434,6 +574,7 @@ impl Config {
         Ok(config)
     }
 
+    /// Parses `text` (the contents of `path`), without validating it.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             file: path.to_path_buf(),
@@ -520,503 +661,5 @@ impl Config {
                 })?;
         }
         Ok(())
-    }
-
-    /// Checks every rule serde cannot express.
-    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: &str, expected: String| ConfigError::Invalid {
-            file: file.to_path_buf(),
-            key: key.to_string(),
-            expected,
-        };
-        if let Some(url) = &self.chef.server_url {
-            match url::Url::parse(url) {
-                Ok(u) if u.scheme() == "https" => {}
-                Ok(u) if u.scheme() == "http" && self.chef.allow_plain_http => {}
-                Ok(u) if u.scheme() == "http" => {
-                    return Err(invalid(
-                        "chef.server_url",
-                        format!(
-                            "an https:// URL, got {url:?}: plain http sends signed requests and node data in clear text; set chef.allow_plain_http = true for a local test server"
-                        ),
-                    ))
-                }
-                _ => {
-                    return Err(invalid(
-                        "chef.server_url",
-                        format!(
-                        "an http(s) URL like https://chef.example/organizations/ORG, got {url:?}"
-                    ),
-                    ))
-                }
-            }
-        }
-        if self.chef.client_key.is_some() && self.chef.client_key_pem.is_some() {
-            return Err(invalid(
-                "chef.client_key",
-                "either client_key (a path) or client_key_pem, not both".into(),
-            ));
-        }
-        let key_forms = [
-            ("client_key", self.chef.client_key.is_some()),
-            ("client_key_pem", self.chef.client_key_pem.is_some()),
-            ("client_key_secret", self.chef.client_key_secret.is_some()),
-            (
-                "client_key_parameter",
-                self.chef.client_key_parameter.is_some(),
-            ),
-        ];
-        let set: Vec<&str> = key_forms
-            .iter()
-            .filter(|(_, on)| *on)
-            .map(|(k, _)| *k)
-            .collect();
-        if set.len() > 1 {
-            return Err(invalid(
-                &format!("chef.{}", set[1]),
-                format!(
-                    "one source of the Chef key: client_key, client_key_pem, client_key_secret \
-                     or client_key_parameter, not {}",
-                    set.join(" and ")
-                ),
-            ));
-        }
-        for (key, value) in [
-            ("chef.client_key_secret", &self.chef.client_key_secret),
-            ("chef.client_key_parameter", &self.chef.client_key_parameter),
-        ] {
-            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                return Err(invalid(key, "a non-empty name or ARN".into()));
-            }
-        }
-        if !self.chef.search_query.contains("{instance_id}") {
-            return Err(invalid(
-                "chef.search_query",
-                format!(
-                    "a query containing {{instance_id}}, e.g. \"ec2_instance_id:{{instance_id}}\", got {:?}",
-                    self.chef.search_query
-                ),
-            ));
-        }
-        if !self.chef.client_name_template.contains("{node}") {
-            return Err(invalid(
-                "chef.client_name_template",
-                format!(
-                    "a template containing {{node}}, got {:?}",
-                    self.chef.client_name_template
-                ),
-            ));
-        }
-        if !(1..=1000).contains(&self.chef.page_size) {
-            return Err(invalid(
-                "chef.page_size",
-                format!("a number from 1 to 1000, got {}", self.chef.page_size),
-            ));
-        }
-        if self.chef.timeout.is_zero() {
-            return Err(invalid(
-                "chef.timeout",
-                "a duration above zero, e.g. \"30s\"".into(),
-            ));
-        }
-        // Upper bounds: beyond them a duration is a typo, and time arithmetic
-        // on it would overflow.
-        const DAY: u64 = 24 * 3600;
-        for (key, value, max_secs) in [
-            ("chef.timeout", self.chef.timeout, 3600),
-            (
-                "pipeline.shutdown_deadline",
-                self.pipeline.shutdown_deadline,
-                3600,
-            ),
-            (
-                "pipeline.breaker_cooldown",
-                self.pipeline.breaker_cooldown,
-                DAY,
-            ),
-            (
-                "pipeline.storm_brake_after",
-                self.pipeline.storm_brake_after,
-                7 * DAY,
-            ),
-            ("sweep.grace_period", self.sweep.grace_period, 365 * DAY),
-            (
-                "sweep.interval",
-                self.sweep.interval.unwrap_or_default(),
-                30 * DAY,
-            ),
-        ] {
-            if value > Duration::from_secs(max_secs) {
-                return Err(invalid(
-                    key,
-                    format!(
-                        "at most {}, got {}",
-                        humantime::format_duration(Duration::from_secs(max_secs)),
-                        humantime::format_duration(value)
-                    ),
-                ));
-            }
-        }
-        for (i, hook) in self.pipeline.lifecycle_hooks.iter().enumerate() {
-            if hook.is_empty() || hook.len() > 255 {
-                return Err(invalid(
-                    &format!("pipeline.lifecycle_hooks[{i}]"),
-                    format!("a lifecycle hook name (1 to 255 characters), got {hook:?}"),
-                ));
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, a) in self.aws.accounts.iter().enumerate() {
-            if !crate::core::event::is_account_id(&a.id) || !seen.insert(a.id.as_str()) {
-                return Err(invalid(
-                    &format!("aws.accounts[{i}].id"),
-                    format!("a 12-digit AWS account id, listed once, got {:?}", a.id),
-                ));
-            }
-            if !(a.role_arn.starts_with("arn:")
-                && a.role_arn.contains(":iam::")
-                && a.role_arn.contains(":role/"))
-            {
-                return Err(invalid(
-                    &format!("aws.accounts[{i}].role_arn"),
-                    format!(
-                        "an IAM role ARN like arn:aws:iam::{}:role/nodereaper, got {:?}",
-                        a.id, a.role_arn
-                    ),
-                ));
-            }
-        }
-        for (i, q) in self.queues.iter().enumerate() {
-            if !(q.url.starts_with("https://") || q.url.starts_with("http://")) {
-                return Err(invalid(
-                    &format!("queues[{i}].url"),
-                    format!("an SQS queue URL like https://sqs.us-east-1.amazonaws.com/123456789012/nodereaper, got {:?}", q.url),
-                ));
-            }
-        }
-        let p = &self.pipeline;
-        if !(1..=512).contains(&p.workers) {
-            return Err(invalid(
-                "pipeline.workers",
-                format!("a number from 1 to 512, got {}", p.workers),
-            ));
-        }
-        if !(1..=10).contains(&p.batch_size) {
-            return Err(invalid(
-                "pipeline.batch_size",
-                format!(
-                    "a number from 1 to 10 (the SQS maximum), got {}",
-                    p.batch_size
-                ),
-            ));
-        }
-        if p.wait_time > Duration::from_secs(20) {
-            return Err(invalid(
-                "pipeline.wait_time",
-                format!(
-                    "at most 20s (the SQS long-poll maximum), got {:?}",
-                    p.wait_time
-                ),
-            ));
-        }
-        if p.retry_backoff_base.is_zero() {
-            return Err(invalid(
-                "pipeline.retry_backoff_base",
-                "a duration above zero".into(),
-            ));
-        }
-        if p.retry_backoff_max < p.retry_backoff_base {
-            return Err(invalid(
-                "pipeline.retry_backoff_max",
-                format!(
-                    "at least pipeline.retry_backoff_base ({:?}), got {:?}",
-                    p.retry_backoff_base, p.retry_backoff_max
-                ),
-            ));
-        }
-        if p.retry_backoff_max > Duration::from_secs(12 * 3600) {
-            return Err(invalid(
-                "pipeline.retry_backoff_max",
-                "at most 12h (the SQS visibility timeout maximum)".into(),
-            ));
-        }
-        if p.lifecycle_heartbeat_interval.is_zero()
-            || p.lifecycle_heartbeat_interval > Duration::from_secs(6 * 3600)
-        {
-            return Err(invalid(
-                "pipeline.lifecycle_heartbeat_interval",
-                "a duration above zero and at most 6h (visibility is extended to twice it, SQS allows 12h)".into(),
-            ));
-        }
-        if p.shutdown_deadline.is_zero() {
-            return Err(invalid(
-                "pipeline.shutdown_deadline",
-                "a duration above zero".into(),
-            ));
-        }
-        if p.breaker_threshold == 0 {
-            return Err(invalid(
-                "pipeline.breaker_threshold",
-                "a number above 0".into(),
-            ));
-        }
-        for (key, patterns) in [
-            ("protect.node_names", &self.protect.node_names),
-            ("protect.client_names", &self.protect.client_names),
-        ] {
-            for (i, pattern) in patterns.iter().enumerate() {
-                if let Err(e) = glob::Pattern::new(pattern) {
-                    return Err(invalid(
-                        &format!("{key}[{i}]"),
-                        format!("a glob pattern, got {pattern:?} ({e})"),
-                    ));
-                }
-            }
-        }
-        let s = &self.sweep;
-        if s.interval.is_some_and(|i| i < Duration::from_secs(60)) {
-            return Err(invalid(
-                "sweep.interval",
-                "at least 1m (each sweep reads the whole Chef server)".into(),
-            ));
-        }
-        if !(0.0..=1.0).contains(&s.max_candidate_share) {
-            return Err(invalid(
-                "sweep.max_candidate_share",
-                format!("a share from 0.0 to 1.0, got {}", s.max_candidate_share),
-            ));
-        }
-        if s.instance_id_attribute.is_empty() {
-            return Err(invalid(
-                "sweep.instance_id_attribute",
-                "a non-empty attribute path, e.g. [\"ec2\", \"instance_id\"]".into(),
-            ));
-        }
-        if self.journal.retention < Duration::from_secs(24 * 3600) {
-            return Err(invalid(
-                "journal.retention",
-                format!(
-                    "at least 1d (backups are what makes a wrong deletion undoable), got {}",
-                    humantime::format_duration(self.journal.retention)
-                ),
-            ));
-        }
-        if self.journal.s3_kms_key_id.as_deref() == Some("") {
-            return Err(invalid(
-                "journal.s3_kms_key_id",
-                "a KMS key id, ARN or alias; leave it unset for SSE-S3".into(),
-            ));
-        }
-        if let Some(b) = &self.journal.s3_bucket {
-            if b.is_empty() || b.contains('/') {
-                return Err(invalid(
-                    "journal.s3_bucket",
-                    format!("a bucket name without slashes, got {b:?}"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg = Config::parse(text, Path::new("/etc/nodereaper.toml"))?;
-        cfg.validate(Path::new("/etc/nodereaper.toml"))?;
-        Ok(cfg)
-    }
-
-    #[test]
-    fn empty_file_gives_safe_defaults() {
-        let cfg = parse("").expect("defaults");
-        assert!(cfg.pipeline.verify_instance_state);
-        assert!(!cfg.pipeline.dry_run);
-        assert_eq!(cfg.chef.sign_version, SignVersion::V1_3);
-        assert_eq!(cfg.pipeline.wait_time, Duration::from_secs(20));
-        assert_eq!(cfg.sweep.max_candidate_share, 0.2);
-    }
-
-    #[test]
-    fn plain_http_needs_an_explicit_opt_in() {
-        let err = parse("[chef]\nserver_url = \"http://chef.example\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("chef.server_url") && err.contains("allow_plain_http"),
-            "{err}"
-        );
-        parse("[chef]\nserver_url = \"http://127.0.0.1:4545\"\nallow_plain_http = true\n")
-            .expect("opted in");
-        parse("[chef]\nserver_url = \"https://chef.example\"\n").expect("https");
-    }
-
-    #[test]
-    fn huge_durations_are_errors_not_panics() {
-        for (key, text) in [
-            ("sweep.grace_period", "[sweep]\ngrace_period = \"200y\"\n"),
-            ("sweep.interval", "[sweep]\ninterval = \"400d\"\n"),
-            ("chef.timeout", "[chef]\ntimeout = \"2h\"\n"),
-            (
-                "pipeline.storm_brake_after",
-                "[pipeline]\nstorm_brake_after = \"30d\"\n",
-            ),
-        ] {
-            let err = parse(text).unwrap_err().to_string();
-            assert!(err.contains(key) && err.contains("at most"), "{err}");
-        }
-    }
-
-    #[test]
-    fn accounts_are_validated() {
-        let ok = "[[aws.accounts]]\nid = \"111111111111\"\nrole_arn = \"arn:aws:iam::111111111111:role/r\"\n";
-        assert_eq!(parse(ok).expect("valid").aws.accounts.len(), 1);
-        let bad_id = ok.replace("\"111111111111\"\nrole", "\"1111\"\nrole");
-        let err = parse(&bad_id).unwrap_err().to_string();
-        assert!(err.contains("aws.accounts[0].id"), "{err}");
-        let bad_role = ok.replace(":role/r", ":user/r");
-        let err = parse(&bad_role).unwrap_err().to_string();
-        assert!(err.contains("aws.accounts[0].role_arn"), "{err}");
-        let twice = format!("{ok}{ok}");
-        let err = parse(&twice).unwrap_err().to_string();
-        assert!(err.contains("aws.accounts[1].id"), "{err}");
-    }
-
-    #[test]
-    fn unknown_key_names_file_and_key() {
-        let err = parse("[pipeline]\nworkerz = 3\n").unwrap_err().to_string();
-        assert!(err.contains("/etc/nodereaper.toml"), "{err}");
-        assert!(err.contains("workerz"), "{err}");
-    }
-
-    #[test]
-    fn wrong_type_names_key() {
-        let err = parse("[pipeline]\nworkers = \"many\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("workers"), "{err}");
-    }
-
-    #[test]
-    fn validation_names_key_and_expectation() {
-        let err = parse("[pipeline]\nbatch_size = 11\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("pipeline.batch_size"), "{err}");
-        assert!(err.contains("1 to 10"), "{err}");
-        let err = parse("[chef]\nsearch_query = \"name:foo\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("chef.search_query"), "{err}");
-        let err = parse("[protect]\nnode_names = [\"[oops\"]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("protect.node_names[0]"), "{err}");
-    }
-
-    #[test]
-    fn bad_listen_address_is_an_error_not_a_default() {
-        let mut cfg = Config::default();
-        let err = cfg
-            .apply_env(|k| (k == "NODEREAPER_LISTEN").then(|| ":9797".to_string()))
-            .expect_err("must refuse")
-            .to_string();
-        assert!(
-            err.contains("NODEREAPER_LISTEN") && err.contains("off"),
-            "{err}"
-        );
-        let cfg = parse("[http]\nlisten = \"off\"\n").expect("off");
-        assert_eq!(cfg.http.listen, None);
-        let err = parse("[http]\nlisten = \"nowhere\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("listen"), "{err}");
-    }
-
-    #[test]
-    fn zero_periods_are_refused() {
-        let err = parse("[pipeline]\nlifecycle_heartbeat_interval = \"0s\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("pipeline.lifecycle_heartbeat_interval"),
-            "{err}"
-        );
-        let err = parse("[sweep]\ninterval = \"0s\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("sweep.interval"), "{err}");
-    }
-
-    #[test]
-    fn durations_are_human() {
-        let cfg = parse("[sweep]\ninterval = \"6h\"\ngrace_period = \"90m\"\n").expect("parse");
-        assert_eq!(cfg.sweep.interval, Some(Duration::from_secs(6 * 3600)));
-        assert_eq!(cfg.sweep.grace_period, Duration::from_secs(90 * 60));
-    }
-
-    #[test]
-    fn env_overrides_paths_and_secrets() {
-        let mut cfg = Config::default();
-        cfg.chef.client_key_pem = Some("inline from the file".into());
-        cfg.apply_env(|k| match k {
-            "NODEREAPER_CHEF_CLIENT_KEY" => Some("/run/secrets/key.pem".into()),
-            "NODEREAPER_QUEUE_URL" => Some("http://127.0.0.1:5000/123/q".into()),
-            "NODEREAPER_LISTEN" => Some("off".into()),
-            _ => None,
-        })
-        .expect("valid environment");
-        assert_eq!(
-            cfg.chef.client_key,
-            Some(PathBuf::from("/run/secrets/key.pem"))
-        );
-        assert_eq!(
-            cfg.chef.client_key_pem, None,
-            "the environment's key replaces the file's"
-        );
-        assert_eq!(cfg.queues.len(), 1);
-        assert_eq!(cfg.http.listen, None);
-    }
-
-    #[test]
-    fn key_from_a_secret_store() {
-        let mut cfg = parse("[chef]\nclient_key = \"/etc/k.pem\"\n").expect("parse");
-        cfg.apply_env(|k| {
-            (k == "NODEREAPER_CHEF_CLIENT_KEY_SECRET").then(|| "arn:aws:secretsmanager:x".into())
-        })
-        .expect("valid environment");
-        assert_eq!(cfg.chef.client_key, None, "the environment's key wins");
-        assert_eq!(
-            cfg.chef.client_key_secret.as_deref(),
-            Some("arn:aws:secretsmanager:x")
-        );
-        let err = Config::default()
-            .apply_env(|k| {
-                matches!(
-                    k,
-                    "NODEREAPER_CHEF_CLIENT_KEY_SECRET" | "NODEREAPER_CHEF_CLIENT_KEY_PARAMETER"
-                )
-                .then(|| "x".into())
-            })
-            .expect_err("two key sources")
-            .to_string();
-        assert!(
-            err.contains("NODEREAPER_CHEF_CLIENT_KEY_SECRET, NODEREAPER_CHEF_CLIENT_KEY_PARAMETER"),
-            "{err}"
-        );
-        let err = parse("[chef]\nclient_key = \"/k\"\nclient_key_parameter = \"/p\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("chef.client_key_parameter")
-                && err.contains("not client_key and client_key_parameter"),
-            "{err}"
-        );
-        let err = parse("[chef]\nclient_key_secret = \" \"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("chef.client_key_secret"), "{err}");
     }
 }
