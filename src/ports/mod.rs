@@ -254,8 +254,8 @@ pub struct ReceivedMessage {
     /// The handle of this delivery (SQS `ReceiptHandle`), needed to delete the
     /// message or change its visibility; it changes on every delivery.
     pub receipt_handle: String,
-    /// The message text as received (JSON of an EventBridge, SNS or lifecycle
-    /// hook notification).
+    /// The message text as received; normally JSON (an EventBridge event, an
+    /// SNS envelope or an Auto Scaling lifecycle hook notification).
     pub body: String,
     /// `SentTimestamp` attribute, when the queue reported it.
     pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
