@@ -409,7 +409,7 @@ pub async fn sweep(
             let request = Request {
                 verified_region: row.region.clone(),
                 target: Target::Node(row.node.clone()),
-                source: "sweep",
+                source: crate::act::RequestSource::Sweep,
                 reason: format!(
                     "sweep: {} ({})",
                     row.reason,
