@@ -1,7 +1,12 @@
-//! Wiring: builds the adapters and the core from a [`Config`].
+//! Wiring: builds the adapters and the core from a [`Config`], and runs the
+//! daemon's tasks ([`run_daemon`]) under one shutdown signal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::act::resolve::Resolver;
 use crate::act::{DeletionLimiter, Reaper};
@@ -14,33 +19,44 @@ use crate::adapters::journal::{JournalError, LocalJournal, S3Journal};
 use crate::adapters::secrets::{self, KeyStore, RotatingChef};
 use crate::config::{Config, QueueConfig};
 use crate::core::verify::Protection;
-use crate::jobs::sweep::SweepSettings;
+use crate::jobs::{self, sweep::SweepSettings};
 use crate::ports::{ChefApi, InstanceInventory, Journal};
-use crate::run::{Breaker, Pipeline, Source};
+use crate::run::{Breaker, Pipeline, Shutdown, Source, Summary};
 
+/// Why nodereaper cannot be wired as configured.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// Who nodereaper is on the Chef server is not set or not usable.
     #[error("Chef identity: {0}")]
     Identity(String),
     /// A queue nodereaper cannot work with as configured.
     #[error("{0}")]
     Queue(String),
+    /// The Chef credentials cannot be read.
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    /// The Chef client cannot be built.
     #[error(transparent)]
     Chef(#[from] Box<ChefError>),
+    /// An AWS call during set-up failed.
     #[error(transparent)]
     Aws(#[from] Box<AwsError>),
+    /// The journal cannot be opened.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The key cannot be read from its secret store.
     #[error(transparent)]
     Secret(#[from] crate::adapters::secrets::SecretError),
+    /// No queue is configured.
     #[error("no queue configured: set [[queues]] url = \"...\" in the config file or NODEREAPER_QUEUE_URL")]
     NoQueue,
     #[error("queue {queue}: VisibilityTimeout {timeout:?} is not longer than pipeline.lifecycle_heartbeat_interval ({interval:?}); a message would reappear and be worked twice before its first extension. Raise the queue's VisibilityTimeout (`nodereaper setup` sets 5 minutes) or lower the interval")]
     Visibility {
+        /// The queue URL.
         queue: String,
+        /// Its VisibilityTimeout.
         timeout: std::time::Duration,
+        /// `pipeline.lifecycle_heartbeat_interval`.
         interval: std::time::Duration,
     },
 }
@@ -154,6 +170,7 @@ fn chef_client_with_key(
     .map_err(Box::new)?)
 }
 
+/// The journal: S3 with `journal.s3_bucket`, else the local directory.
 pub async fn journal(cfg: &Config) -> Result<Arc<dyn Journal>, AppError> {
     match &cfg.journal.s3_bucket {
         Some(bucket) => {
@@ -173,6 +190,8 @@ pub async fn journal(cfg: &Config) -> Result<Arc<dyn Journal>, AppError> {
     }
 }
 
+/// How registrations are found (`chef.search_query`,
+/// `chef.client_name_template`).
 pub fn resolver(cfg: &Config) -> Resolver {
     Resolver {
         query_template: cfg.chef.search_query.clone(),
@@ -180,6 +199,7 @@ pub fn resolver(cfg: &Config) -> Resolver {
     }
 }
 
+/// The one deletion path, with its journal, protection and rate cap.
 pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppError> {
     Ok(Reaper {
         chef,
@@ -346,6 +366,7 @@ pub async fn sources(cfg: &Config) -> Result<Vec<Source>, AppError> {
     Ok(out)
 }
 
+/// The daemon's pipeline over every configured queue.
 pub async fn pipeline(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Pipeline, AppError> {
     Ok(Pipeline {
         sources: sources(cfg).await?,
@@ -357,4 +378,187 @@ pub async fn pipeline(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Pipeline, 
             cfg.pipeline.breaker_cooldown,
         )),
     })
+}
+
+/// The daemon's periodic sweep, as wired from the configuration.
+pub struct PeriodicSweep {
+    /// EC2 inventories by region.
+    pub inventories: HashMap<String, Arc<dyn InstanceInventory>>,
+    /// The settings of every run (`apply` off in a dry run).
+    pub settings: SweepSettings,
+    /// Time between runs (`sweep.interval`).
+    pub every: Duration,
+    /// Deletions per rolling 24 hours (`sweep.max_deletions_per_day`).
+    pub per_day: usize,
+}
+
+/// Runs the daemon until a signal (SIGTERM, SIGINT) or, with
+/// `exit_when_idle`, until the queues are drained: the pipeline, the
+/// periodic sweep and the daily journal prune, all owned here and all
+/// hearing one [`Shutdown`]. After the pipeline stops, the other tasks get
+/// `pipeline.shutdown_deadline` to finish, then are stopped (a deletion cut
+/// short is finished by the next run; every step is idempotent).
+pub async fn run_daemon(
+    cfg: &Config,
+    pipeline: Arc<Pipeline>,
+    sweep: Option<PeriodicSweep>,
+    exit_when_idle: bool,
+) -> Summary {
+    let (stop, shutdown) = Shutdown::channel();
+    let stop = Arc::new(stop);
+    let mut tasks = JoinSet::new();
+    if let Some(sweep) = sweep {
+        tasks.spawn(periodic_sweep(
+            pipeline.reaper.clone(),
+            sweep,
+            shutdown.clone(),
+        ));
+    }
+    tasks.spawn(daily_prune(
+        pipeline.reaper.journal.clone(),
+        cfg.journal.retention,
+        shutdown.clone(),
+    ));
+    tasks.spawn(stop_on_signal(stop.clone(), shutdown.clone()));
+    let summary = pipeline.run(shutdown.receiver(), exit_when_idle).await;
+    // Everything else hears the same shutdown.
+    let _ = stop.send(true);
+    let finished = tokio::time::timeout(cfg.pipeline.shutdown_deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!("periodic sweep still running at the shutdown deadline; stopping it");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    summary
+}
+
+/// Turns the shutdown signal on at SIGTERM or SIGINT; ends at shutdown.
+async fn stop_on_signal(stop: Arc<watch::Sender<bool>>, mut shutdown: Shutdown) {
+    tokio::select! {
+        _ = wait_for_signal() => {
+            tracing::info!("signal received: no new messages; finishing in-flight work");
+            let _ = stop.send(true);
+        }
+        _ = async { while !shutdown.is_shutdown() { shutdown.changed().await } } => {}
+    }
+}
+
+/// Resolves at SIGTERM or SIGINT (Ctrl-C where those cannot be installed).
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Removes journal entries older than `journal.retention`, at start and then
+/// once a day, until shutdown.
+async fn daily_prune(journal: Arc<dyn Journal>, retention: Duration, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(DAY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match crate::adapters::journal::prune(journal.as_ref(), retention).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, retention = ?retention, "journal pruned"),
+            Err(e) => tracing::warn!(error = %e, "journal prune failed; will retry tomorrow"),
+        }
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// `run`'s periodic sweep: every `sweep.every`, until shutdown. Its
+/// deletions are capped per rolling 24 hours on top of the per-run caps.
+async fn periodic_sweep(reaper: Arc<Reaper>, sweep: PeriodicSweep, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(sweep.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut deleted = DailyCount::default();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if shutdown.is_shutdown() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let run = deleted.capped(&sweep.settings, sweep.per_day, now);
+        let result =
+            jobs::sweep::sweep(&reaper, &sweep.inventories, &run, &jobs::sweep::Silent).await;
+        match result {
+            Ok(r) => {
+                deleted.add(now, r.deleted);
+                tracing::info!(
+                    nodes = r.nodes,
+                    candidates = r.candidates,
+                    deleted = r.deleted,
+                    applied = r.applied,
+                    aborted = r.aborted.as_deref().unwrap_or(""),
+                    duration_ms = r.duration_ms,
+                    "periodic sweep done"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "periodic sweep failed"),
+        }
+    }
+}
+
+/// Deletions of the periodic sweep in the last 24 hours.
+#[derive(Default)]
+struct DailyCount {
+    runs: VecDeque<(tokio::time::Instant, usize)>,
+}
+
+impl DailyCount {
+    fn add(&mut self, at: tokio::time::Instant, deleted: usize) {
+        self.runs.push_back((at, deleted));
+    }
+
+    /// The settings of the next run: reporting only once `per_day` is
+    /// reached, else no more candidates than what is left of it.
+    fn capped(
+        &mut self,
+        settings: &SweepSettings,
+        per_day: usize,
+        now: tokio::time::Instant,
+    ) -> SweepSettings {
+        while self
+            .runs
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) >= DAY)
+        {
+            self.runs.pop_front();
+        }
+        let today: usize = self.runs.iter().map(|(_, n)| n).sum();
+        let mut run = settings.clone();
+        if run.apply && today >= per_day {
+            tracing::warn!(
+                deleted_today = today,
+                cap = per_day,
+                "periodic sweep: daily deletion cap (sweep.max_deletions_per_day) reached; reporting only"
+            );
+            run.apply = false;
+        } else if run.apply {
+            run.max_candidates = run.max_candidates.min(per_day - today);
+        }
+        run
+    }
 }

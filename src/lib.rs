@@ -20,4 +20,5 @@ pub mod jobs;
 pub mod ports;
 pub mod run;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -29,7 +29,7 @@ fn reaper(chef: Arc<dyn ChefApi>, journal_dir: &std::path::Path) -> Reaper {
 fn request(target: Target, dry_run: bool) -> Request {
     Request {
         target,
-        source: "deregister",
+        source: nodereaper::act::RequestSource::Deregister,
         reason: "test".into(),
         message_id: None,
         dry_run,

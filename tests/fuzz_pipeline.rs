@@ -1,8 +1,9 @@
 //! Pipeline-level fuzzing: random and mutated message bodies go through what
 //! a worker does with a message (`event::parse`, one batched EC2 lookup,
-//! `Pipeline::handle`, `Pipeline::settle`) against in-memory ports: a fake
-//! Chef server that records every delete, a fake journal, queue, EC2
-//! inventory and lifecycle API. No server is involved, so it is fast.
+//! `Pipeline::handle`, `Pipeline::settle`) against the crate's in-memory
+//! ports (`nodereaper::testing`, the same the unit tests use): a fake Chef
+//! server that records every delete, a fake journal, queue, EC2 inventory
+//! and lifecycle API. No server is involved, so it is fast.
 //!
 //! Invariants, for every input:
 //! - nothing panics;
@@ -24,24 +25,18 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use nodereaper::act::resolve::Resolver;
 use nodereaper::act::{DeletionLimiter, Reaper};
 use nodereaper::adapters::aws::AwsError;
-use nodereaper::adapters::chef::ChefError;
-use nodereaper::adapters::journal::{JournalEntry, JournalError};
 use nodereaper::config::{OtherEvents, PipelineConfig, ProtectConfig};
 use nodereaper::core::event::{self, Event};
 use nodereaper::core::verify::Protection;
-use nodereaper::ports::{
-    ChefApi, Completion, Deleted, InstanceInfo, InstanceInventory, Journal, Lifecycle,
-    LifecycleAction, Queue, ReceivedMessage, SearchRow,
-};
-use nodereaper::run::{Breaker, Disposition, Pipeline, Source};
-use nodereaper::testing::FixedFleet;
+use nodereaper::ports::ReceivedMessage;
+use nodereaper::run::{Breaker, Disposition, Handled, Pipeline, Source};
+use nodereaper::testing::{FakeEc2, FakeInventory, FakeWorld, FixedFleet, World};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};
@@ -85,245 +80,20 @@ fn expected_target(id: &str) -> Option<(&'static str, Option<&'static str>)> {
     }
 }
 
-fn node(name: &str, instance_id: &str) -> Value {
-    json!({
-        "name": name,
-        "chef_environment": "_default",
-        "run_list": ["recipe[base]"],
-        "automatic": {"ec2": {"instance_id": instance_id}, "ohai_time": 1.0e9},
-    })
-}
-
-#[derive(Default)]
-struct World {
-    nodes: BTreeMap<String, Value>,
-    clients: BTreeSet<String>,
-    /// Names the search index returns although their node is gone.
-    ghosts: Vec<(String, String)>,
-    /// ("node" | "client", name), in order.
-    deleted: Vec<(&'static str, String)>,
-    journal: Vec<JournalEntry>,
-    journal_broken: bool,
-    /// The n-th Chef call (0-based) answers 503 Service Unavailable.
-    chef_fails_at: Option<usize>,
-    chef_calls: usize,
-    completed: Vec<LifecycleAction>,
-    queue_actions: Vec<&'static str>,
-    violations: Vec<String>,
-}
-
-impl World {
-    fn new() -> Self {
-        let mut w = World::default();
-        let mut add = |name: &str, id: &str, client: bool| {
-            w.nodes.insert(name.to_string(), node(name, id));
-            if client {
-                w.clients.insert(name.to_string());
-            }
-        };
-        add(BY_NAME, BY_NAME, true);
-        add("web-b", BY_SEARCH, true);
-        add("web-c", SHORT, true);
-        add("web-d", NODE_ONLY, false);
-        add("keep-e", PROTECTED, true);
-        add("amb-1", AMBIGUOUS, true);
-        add("amb-2", AMBIGUOUS, true);
-        add(MISMATCH, "i-0777777777777777f", true);
-        add("db-1", CONTROL, true);
-        w.ghosts.push(("ghost-h".into(), STALE.into()));
-        w
-    }
-}
-
-type Shared = Arc<Mutex<World>>;
-
-fn lock(w: &Shared) -> std::sync::MutexGuard<'_, World> {
-    w.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-struct FakeChef(Shared);
-
-impl FakeChef {
-    /// Counts a call; the injected outage, if this is the call to fail.
-    fn outage(&self, what: &str) -> Option<ChefError> {
-        let mut w = lock(&self.0);
-        let n = w.chef_calls;
-        w.chef_calls += 1;
-        (w.chef_fails_at == Some(n)).then(|| ChefError::Status {
-            server: "https://chef.fake".into(),
-            method: "fake".into(),
-            object: what.into(),
-            status: 503,
-            detail: "injected outage".into(),
-        })
-    }
-
-    /// "No backup, no delete": the journal must already hold this object.
-    fn check_backup(w: &mut World, kind: &'static str, name: &str) {
-        let current = match kind {
-            "node" => w.nodes.get(name).cloned(),
-            _ => w.clients.contains(name).then(|| json!({"name": name})),
-        };
-        let Some(current) = current else { return };
-        let backed_up = w.journal.iter().any(|e| match kind {
-            "node" => e.node_name == name && e.node.as_ref() == Some(&current),
-            _ => e.client_name.as_deref() == Some(name) && e.client.as_ref() == Some(&current),
-        });
-        if !backed_up {
-            w.violations
-                .push(format!("{kind} {name} deleted without a journal backup"));
-        }
-    }
-}
-
-#[async_trait]
-impl ChefApi for FakeChef {
-    fn server(&self) -> &str {
-        "https://chef.fake"
-    }
-    async fn get_node(&self, name: &str) -> Result<Option<Value>, ChefError> {
-        if let Some(e) = self.outage("GET node") {
-            return Err(e);
-        }
-        Ok(lock(&self.0).nodes.get(name).cloned())
-    }
-    async fn delete_node(&self, name: &str) -> Result<Deleted, ChefError> {
-        if let Some(e) = self.outage("DELETE node") {
-            return Err(e);
-        }
-        let mut w = lock(&self.0);
-        FakeChef::check_backup(&mut w, "node", name);
-        w.deleted.push(("node", name.to_string()));
-        Ok(match w.nodes.remove(name) {
-            Some(_) => Deleted::Removed,
-            None => Deleted::AlreadyGone,
-        })
-    }
-    async fn get_client(&self, name: &str) -> Result<Option<Value>, ChefError> {
-        if let Some(e) = self.outage("GET client") {
-            return Err(e);
-        }
-        let w = lock(&self.0);
-        Ok(w.clients.contains(name).then(|| json!({"name": name})))
-    }
-    async fn delete_client(&self, name: &str) -> Result<Deleted, ChefError> {
-        if let Some(e) = self.outage("DELETE client") {
-            return Err(e);
-        }
-        let mut w = lock(&self.0);
-        FakeChef::check_backup(&mut w, "client", name);
-        w.deleted.push(("client", name.to_string()));
-        Ok(if w.clients.remove(name) {
-            Deleted::Removed
-        } else {
-            Deleted::AlreadyGone
-        })
-    }
-    async fn list_nodes(&self) -> Result<Vec<String>, ChefError> {
-        Ok(lock(&self.0).nodes.keys().cloned().collect())
-    }
-    async fn search_node_names(&self, query: &str) -> Result<Vec<String>, ChefError> {
-        if let Some(e) = self.outage("search") {
-            return Err(e);
-        }
-        let w = lock(&self.0);
-        let Some(id) = query.strip_prefix("ec2_instance_id:") else {
-            return Ok(Vec::new());
-        };
-        let mut names: Vec<String> = w
-            .nodes
-            .iter()
-            .filter(|(_, n)| {
-                n.pointer("/automatic/ec2/instance_id")
-                    .and_then(Value::as_str)
-                    == Some(id)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        names.extend(
-            w.ghosts
-                .iter()
-                .filter(|(_, ghost_id)| ghost_id == id)
-                .map(|(name, _)| name.clone()),
-        );
-        Ok(names)
-    }
-    async fn partial_search_nodes(
-        &self,
-        _query: &str,
-        _keys: &[(&str, &[&str])],
-    ) -> Result<Vec<SearchRow>, ChefError> {
-        Ok(Vec::new())
-    }
-    async fn create_node(&self, _node: &Value) -> Result<(), ChefError> {
-        Ok(())
-    }
-    async fn update_node(&self, _name: &str, _node: &Value) -> Result<(), ChefError> {
-        Ok(())
-    }
-    async fn create_client(
-        &self,
-        _name: &str,
-        _public_key: Option<&str>,
-        _admin: bool,
-    ) -> Result<(), ChefError> {
-        Ok(())
-    }
-}
-
-struct FakeJournal(Shared);
-
-#[async_trait]
-impl Journal for FakeJournal {
-    async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError> {
-        let mut w = lock(&self.0);
-        if w.journal_broken {
-            return Err(JournalError::Io {
-                location: "/fake/journal".into(),
-                detail: "cannot fsync".into(),
-                source: std::io::Error::other("disk full"),
-            });
-        }
-        w.journal.push(entry.clone());
-        Ok(())
-    }
-    async fn probe(&self) -> Result<(), JournalError> {
-        Ok(())
-    }
-    async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError> {
-        Ok(lock(&self.0).journal.clone())
-    }
-}
-
-struct FakeQueue(Shared);
-
-#[async_trait]
-impl Queue for FakeQueue {
-    fn name(&self) -> &str {
-        "fuzz"
-    }
-    async fn receive(&self, _max: i32, _wait: Duration) -> Result<Vec<ReceivedMessage>, AwsError> {
-        Ok(Vec::new())
-    }
-    async fn delete(&self, _msg: &ReceivedMessage) -> Result<(), AwsError> {
-        lock(&self.0).queue_actions.push("delete");
-        Ok(())
-    }
-    async fn extend_visibility(
-        &self,
-        _msg: &ReceivedMessage,
-        _timeout: Duration,
-    ) -> Result<(), AwsError> {
-        lock(&self.0).queue_actions.push("extend_visibility");
-        Ok(())
-    }
-    async fn depth(&self) -> Result<(u64, u64), AwsError> {
-        Ok((0, 0))
-    }
-    async fn dead_letter(&self, _msg: &ReceivedMessage, _reason: &str) -> Result<(), AwsError> {
-        lock(&self.0).queue_actions.push("dead_letter");
-        Ok(())
-    }
+/// The registrations above, in the shared fakes' world.
+fn world() -> World {
+    let mut w = World::default();
+    w.register(BY_NAME, BY_NAME, true);
+    w.register("web-b", BY_SEARCH, true);
+    w.register("web-c", SHORT, true);
+    w.register("web-d", NODE_ONLY, false);
+    w.register("keep-e", PROTECTED, true);
+    w.register("amb-1", AMBIGUOUS, true);
+    w.register("amb-2", AMBIGUOUS, true);
+    w.register(MISMATCH, "i-0777777777777777f", true);
+    w.register("db-1", CONTROL, true);
+    w.ghosts.push(("ghost-h".into(), STALE.into()));
+    w
 }
 
 /// What EC2 says about every instance asked for.
@@ -349,17 +119,13 @@ impl Ec2 {
     fn alive(self) -> bool {
         matches!(self, Ec2::Running | Ec2::Stopped | Ec2::Pending)
     }
-}
 
-struct FakeInventory(Ec2);
-
-#[async_trait]
-impl InstanceInventory for FakeInventory {
-    async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError> {
-        let (state, asg, tag) = match self.0 {
-            Ec2::Unknown => return Ok(HashMap::new()),
+    /// The shared fake inventory's answer.
+    fn fake(self) -> FakeEc2 {
+        let (state, asg, tag) = match self {
+            Ec2::Unknown => return FakeEc2::Unknown,
             Ec2::Error => {
-                return Err(AwsError::invalid(
+                return FakeEc2::Fails(AwsError::invalid(
                     "EC2",
                     "DescribeInstances",
                     "fuzz",
@@ -374,38 +140,15 @@ impl InstanceInventory for FakeInventory {
             Ec2::Stopped => ("stopped", None, false),
             Ec2::Pending => ("pending", Some("Pending"), false),
         };
-        Ok(ids
-            .iter()
-            .map(|id| {
-                let mut tags = HashMap::new();
-                if tag {
-                    tags.insert("nodereaper:protect".to_string(), "true".to_string());
-                }
-                let info = InstanceInfo {
-                    instance_id: id.clone(),
-                    state: state.into(),
-                    tags,
-                    asg_lifecycle_state: asg.map(str::to_string),
-                };
-                (id.clone(), info)
-            })
-            .collect())
-    }
-}
-
-struct FakeLifecycle(Shared);
-
-#[async_trait]
-impl Lifecycle for FakeLifecycle {
-    async fn heartbeat(&self, _action: &LifecycleAction) -> Result<Completion, AwsError> {
-        Ok(Completion::Completed)
-    }
-    async fn complete_continue(&self, action: &LifecycleAction) -> Result<Completion, AwsError> {
-        lock(&self.0).completed.push(action.clone());
-        Ok(Completion::Completed)
-    }
-    async fn probe(&self) -> Result<(), AwsError> {
-        Ok(())
+        let mut tags = HashMap::new();
+        if tag {
+            tags.insert("nodereaper:protect".to_string(), "true".to_string());
+        }
+        FakeEc2::Reports {
+            state: state.to_string(),
+            asg_lifecycle_state: asg.map(str::to_string),
+            tags,
+        }
     }
 }
 
@@ -828,11 +571,10 @@ fn label(d: &Disposition) -> &'static str {
     }
 }
 
-fn pipeline(world: &Shared, case: &Case) -> (Pipeline, Source) {
-    let chef: Arc<dyn ChefApi> = Arc::new(FakeChef(world.clone()));
+fn pipeline(world: &FakeWorld, case: &Case) -> (Pipeline, Source) {
     let reaper = Reaper {
-        chef,
-        journal: Arc::new(FakeJournal(world.clone())),
+        chef: world.chef(),
+        journal: world.journal(),
         resolver: Resolver::default(),
         protection: Protection::new(&ProtectConfig {
             node_names: vec!["keep-*".into()],
@@ -853,10 +595,10 @@ fn pipeline(world: &Shared, case: &Case) -> (Pipeline, Source) {
         ..PipelineConfig::default()
     };
     let source = Source {
-        queue: Arc::new(FakeQueue(world.clone())),
+        queue: world.queue(),
         fleet: Arc::new(FixedFleet::new(
-            Arc::new(FakeInventory(case.ec2)),
-            Arc::new(FakeLifecycle(world.clone())),
+            Arc::new(FakeInventory(case.ec2.fake())),
+            world.lifecycle(),
         )),
         region: "us-east-1".into(),
     };
@@ -918,10 +660,11 @@ fn check_first(
     if let Some(v) = w.violations.first() {
         return fail(v.clone());
     }
-    if w.queue_actions.len() != usize::from(!case.dry_run) {
-        return fail(format!("queue actions {:?}", w.queue_actions));
+    let queue_actions = w.queue_actions();
+    if queue_actions.len() != usize::from(!case.dry_run) {
+        return fail(format!("queue actions {queue_actions:?}"));
     }
-    if let Some(action) = w.queue_actions.first() {
+    if let Some(action) = queue_actions.first() {
         let expected = match disposition {
             Disposition::Delete { .. } => "delete",
             Disposition::DeadLetter { .. } => "dead_letter",
@@ -971,7 +714,12 @@ fn check_first(
                 "a lifecycle action of a hook nodereaper does not own changed something".into(),
             );
         }
-        if !matches!(disposition, Disposition::Delete { outcome } if outcome == "foreign_hook") {
+        if !matches!(
+            disposition,
+            Disposition::Delete {
+                outcome: Handled::ForeignHook
+            }
+        ) {
             return fail("a foreign hook's action must be acknowledged as foreign_hook".into());
         }
         return Ok(None);
@@ -1049,9 +797,9 @@ fn check_first(
 }
 
 async fn run_case(case: &Case, stats: &RefCell<Stats>) -> Result<(), String> {
-    let world: Shared = Arc::new(Mutex::new(World::new()));
+    let world = FakeWorld::new(world());
     {
-        let mut w = lock(&world);
+        let mut w = world.lock();
         w.journal_broken = case.journal_broken;
         w.chef_fails_at = case.chef_fails_at;
     }
@@ -1060,7 +808,7 @@ async fn run_case(case: &Case, stats: &RefCell<Stats>) -> Result<(), String> {
     let (event, disposition) = deliver(&p, &source, &body, 1).await;
 
     let allowed = {
-        let w = lock(&world);
+        let w = world.lock();
         let mut s = stats.borrow_mut();
         check_first(case, &body, &event, &disposition, &w, &mut s)?
     };
@@ -1068,13 +816,13 @@ async fn run_case(case: &Case, stats: &RefCell<Stats>) -> Result<(), String> {
     if case.redeliver {
         // The same message again, everything healthy now: nothing more may go.
         let deleted_before: BTreeSet<(&'static str, String)> = {
-            let mut w = lock(&world);
+            let mut w = world.lock();
             w.journal_broken = false;
             w.chef_fails_at = None;
             w.deleted.iter().cloned().collect()
         };
         let (_, again) = deliver(&p, &source, &body, 2).await;
-        let w = lock(&world);
+        let w = world.lock();
         if let Some(v) = w.violations.first() {
             return Err(format!("redelivery: {v}"));
         }

@@ -36,7 +36,7 @@ fn reaper(chef: Arc<dyn ChefApi>, journal_dir: &Path) -> Reaper {
 fn request(node: &str) -> Request {
     Request {
         target: Target::Node(node.to_string()),
-        source: "deregister",
+        source: nodereaper::act::RequestSource::Deregister,
         reason: "test".into(),
         message_id: None,
         dry_run: false,

@@ -399,7 +399,7 @@ async fn dot_and_dot_dot_are_never_addressed() {
         let err = reaper
             .reap(&nodereaper::act::Request {
                 target: nodereaper::act::Target::Node(name.into()),
-                source: "deregister",
+                source: nodereaper::act::RequestSource::Deregister,
                 reason: "test".into(),
                 message_id: None,
                 dry_run: false,

@@ -336,7 +336,7 @@ async fn deleted_node_restores_equal_to_the_original() {
     let outcome = reaper
         .reap(&nodereaper::act::Request {
             target: nodereaper::act::Target::Instance(id.clone()),
-            source: "deregister",
+            source: nodereaper::act::RequestSource::Deregister,
             reason: "test".into(),
             message_id: None,
             dry_run: false,

@@ -6,4 +6,4 @@ pub mod reaper;
 pub mod resolve;
 
 pub use limiter::DeletionLimiter;
-pub use reaper::{Outcome, Plan, ReapError, Reaper, Recheck, Request, Target};
+pub use reaper::{Outcome, Plan, ReapError, Reaper, Recheck, Request, RequestSource, Target};

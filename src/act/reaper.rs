@@ -29,14 +29,48 @@ pub enum Target {
     Node(String),
 }
 
+/// Which path asked for a deletion; recorded in the journal entry's
+/// `source` field as `event`, `deregister` or `sweep`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestSource {
+    /// A termination event from a queue (daemon or Lambda).
+    Event,
+    /// The `deregister` command.
+    Deregister,
+    /// The sweep (command or the daemon's periodic run).
+    Sweep,
+}
+
+impl RequestSource {
+    /// The journal's (and logs') name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestSource::Event => "event",
+            RequestSource::Deregister => "deregister",
+            RequestSource::Sweep => "sweep",
+        }
+    }
+}
+
+impl std::fmt::Display for RequestSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why, and on whose behalf (for the journal).
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// What to deregister.
     pub target: Target,
-    /// `event`, `deregister` or `sweep`.
-    pub source: &'static str,
+    /// Which path asks.
+    pub source: RequestSource,
+    /// Why, in words (the journal's `reason`).
     pub reason: String,
+    /// The queue message that asked, if any.
     pub message_id: Option<String>,
+    /// Report what would be deleted; touch nothing.
     pub dry_run: bool,
     /// Second look before deleting (sweep): the node must still record this
     /// instance id and must not have checked in after `not_seen_since`.
@@ -55,7 +89,9 @@ pub const REREAD_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Conditions re-checked on the freshly read node right before deletion.
 #[derive(Debug, Clone)]
 pub struct Recheck {
+    /// The instance id the node must still record.
     pub instance_id: String,
+    /// The node must not have checked in after this.
     pub not_seen_since: chrono::DateTime<chrono::Utc>,
 }
 
@@ -85,37 +121,71 @@ impl Recheck {
 /// What will be (or was) deleted.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// The Chef node.
     pub node_name: String,
+    /// The Chef API client.
     pub client_name: String,
+    /// Whether the node was there when read.
     pub node_exists: bool,
+    /// Whether the client was there when read.
     pub client_exists: bool,
+    /// How the registration was found (node name, search, ...).
     pub found_by: String,
+    /// The instance the registration belongs to, if known.
     pub instance_id: Option<String>,
 }
 
+/// How a reap ended.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Nothing registered (any more): done.
-    AlreadyGone { target: String },
+    AlreadyGone {
+        /// What was looked for (`instance i-...` or `node name`).
+        target: String,
+    },
     /// Matched a protection rule: left alone.
-    Protected { plan: Plan, reason: String },
+    Protected {
+        /// What was found.
+        plan: Plan,
+        /// Which rule.
+        reason: String,
+    },
     /// The second look before deletion found the node changed.
-    Changed { plan: Plan, reason: String },
+    Changed {
+        /// What was found first.
+        plan: Plan,
+        /// What changed.
+        reason: String,
+    },
     /// Dry run: this is what would be deleted.
-    WouldDelete { plan: Plan },
+    WouldDelete {
+        /// What would be deleted.
+        plan: Plan,
+    },
     /// Not this instance's to delete (a validator/admin/own client, a node
     /// placed in another region): refused, nothing deleted.
-    Refused { plan: Plan, reason: String },
-    Deleted {
+    Refused {
+        /// What was found.
         plan: Plan,
+        /// Why it is not this instance's.
+        reason: String,
+    },
+    /// Backed up, then deleted.
+    Deleted {
+        /// What was deleted.
+        plan: Plan,
+        /// The node's DELETE.
         node: Deleted,
+        /// The client's DELETE.
         client: Deleted,
+        /// The journal entry holding the backup.
         journal_id: String,
     },
 }
 
 impl Outcome {
+    /// The outcome's name in logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::AlreadyGone { .. } => "already_gone",
@@ -128,18 +198,25 @@ impl Outcome {
     }
 }
 
+/// Why a reap stopped before it finished.
 #[derive(Debug, thiserror::Error)]
 pub enum ReapError {
+    /// Finding the registration failed.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// A Chef request failed.
     #[error(transparent)]
     Chef(#[from] ChefError),
+    /// The backup could not be written: nothing deleted.
     #[error("not deleting {node}: the backup could not be written: {source}")]
     Journal {
+        /// The node that was to be deleted.
         node: String,
+        /// The journal's failure.
         #[source]
         source: JournalError,
     },
+    /// The storm brake is engaged.
     #[error(transparent)]
     Brake(#[from] super::limiter::Braked),
 }
@@ -147,7 +224,9 @@ pub enum ReapError {
 /// What a failed reap was waiting on: the breaker probes that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dependency {
+    /// The Chef server.
     Chef,
+    /// The journal (backups).
     Journal,
     /// The storm brake: only an operator releases it.
     Brake,
@@ -171,6 +250,7 @@ impl ReapError {
         }
     }
 
+    /// What the failure was waiting on.
     pub fn dependency(&self) -> Dependency {
         match self {
             ReapError::Resolve(_) | ReapError::Chef(_) => Dependency::Chef,
@@ -200,11 +280,18 @@ impl Classify for ReapError {
     }
 }
 
+/// Deletes registrations, each after its backup: the shared action of
+/// every command.
 pub struct Reaper {
+    /// The Chef server.
     pub chef: Arc<dyn ChefApi>,
+    /// Where backups go before any delete.
     pub journal: Arc<dyn Journal>,
+    /// Finds the registration of an instance.
     pub resolver: Resolver,
+    /// What must never be deleted.
     pub protection: Protection,
+    /// The deletion rate cap and storm brake.
     pub limiter: Arc<DeletionLimiter>,
 }
 
@@ -273,32 +360,44 @@ impl Reaper {
     pub async fn reap(&self, req: &Request) -> Result<Outcome, ReapError> {
         let read_at = tokio::time::Instant::now();
         let Some((plan, node, client)) = self.plan(&req.target).await? else {
-            let target = match &req.target {
-                Target::Instance(id) => format!("instance {id}"),
-                Target::Node(name) => format!("node {name}"),
-            };
-            metrics::get()
-                .deletions
-                .with_label_values(&["registration", "already_gone"])
-                .inc();
-            return Ok(Outcome::AlreadyGone { target });
+            return Ok(already_gone(&req.target));
         };
-        if let Some(reason) = self.protection.node_reason(&plan.node_name, node.as_ref()) {
-            metrics::get()
-                .refusals
-                .with_label_values(&["protected"])
-                .inc();
-            return Ok(Outcome::Protected { plan, reason });
+        let plan = match self.screen(req, plan, node.as_ref(), client.as_ref()) {
+            Ok(plan) => plan,
+            Err(refused) => return Ok(refused),
+        };
+        if req.dry_run {
+            return Ok(Outcome::WouldDelete { plan });
         }
+        self.limiter.acquire().await?;
         if let Some(reason) = self
-            .protection
-            .client_reason(&plan.client_name, client.as_ref())
+            .changed_while_waiting(&plan, &node, &client, read_at)
+            .await?
         {
-            metrics::get()
-                .refusals
-                .with_label_values(&["client_not_owned"])
-                .inc();
-            return Ok(Outcome::Refused {
+            return Ok(Outcome::Changed { reason, plan });
+        }
+        let journal_id = self.back_up(req, &plan, node, client).await?;
+        self.delete(plan, journal_id).await
+    }
+
+    /// The checks on what was read, before anything is written: protection,
+    /// ownership of the client, the node's region, the request's recheck.
+    /// `Err` is the outcome that ends the reap without deleting.
+    fn screen(
+        &self,
+        req: &Request,
+        plan: Plan,
+        node: Option<&serde_json::Value>,
+        client: Option<&serde_json::Value>,
+    ) -> Result<Plan, Outcome> {
+        let refusals = &metrics::get().refusals;
+        if let Some(reason) = self.protection.node_reason(&plan.node_name, node) {
+            refusals.with_label_values(&["protected"]).inc();
+            return Err(Outcome::Protected { plan, reason });
+        }
+        if let Some(reason) = self.protection.client_reason(&plan.client_name, client) {
+            refusals.with_label_values(&["client_not_owned"]).inc();
+            return Err(Outcome::Refused {
                 reason: format!(
                     "{reason}; refusing to delete node {:?} and client {:?}",
                     plan.node_name, plan.client_name
@@ -306,42 +405,55 @@ impl Reaper {
                 plan,
             });
         }
-        if let Some(reason) = region_mismatch(node.as_ref(), req.verified_region.as_deref()) {
-            metrics::get()
-                .refusals
-                .with_label_values(&["other_region"])
-                .inc();
-            return Ok(Outcome::Refused { plan, reason });
+        if let Some(reason) = region_mismatch(node, req.verified_region.as_deref()) {
+            refusals.with_label_values(&["other_region"]).inc();
+            return Err(Outcome::Refused { plan, reason });
         }
-        if let Some(reason) = req
-            .recheck
-            .as_ref()
-            .and_then(|r| r.violation(node.as_ref()))
-        {
-            return Ok(Outcome::Changed { plan, reason });
+        if let Some(reason) = req.recheck.as_ref().and_then(|r| r.violation(node)) {
+            return Err(Outcome::Changed { plan, reason });
         }
-        if req.dry_run {
-            return Ok(Outcome::WouldDelete { plan });
+        Ok(plan)
+    }
+
+    /// If time passed since the read the backup holds ([`REREAD_AFTER`]),
+    /// reads again: why the registration no longer is what was read, if it
+    /// changed (only what was backed up may be deleted).
+    async fn changed_while_waiting(
+        &self,
+        plan: &Plan,
+        node: &Option<serde_json::Value>,
+        client: &Option<serde_json::Value>,
+        read_at: tokio::time::Instant,
+    ) -> Result<Option<String>, ReapError> {
+        if read_at.elapsed() < REREAD_AFTER {
+            return Ok(None);
         }
-        self.limiter.acquire().await?;
-        if read_at.elapsed() >= REREAD_AFTER {
-            // Time passed since the read the backup holds: read again and
-            // delete only what was backed up.
-            let node_now = self.chef.get_node(&plan.node_name).await?;
-            let client_now = self.chef.get_client(&plan.client_name).await?;
-            if let Some(reason) = changed_since(&node, &node_now, &client, &client_now) {
-                metrics::get()
-                    .refusals
-                    .with_label_values(&["changed"])
-                    .inc();
-                return Ok(Outcome::Changed {
-                    reason: format!("{reason} since it was read {:?} ago; refusing to delete what was not backed up", read_at.elapsed()),
-                    plan,
-                });
-            }
-        }
+        let node_now = self.chef.get_node(&plan.node_name).await?;
+        let client_now = self.chef.get_client(&plan.client_name).await?;
+        let Some(reason) = changed_since(node, &node_now, client, &client_now) else {
+            return Ok(None);
+        };
+        metrics::get()
+            .refusals
+            .with_label_values(&["changed"])
+            .inc();
+        Ok(Some(format!(
+            "{reason} since it was read {:?} ago; refusing to delete what was not backed up",
+            read_at.elapsed()
+        )))
+    }
+
+    /// Writes the journal entry (durably) for what is about to be deleted;
+    /// returns its id.
+    async fn back_up(
+        &self,
+        req: &Request,
+        plan: &Plan,
+        node: Option<serde_json::Value>,
+        client: Option<serde_json::Value>,
+    ) -> Result<String, ReapError> {
         let mut entry = JournalEntry::new(
-            req.source,
+            req.source.as_str(),
             req.reason.clone(),
             req.message_id.clone(),
             plan.instance_id.clone(),
@@ -361,6 +473,12 @@ impl Reaper {
                 node: plan.node_name.clone(),
                 source,
             })?;
+        Ok(entry.id)
+    }
+
+    /// Deletes the client, then the node (what finds the registration again
+    /// goes last), and counts both.
+    async fn delete(&self, plan: Plan, journal_id: String) -> Result<Outcome, ReapError> {
         let client_result = self.chef.delete_client(&plan.client_name).await?;
         let node_result = self.chef.delete_node(&plan.node_name).await?;
         let m = metrics::get();
@@ -374,9 +492,22 @@ impl Reaper {
             plan,
             node: node_result,
             client: client_result,
-            journal_id: entry.id,
+            journal_id,
         })
     }
+}
+
+/// Nothing registered (any more) for `target`: counted, done.
+fn already_gone(target: &Target) -> Outcome {
+    let target = match target {
+        Target::Instance(id) => format!("instance {id}"),
+        Target::Node(name) => format!("node {name}"),
+    };
+    metrics::get()
+        .deletions
+        .with_label_values(&["registration", "already_gone"])
+        .inc();
+    Outcome::AlreadyGone { target }
 }
 
 /// Why the node is not the instance verified in `region`: Ohai records the

@@ -41,7 +41,7 @@ pub async fn deregister(config: Config, args: DeregisterArgs) -> Result<ExitCode
     };
     let request = Request {
         target,
-        source: "deregister",
+        source: nodereaper::act::RequestSource::Deregister,
         reason: "nodereaper deregister (operator)".into(),
         message_id: None,
         dry_run: args.dry_run,

@@ -585,7 +585,7 @@ async fn delete_one(reaper: &Reaper, row: &mut Row, id: String, cutoff: DateTime
     let request = Request {
         verified_region: row.region.clone(),
         target: Target::Node(row.node.clone()),
-        source: "sweep",
+        source: crate::act::RequestSource::Sweep,
         reason: format!(
             "sweep: {} ({})",
             row.reason,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::act::reaper::{Dependency, ReapError};
 use crate::core::placement::Placement;
 use crate::telemetry::metrics;
 
@@ -28,6 +29,18 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// What tells that a failed reap's dependency works again: a GET for a
+    /// Chef failure any request shows, one message for a refused DELETE, the
+    /// journal probe, and nothing for the storm brake.
+    pub fn after(error: &ReapError) -> Probe {
+        match error.dependency() {
+            Dependency::Chef if error.any_request_shows_it() => Probe::Chef,
+            Dependency::Chef => Probe::OneMessage,
+            Dependency::Journal => Probe::Journal,
+            Dependency::Brake => Probe::Never,
+        }
+    }
+
     fn label(&self) -> &'static str {
         match self {
             Probe::Chef | Probe::OneMessage => "chef",
@@ -38,6 +51,8 @@ impl Probe {
     }
 }
 
+/// Counts consecutive failures; opens at a threshold for a cooldown, then
+/// asks for a [`Probe`] of what failed before receiving again.
 pub struct Breaker {
     name: &'static str,
     threshold: u32,
@@ -54,6 +69,7 @@ struct State {
 }
 
 impl Breaker {
+    /// Opens after `threshold` consecutive failures, for `cooldown`.
     pub fn new(name: &'static str, threshold: u32, cooldown: Duration) -> Self {
         Self {
             name,
@@ -70,6 +86,7 @@ impl Breaker {
         f(&mut guard)
     }
 
+    /// A dependency answered: closes the breaker.
     pub fn record_success(&self) {
         let was_open = self.with_state(|s| {
             let was_open = s.consecutive_failures >= self.threshold;
@@ -159,6 +176,7 @@ impl Breaker {
         })
     }
 
+    /// Whether receivers should pause now.
     pub fn is_open(&self) -> bool {
         self.wait_time().is_some()
     }

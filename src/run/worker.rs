@@ -1,0 +1,681 @@
+//! Workers: what happens to one message, from its parsed event to its
+//! disposition on the queue, and the pool of worker tasks that run them.
+//!
+//! Per message: parse -> (the batch's EC2 lookup) -> hook ownership ->
+//! verification -> protection -> reap (backup, delete) -> lifecycle
+//! completion -> settle. Failures end as [`error_policy`] decides.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::{backoff, Verdict};
+use super::{Checked, Disposition, Handled, Pipeline, PlacementStates, Probe, Source, Summary};
+use crate::act::{Outcome, Plan, ReapError, Request, RequestSource, Target};
+use crate::config::OtherEvents;
+use crate::core::error::{error_policy, Classify, ErrorDisposition};
+use crate::core::event::{self, Event, LifecycleAction, Termination};
+use crate::core::placement::Placement;
+use crate::core::verify::{self, Verification};
+use crate::ports::{Completion, PlacementError, ReceivedMessage, Regional};
+use crate::telemetry::metrics;
+
+/// A received message, its parsed event and (for a termination) its
+/// verification.
+pub(super) type Prepared = (
+    ReceivedMessage,
+    Result<Event, event::ParseError>,
+    Option<Verdict>,
+);
+
+/// The worker tasks of one [`Pipeline::run`]: the free workers, the tasks
+/// themselves (owned, awaited at shutdown), the in-flight count and the
+/// summary.
+pub(super) struct Workers {
+    /// One permit per free worker; receivers reserve them before receiving.
+    free: Arc<Semaphore>,
+    tasks: Mutex<JoinSet<()>>,
+    /// Messages being worked: the one count (the `messages_in_flight` gauge
+    /// moves with it, in [`Busy`]).
+    in_flight: AtomicUsize,
+    summary: Mutex<Summary>,
+}
+
+/// A message being worked: holds its worker's permit and counts as in
+/// flight until dropped.
+struct Busy {
+    workers: Arc<Workers>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Busy {
+    fn enter(workers: Arc<Workers>, permit: OwnedSemaphorePermit) -> Self {
+        workers.in_flight.fetch_add(1, Ordering::SeqCst);
+        metrics::get().in_flight.inc();
+        Self {
+            workers,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.workers.in_flight.fetch_sub(1, Ordering::SeqCst);
+        metrics::get().in_flight.dec();
+    }
+}
+
+impl Workers {
+    pub(super) fn new(workers: usize) -> Self {
+        Self {
+            free: Arc::new(Semaphore::new(workers)),
+            tasks: Mutex::new(JoinSet::new()),
+            in_flight: AtomicUsize::new(0),
+            summary: Mutex::new(Summary::default()),
+        }
+    }
+
+    /// The free workers, to reserve before receiving.
+    pub(super) fn free(&self) -> Arc<Semaphore> {
+        self.free.clone()
+    }
+
+    /// Messages being worked now.
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts received messages.
+    pub(super) fn received(&self, count: usize) {
+        if let Ok(mut s) = self.summary.lock() {
+            s.received += count;
+        }
+    }
+
+    /// The counts so far.
+    pub(super) fn summary(&self) -> Summary {
+        self.summary.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Works one message on the worker `permit` reserves: handle, settle,
+    /// count.
+    pub(super) fn start(
+        self: &Arc<Self>,
+        pipeline: Arc<Pipeline>,
+        source: Source,
+        (msg, event, verdict): Prepared,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let busy = Busy::enter(self.clone(), permit);
+        let work = async move {
+            let disposition = pipeline.handle(&source, &msg, event, verdict).await;
+            pipeline.settle(&source, &msg, &disposition).await;
+            if let Ok(mut s) = busy.workers.summary.lock() {
+                s.record(&disposition);
+            }
+            drop(busy);
+        };
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget the finished ones, so the set holds only running workers.
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "worker task failed");
+            }
+        }
+        tasks.spawn(work);
+    }
+
+    /// Waits for every worker, at most `deadline`; then stops the rest
+    /// (their messages stay in the queue and come back).
+    pub(super) async fn finish(&self, deadline: Duration) {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let drained = tokio::time::timeout(deadline, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                in_flight = self.in_flight(),
+                deadline = ?deadline,
+                "shutdown deadline reached with work in flight; those messages stay in the queue and will be redelivered"
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// One termination being worked, and where it came from.
+struct Work<'a> {
+    source: &'a Source,
+    msg: &'a ReceivedMessage,
+    t: &'a Termination,
+    /// Where the instance lives (account and region).
+    placement: Placement,
+}
+
+/// The account and region of a termination's instance.
+fn placement_of(t: &Termination, source: &Source) -> Placement {
+    Placement::of_event(t.account.as_deref(), t.region.as_deref(), &source.region)
+}
+
+impl Pipeline {
+    /// Decides and acts on a batch of messages from `source` and returns each
+    /// with its [`Disposition`], without settling anything on the queue: the
+    /// caller deletes, dead-letters or retries. At most `workers` messages are
+    /// worked at once. This is the whole per-message path (parse, verify,
+    /// protect, resolve, back up, delete, complete) for callers that receive
+    /// messages themselves, such as the Lambda handler.
+    pub async fn process_batch(
+        &self,
+        source: &Source,
+        messages: Vec<ReceivedMessage>,
+    ) -> Vec<(ReceivedMessage, Disposition)> {
+        use futures::StreamExt;
+        let batch = self.prepare_batch(source, messages).await;
+        futures::stream::iter(batch)
+            .map(|(msg, event, verdict)| async move {
+                let disposition = self.handle(source, &msg, event, verdict).await;
+                (msg, disposition)
+            })
+            .buffered(self.settings.workers.max(1))
+            .collect()
+            .await
+    }
+
+    /// Parses a batch and verifies its terminations where each instance
+    /// lives: one EC2 call per account and region in the batch.
+    pub(super) async fn prepare_batch(
+        &self,
+        source: &Source,
+        messages: Vec<ReceivedMessage>,
+    ) -> Vec<Prepared> {
+        let parsed = self.parse_batch(source, messages);
+        let checked = self.verify_batch(source, &parsed).await;
+        parsed
+            .into_iter()
+            .map(|(msg, event)| {
+                let verdict = match &event {
+                    Ok(Event::Termination(t)) => {
+                        checked.get(&placement_of(t, source)).map(|r| match r {
+                            Ok((regional, states)) => Ok(Checked {
+                                regional: regional.clone(),
+                                info: states.get(&t.instance_id).cloned(),
+                            }),
+                            Err(e) => Err(e.clone()),
+                        })
+                    }
+                    _ => None,
+                };
+                (msg, event, verdict)
+            })
+            .collect()
+    }
+
+    /// Parses each message, counting its kind and its time in the queue.
+    fn parse_batch(
+        &self,
+        source: &Source,
+        messages: Vec<ReceivedMessage>,
+    ) -> Vec<(ReceivedMessage, Result<Event, event::ParseError>)> {
+        let queue_name = source.queue.name();
+        let opts = self.parse_options();
+        let m = metrics::get();
+        messages
+            .into_iter()
+            .map(|msg| {
+                if let Some(sent) = msg.sent_at {
+                    let lag = (Utc::now() - sent).to_std().unwrap_or_default();
+                    m.queue_lag
+                        .with_label_values(&[queue_name])
+                        .observe(lag.as_secs_f64());
+                }
+                let event = event::parse(&msg.body, &opts);
+                let kind = match &event {
+                    Ok(Event::Termination(_)) => "termination",
+                    Ok(Event::Test { .. }) => "test",
+                    Ok(Event::Other { .. }) => "other",
+                    Err(_) => "unparseable",
+                };
+                m.messages.with_label_values(&[queue_name, kind]).inc();
+                (msg, event)
+            })
+            .collect()
+    }
+
+    /// Asks EC2 about the batch's terminations (of hooks nodereaper owns),
+    /// once per account and region.
+    async fn verify_batch(
+        &self,
+        source: &Source,
+        parsed: &[(ReceivedMessage, Result<Event, event::ParseError>)],
+    ) -> HashMap<Placement, PlacementStates> {
+        let mut groups: BTreeMap<Placement, Vec<String>> = BTreeMap::new();
+        for (_, event) in parsed {
+            if let Ok(Event::Termination(t)) = event {
+                if self.owns_hook(t) {
+                    groups
+                        .entry(placement_of(t, source))
+                        .or_default()
+                        .push(t.instance_id.clone());
+                }
+            }
+        }
+        let mut checked = HashMap::new();
+        for (placement, ids) in groups {
+            let result = async {
+                let regional = source.fleet.regional(&placement).await?;
+                let states = if self.settings.verify_instance_state {
+                    regional.inventory.describe(&ids).await?
+                } else {
+                    HashMap::new()
+                };
+                Ok::<_, PlacementError>((regional, states))
+            }
+            .await
+            .map_err(Arc::new);
+            checked.insert(placement, result);
+        }
+        checked
+    }
+
+    /// Whether nodereaper owns this lifecycle hook (`pipeline.lifecycle_hooks`).
+    fn owns_hook(&self, t: &Termination) -> bool {
+        t.lifecycle.as_ref().is_none_or(|a| {
+            self.settings
+                .lifecycle_hooks
+                .iter()
+                .any(|h| h == &a.hook_name)
+        })
+    }
+
+    /// A failure, disposed of as [`error_policy`] says; the breaker hears of
+    /// it: a hold opens it at once on `probe`, a retry counts toward it.
+    fn fail<E: Classify + ?Sized>(&self, error: &E, text: String, probe: Probe) -> Disposition {
+        let decided = error_policy(error, text);
+        match &decided {
+            ErrorDisposition::Hold { error } => {
+                tracing::error!(%error, ?probe, "nodereaper cannot work (credentials, permissions, journal or storm brake); holding messages");
+                self.breaker.trip_on(probe, error);
+            }
+            ErrorDisposition::Retry { error } => self.breaker.record_failure_of(probe, error),
+            ErrorDisposition::DeadLetter { .. } => {}
+        }
+        decided.into()
+    }
+
+    /// Decides and acts on one message. Never touches the message itself.
+    pub async fn handle(
+        &self,
+        source: &Source,
+        msg: &ReceivedMessage,
+        event: Result<Event, event::ParseError>,
+        verdict: Option<Verdict>,
+    ) -> Disposition {
+        let termination = match self.termination_of(source, msg, event) {
+            Ok(t) => t,
+            Err(done) => return done,
+        };
+        let started = Instant::now();
+        let work = Work {
+            source,
+            msg,
+            t: &termination,
+            placement: placement_of(&termination, source),
+        };
+        let mut plan = None;
+        let disposition = self.handle_termination(&work, verdict, &mut plan).await;
+        self.log_handled(&work, plan.as_ref(), &disposition, started);
+        disposition
+    }
+
+    /// The termination a message asks nodereaper to act on, or how the
+    /// message ends without one: unparseable, a test notification, another
+    /// event, or a lifecycle action of a hook nodereaper does not own.
+    fn termination_of(
+        &self,
+        source: &Source,
+        msg: &ReceivedMessage,
+        event: Result<Event, event::ParseError>,
+    ) -> Result<Termination, Disposition> {
+        let event = event.map_err(|e| {
+            tracing::warn!(queue = %source.queue.name(), message_id = %msg.message_id, error = %e, "unparseable message");
+            Disposition::DeadLetter {
+                reason: format!("unparseable message: {e}"),
+            }
+        })?;
+        let termination = match event {
+            Event::Test { description } => {
+                tracing::info!(message_id = %msg.message_id, %description, "test notification acknowledged");
+                return Err(Disposition::Delete {
+                    outcome: Handled::TestNotification,
+                });
+            }
+            Event::Other { description } => {
+                tracing::info!(message_id = %msg.message_id, %description, "event needs no action");
+                return Err(match self.settings.other_events {
+                    OtherEvents::Delete => Disposition::Delete {
+                        outcome: Handled::NoAction,
+                    },
+                    OtherEvents::DeadLetter => Disposition::DeadLetter {
+                        reason: format!("not a termination: {description}"),
+                    },
+                });
+            }
+            Event::Termination(t) => t,
+        };
+        if !self.owns_hook(&termination) {
+            let hook = termination
+                .lifecycle
+                .as_ref()
+                .map_or("", |a| a.hook_name.as_str());
+            tracing::info!(
+                message_id = %msg.message_id,
+                instance_id = %termination.instance_id,
+                hook,
+                "lifecycle action of a hook nodereaper does not own (pipeline.lifecycle_hooks): not completed, Chef left alone"
+            );
+            metrics::get()
+                .refusals
+                .with_label_values(&["foreign_hook"])
+                .inc();
+            return Err(Disposition::Delete {
+                outcome: Handled::ForeignHook,
+            });
+        }
+        Ok(termination)
+    }
+
+    /// The one log line per handled termination.
+    fn log_handled(
+        &self,
+        work: &Work<'_>,
+        plan: Option<&Plan>,
+        disposition: &Disposition,
+        started: Instant,
+    ) {
+        let (outcome, detail) = match disposition {
+            Disposition::Delete { outcome } => (outcome.as_str(), ""),
+            Disposition::DeadLetter { reason } => ("dead_lettered", reason.as_str()),
+            Disposition::Retry { error } => ("retry", error.as_str()),
+            Disposition::Hold { error } => ("held", error.as_str()),
+        };
+        let t = work.t;
+        tracing::info!(
+            instance_id = %t.instance_id,
+            node = plan.map_or("-", |p| p.node_name.as_str()),
+            client = plan.map_or("-", |p| p.client_name.as_str()),
+            asg = t.auto_scaling_group.as_deref().unwrap_or("-"),
+            origin = ?t.origin,
+            message_id = %work.msg.message_id,
+            outcome,
+            detail = %detail,
+            dry_run = self.settings.dry_run,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "termination handled"
+        );
+    }
+
+    /// Verified -> gone for sure -> reaped -> lifecycle action completed.
+    /// `plan` receives what was (or would be) deleted, for the log line.
+    async fn handle_termination(
+        &self,
+        work: &Work<'_>,
+        verdict: Option<Verdict>,
+        plan: &mut Option<Plan>,
+    ) -> Disposition {
+        let checked = match self.checked(work, verdict) {
+            Ok(checked) => checked,
+            Err(done) => return done,
+        };
+        let outcome = match self.act_on(work, &checked, plan).await {
+            Ok(outcome) => outcome,
+            Err(done) => return done,
+        };
+        if let Some(action) = &work.t.lifecycle {
+            if let Err(done) = self
+                .complete_lifecycle(work, &checked.regional, action)
+                .await
+            {
+                return done;
+            }
+        }
+        Disposition::Delete { outcome }
+    }
+
+    /// What EC2 said about the instance, or how the message ends when it
+    /// could not be asked.
+    fn checked(&self, work: &Work<'_>, verdict: Option<Verdict>) -> Result<Checked, Disposition> {
+        match verdict {
+            Some(Ok(checked)) => Ok(checked),
+            Some(Err(error)) => {
+                if matches!(*error, PlacementError::UnknownAccount { .. }) {
+                    metrics::get()
+                        .refusals
+                        .with_label_values(&["unknown_account"])
+                        .inc();
+                }
+                let text = format!(
+                    "cannot verify instance {} ({}): {error}",
+                    work.t.instance_id, work.placement
+                );
+                Err(self.fail(error.as_ref(), text, Probe::Aws(work.placement.clone())))
+            }
+            None => Err(Disposition::Retry {
+                error: format!("instance {} was not verified", work.t.instance_id),
+            }),
+        }
+    }
+
+    /// Whether the instance is gone for sure (or protected), and if so the
+    /// reap of its registration.
+    async fn act_on(
+        &self,
+        work: &Work<'_>,
+        checked: &Checked,
+        plan: &mut Option<Plan>,
+    ) -> Result<Handled, Disposition> {
+        let verification = if self.settings.verify_instance_state {
+            verify::verify(checked.info.as_ref(), &self.reaper.protection)
+        } else {
+            Verification::Confirmed {
+                evidence: "verification disabled".into(),
+            }
+        };
+        let refusals = &metrics::get().refusals;
+        match verification {
+            Verification::Refused { reason } => {
+                refusals.with_label_values(&["instance_alive"]).inc();
+                Err(Disposition::DeadLetter {
+                    reason: format!("{reason} ({})", work.placement),
+                })
+            }
+            Verification::Protected { reason } => {
+                tracing::info!(instance_id = %work.t.instance_id, %reason, "instance protected; Chef left alone");
+                refusals.with_label_values(&["instance_tag"]).inc();
+                Ok(Handled::Protected)
+            }
+            Verification::Confirmed { evidence } => {
+                self.reap(work, &checked.regional, &evidence, plan).await
+            }
+        }
+    }
+
+    /// Deregisters the instance, confirmed gone by `evidence`.
+    async fn reap(
+        &self,
+        work: &Work<'_>,
+        regional: &Regional,
+        evidence: &str,
+        plan: &mut Option<Plan>,
+    ) -> Result<Handled, Disposition> {
+        let t = work.t;
+        let request = Request {
+            target: Target::Instance(t.instance_id.clone()),
+            source: RequestSource::Event,
+            reason: format!(
+                "{:?} event for {} ({evidence}; {})",
+                t.origin, t.instance_id, work.placement
+            ),
+            message_id: Some(work.msg.message_id.clone()),
+            dry_run: self.settings.dry_run,
+            recheck: None,
+            verified_region: Some(work.placement.region.clone()),
+        };
+        let outcome = self
+            .reap_with_keepalive(work, regional, &request)
+            .await
+            .map_err(|e| self.fail(&e, e.to_string(), Probe::after(&e)))?;
+        self.breaker.record_success();
+        *plan = outcome_plan(&outcome).cloned();
+        match outcome {
+            Outcome::WouldDelete { plan } => {
+                tracing::info!(
+                    instance_id = %t.instance_id,
+                    node = %plan.node_name,
+                    client = %plan.client_name,
+                    "dry run: would back up and delete node and client{}, then delete the message",
+                    if t.lifecycle.is_some() { ", complete the lifecycle action with CONTINUE" } else { "" }
+                );
+                Ok(Handled::WouldDelete)
+            }
+            // Not this instance's registration, or no longer the one read:
+            // refuse, keep the evidence, never complete the hook.
+            Outcome::Refused { reason, .. } | Outcome::Changed { reason, .. } => {
+                Err(Disposition::DeadLetter { reason })
+            }
+            Outcome::Protected { .. } => Ok(Handled::Protected),
+            Outcome::AlreadyGone { .. } => Ok(Handled::AlreadyGone),
+            Outcome::Deleted { .. } => Ok(Handled::Deleted),
+        }
+    }
+
+    /// Completes the lifecycle action with CONTINUE (not in a dry run):
+    /// Chef is clean, the instance may go.
+    async fn complete_lifecycle(
+        &self,
+        work: &Work<'_>,
+        regional: &Regional,
+        action: &LifecycleAction,
+    ) -> Result<(), Disposition> {
+        if self.settings.dry_run {
+            return Ok(());
+        }
+        let m = metrics::get();
+        match regional.lifecycle.complete_continue(action).await {
+            Ok(c) => {
+                let label = match c {
+                    Completion::Completed => "completed",
+                    Completion::NoLongerActive => "no_longer_active",
+                };
+                m.lifecycle.with_label_values(&["complete", label]).inc();
+                Ok(())
+            }
+            Err(e) => {
+                m.lifecycle.with_label_values(&["complete", "error"]).inc();
+                // Chef is clean already; retrying only repeats the completion.
+                Err(self.fail(&e, e.to_string(), Probe::Aws(work.placement.clone())))
+            }
+        }
+    }
+
+    /// Runs the reap while keeping the message hidden and the lifecycle
+    /// action alive (heartbeat) if it takes long (rate cap, slow server).
+    async fn reap_with_keepalive(
+        &self,
+        work: &Work<'_>,
+        regional: &Regional,
+        request: &Request,
+    ) -> Result<Outcome, ReapError> {
+        let every = self.settings.lifecycle_heartbeat_interval;
+        let reap = self.reaper.reap(request);
+        tokio::pin!(reap);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                result = &mut reap => return result,
+                _ = tick.tick() => {
+                    if !self.settings.dry_run {
+                        self.keep_alive(work, regional, every).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Extends the message's visibility and heartbeats its lifecycle action.
+    async fn keep_alive(&self, work: &Work<'_>, regional: &Regional, every: Duration) {
+        let msg = work.msg;
+        if let Err(e) = work.source.queue.extend_visibility(msg, every * 2).await {
+            tracing::warn!(message_id = %msg.message_id, error = %e, "cannot extend visibility");
+        }
+        let Some(action) = &work.t.lifecycle else {
+            return;
+        };
+        let result = regional.lifecycle.heartbeat(action).await;
+        let label = match &result {
+            Ok(Completion::Completed) => "recorded",
+            Ok(Completion::NoLongerActive) => "no_longer_active",
+            Err(_) => "error",
+        };
+        metrics::get()
+            .lifecycle
+            .with_label_values(&["heartbeat", label])
+            .inc();
+        if let Err(e) = result {
+            tracing::warn!(instance_id = %work.t.instance_id, error = %e, "lifecycle heartbeat failed");
+        }
+    }
+
+    /// Applies a disposition to the message (nothing at all in dry-run).
+    pub async fn settle(&self, source: &Source, msg: &ReceivedMessage, disposition: &Disposition) {
+        let queue = source.queue.name();
+        metrics::get()
+            .outcomes
+            .with_label_values(&[queue, disposition.label()])
+            .inc();
+        if self.settings.dry_run {
+            tracing::info!(queue, message_id = %msg.message_id, ?disposition, "dry run: message left untouched");
+            return;
+        }
+        let result = match disposition {
+            Disposition::Delete { .. } => source.queue.delete(msg).await,
+            Disposition::DeadLetter { reason } => {
+                tracing::warn!(queue, message_id = %msg.message_id, %reason, "moving message to the dead-letter queue");
+                source.queue.dead_letter(msg, reason).await
+            }
+            Disposition::Retry { error } | Disposition::Hold { error } => {
+                let wait = backoff(
+                    msg.receive_count,
+                    self.settings.retry_backoff_base,
+                    self.settings.retry_backoff_max,
+                );
+                tracing::warn!(queue, message_id = %msg.message_id, %error, retry_in = ?wait, receive_count = msg.receive_count, "will retry");
+                source.queue.extend_visibility(msg, wait).await
+            }
+        };
+        if let Err(e) = result {
+            // The message comes back after its visibility timeout and is
+            // handled again; every step is idempotent.
+            tracing::warn!(queue, message_id = %msg.message_id, error = %e, "cannot settle message; it will be redelivered");
+        }
+    }
+}
+
+/// What a reap found (for the log line), if it found anything.
+fn outcome_plan(outcome: &Outcome) -> Option<&Plan> {
+    match outcome {
+        Outcome::WouldDelete { plan }
+        | Outcome::Deleted { plan, .. }
+        | Outcome::Protected { plan, .. }
+        | Outcome::Refused { plan, .. }
+        | Outcome::Changed { plan, .. } => Some(plan),
+        Outcome::AlreadyGone { .. } => None,
+    }
+}
