@@ -24,7 +24,7 @@ use crate::core::event::is_instance_id;
 use crate::core::verify::{check_in_time, Departure, Protection};
 use crate::ports::{AwsError, ChefError};
 use crate::ports::{ChefApi, InstanceInfo, InstanceInventory};
-use crate::telemetry::metrics;
+use crate::telemetry::events::{self, SweepSkip};
 
 /// Ids re-checked against EC2 in one call right before their deletion.
 const RECHECK_CHUNK: usize = 50;
@@ -215,9 +215,6 @@ pub async fn sweep(
         cutoff: cutoff(settings.grace_period),
     };
     judge.classify_all(&nodes, &mut report);
-    metrics::get()
-        .sweep_candidates
-        .set(report.candidates as i64);
     report.aborted = blast_radius(&report, settings);
     if report.aborted.is_none() && settings.apply {
         delete_candidates(reaper, inventories, &mut report, judge.cutoff, progress).await?;
@@ -545,7 +542,7 @@ async fn delete_candidates(
                     "EC2 now reports the instance {}",
                     info.map_or("", |i| i.state.as_str())
                 );
-                skipped("recheck_ec2");
+                events::sweep_skipped(SweepSkip::RecheckEc2);
             } else if delete_one(reaper, row, id, cutoff).await {
                 report.deleted += 1;
             }
@@ -602,28 +599,20 @@ async fn delete_one(reaper: &Reaper, row: &mut Row, id: String, cutoff: DateTime
         Ok(Outcome::Deleted { journal_id, .. }) => {
             row.verdict = Verdict::Deleted;
             row.reason = format!("{} (backup {journal_id})", row.reason);
-            metrics::get()
-                .sweep_deleted
-                .with_label_values(&["apply"])
-                .inc();
+            events::sweep_deleted("apply");
             return true;
         }
         Ok(Outcome::WouldDelete { .. }) => return false,
-        Ok(Outcome::AlreadyGone { .. }) => ("already gone".to_string(), "already_gone"),
+        Ok(Outcome::AlreadyGone { .. }) => ("already gone".to_string(), SweepSkip::AlreadyGone),
         Ok(Outcome::Changed { reason, .. })
         | Ok(Outcome::Protected { reason, .. })
-        | Ok(Outcome::Refused { reason, .. }) => (reason, "recheck_chef"),
-        Err(e) => (format!("deletion failed: {e}"), "error"),
+        | Ok(Outcome::Refused { reason, .. }) => (reason, SweepSkip::RecheckChef),
+        Err(e) => (format!("deletion failed: {e}"), SweepSkip::Error),
     };
     row.verdict = Verdict::Skipped;
     row.reason = reason;
-    skipped(label);
+    events::sweep_skipped(label);
     false
-}
-
-/// Counts a candidate skipped at deletion time.
-fn skipped(why: &str) {
-    metrics::get().sweep_skipped.with_label_values(&[why]).inc();
 }
 
 fn finish(mut report: Report, started: Instant) -> Report {
@@ -639,16 +628,14 @@ fn finish(mut report: Report, started: Instant) -> Report {
             .unwrap_or_default();
         *report.by_verdict.entry(key).or_default() += 1;
     }
-    let m = metrics::get();
-    for (verdict, n) in &report.by_verdict {
-        if !matches!(verdict.as_str(), "delete" | "deleted" | "keep" | "skipped") {
-            m.sweep_skipped
-                .with_label_values(&[verdict])
-                .inc_by(*n as u64);
-        }
-    }
-    m.sweep_last_run.set(Utc::now().timestamp() as f64);
-    m.sweep_duration.set(started.elapsed().as_secs_f64());
+    let not_deleted = report
+        .by_verdict
+        .iter()
+        .filter(|(verdict, _)| {
+            !matches!(verdict.as_str(), "delete" | "deleted" | "keep" | "skipped")
+        })
+        .map(|(verdict, n)| (verdict.as_str(), *n));
+    events::sweep_finished(report.candidates, not_deleted, started.elapsed());
     report
 }
 
