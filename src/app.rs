@@ -50,6 +50,7 @@ pub enum AppError {
     /// No queue is configured.
     #[error("no queue configured: set [[queues]] url = \"...\" in the config file or NODEREAPER_QUEUE_URL")]
     NoQueue,
+    /// A queue's VisibilityTimeout is too short for the keepalive.
     #[error("queue {queue}: VisibilityTimeout {timeout:?} is not longer than pipeline.lifecycle_heartbeat_interval ({interval:?}); a message would reappear and be worked twice before its first extension. Raise the queue's VisibilityTimeout (`nodereaper setup` sets 5 minutes) or lower the interval")]
     Visibility {
         /// The queue URL.

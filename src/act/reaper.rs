@@ -362,10 +362,9 @@ impl Reaper {
         let Some((plan, node, client)) = self.plan(&req.target).await? else {
             return Ok(already_gone(&req.target));
         };
-        let plan = match self.screen(req, plan, node.as_ref(), client.as_ref()) {
-            Ok(plan) => plan,
-            Err(refused) => return Ok(refused),
-        };
+        if let Some(refusal) = self.screen(req, &plan, node.as_ref(), client.as_ref()) {
+            return Ok(refusal.outcome(plan));
+        }
         if req.dry_run {
             return Ok(Outcome::WouldDelete { plan });
         }
@@ -382,37 +381,34 @@ impl Reaper {
 
     /// The checks on what was read, before anything is written: protection,
     /// ownership of the client, the node's region, the request's recheck.
-    /// `Err` is the outcome that ends the reap without deleting.
+    /// `Some` ends the reap without deleting.
     fn screen(
         &self,
         req: &Request,
-        plan: Plan,
+        plan: &Plan,
         node: Option<&serde_json::Value>,
         client: Option<&serde_json::Value>,
-    ) -> Result<Plan, Outcome> {
+    ) -> Option<Refusal> {
         let refusals = &metrics::get().refusals;
         if let Some(reason) = self.protection.node_reason(&plan.node_name, node) {
             refusals.with_label_values(&["protected"]).inc();
-            return Err(Outcome::Protected { plan, reason });
+            return Some(Refusal::Protected(reason));
         }
         if let Some(reason) = self.protection.client_reason(&plan.client_name, client) {
             refusals.with_label_values(&["client_not_owned"]).inc();
-            return Err(Outcome::Refused {
-                reason: format!(
-                    "{reason}; refusing to delete node {:?} and client {:?}",
-                    plan.node_name, plan.client_name
-                ),
-                plan,
-            });
+            return Some(Refusal::NotOwned(format!(
+                "{reason}; refusing to delete node {:?} and client {:?}",
+                plan.node_name, plan.client_name
+            )));
         }
         if let Some(reason) = region_mismatch(node, req.verified_region.as_deref()) {
             refusals.with_label_values(&["other_region"]).inc();
-            return Err(Outcome::Refused { plan, reason });
+            return Some(Refusal::NotOwned(reason));
         }
-        if let Some(reason) = req.recheck.as_ref().and_then(|r| r.violation(node)) {
-            return Err(Outcome::Changed { plan, reason });
-        }
-        Ok(plan)
+        req.recheck
+            .as_ref()
+            .and_then(|r| r.violation(node))
+            .map(Refusal::Changed)
     }
 
     /// If time passed since the read the backup holds ([`REREAD_AFTER`]),
@@ -494,6 +490,26 @@ impl Reaper {
             client: client_result,
             journal_id,
         })
+    }
+}
+
+/// Why [`Reaper::screen`] stops a reap before anything is written.
+enum Refusal {
+    /// A protection rule matches.
+    Protected(String),
+    /// Not this instance's registration.
+    NotOwned(String),
+    /// The request's recheck failed.
+    Changed(String),
+}
+
+impl Refusal {
+    fn outcome(self, plan: Plan) -> Outcome {
+        match self {
+            Refusal::Protected(reason) => Outcome::Protected { plan, reason },
+            Refusal::NotOwned(reason) => Outcome::Refused { plan, reason },
+            Refusal::Changed(reason) => Outcome::Changed { plan, reason },
+        }
     }
 }
 
