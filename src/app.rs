@@ -393,6 +393,22 @@ pub struct PeriodicSweep {
     pub per_day: usize,
 }
 
+impl PeriodicSweep {
+    /// The periodic sweep `sweep.interval` asks for, if any. One run mode for
+    /// every path: in a dry run the sweep never deletes.
+    pub async fn from_config(config: &Config) -> Option<Self> {
+        let every = config.sweep.interval?;
+        let (default_region, ec2) = sweep_inventories(config).await;
+        let apply = config.sweep.apply_in_daemon && !config.pipeline.dry_run;
+        Some(Self {
+            inventories: as_inventories(&ec2),
+            settings: sweep_settings(config, default_region, apply, false),
+            every,
+            per_day: config.sweep.max_deletions_per_day,
+        })
+    }
+}
+
 /// Runs the daemon until a signal (SIGTERM, SIGINT) or, with
 /// `exit_when_idle`, until the queues are drained: the pipeline, the
 /// periodic sweep and the daily journal prune, all owned here and all

@@ -49,7 +49,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
         dry_run = config.pipeline.dry_run,
         "nodereaper running"
     );
-    let sweep = periodic_sweep(&config).await;
+    let sweep = app::PeriodicSweep::from_config(&config).await;
     let summary = app::run_daemon(&config, pipeline, sweep, args.exit_when_idle).await;
     tracing::info!(
         received = summary.received,
@@ -60,18 +60,4 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
         "nodereaper stopped"
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The periodic sweep (`sweep.interval`), if configured.
-async fn periodic_sweep(config: &Config) -> Option<app::PeriodicSweep> {
-    let every = config.sweep.interval?;
-    let (default_region, ec2) = app::sweep_inventories(config).await;
-    // One run mode for every path: a dry run never lets the sweep delete.
-    let apply = config.sweep.apply_in_daemon && !config.pipeline.dry_run;
-    Some(app::PeriodicSweep {
-        inventories: app::as_inventories(&ec2),
-        settings: app::sweep_settings(config, default_region, apply, false),
-        every,
-        per_day: config.sweep.max_deletions_per_day,
-    })
 }
