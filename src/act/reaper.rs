@@ -18,7 +18,7 @@ use crate::adapters::journal::{JournalEntry, JournalError};
 use crate::core::error::{Classify, Retry};
 use crate::core::verify::{ohai_time, Protection};
 use crate::ports::{ChefApi, Deleted, Journal};
-use crate::telemetry::metrics;
+use crate::telemetry::events::{self, ChefObject};
 
 /// What to deregister.
 #[derive(Debug, Clone)]
@@ -389,20 +389,19 @@ impl Reaper {
         node: Option<&serde_json::Value>,
         client: Option<&serde_json::Value>,
     ) -> Option<Refusal> {
-        let refusals = &metrics::get().refusals;
         if let Some(reason) = self.protection.node_reason(&plan.node_name, node) {
-            refusals.with_label_values(&["protected"]).inc();
+            events::refused(events::Refusal::Protected);
             return Some(Refusal::Protected(reason));
         }
         if let Some(reason) = self.protection.client_reason(&plan.client_name, client) {
-            refusals.with_label_values(&["client_not_owned"]).inc();
+            events::refused(events::Refusal::ClientNotOwned);
             return Some(Refusal::NotOwned(format!(
                 "{reason}; refusing to delete node {:?} and client {:?}",
                 plan.node_name, plan.client_name
             )));
         }
         if let Some(reason) = region_mismatch(node, req.verified_region.as_deref()) {
-            refusals.with_label_values(&["other_region"]).inc();
+            events::refused(events::Refusal::OtherRegion);
             return Some(Refusal::NotOwned(reason));
         }
         req.recheck
@@ -429,10 +428,7 @@ impl Reaper {
         let Some(reason) = changed_since(node, &node_now, client, &client_now) else {
             return Ok(None);
         };
-        metrics::get()
-            .refusals
-            .with_label_values(&["changed"])
-            .inc();
+        events::refused(events::Refusal::Changed);
         Ok(Some(format!(
             "{reason} since it was read {:?} ago; refusing to delete what was not backed up",
             read_at.elapsed()
@@ -477,13 +473,8 @@ impl Reaper {
     async fn delete(&self, plan: Plan, journal_id: String) -> Result<Outcome, ReapError> {
         let client_result = self.chef.delete_client(&plan.client_name).await?;
         let node_result = self.chef.delete_node(&plan.node_name).await?;
-        let m = metrics::get();
-        m.deletions
-            .with_label_values(&["client", result_label(client_result)])
-            .inc();
-        m.deletions
-            .with_label_values(&["node", result_label(node_result)])
-            .inc();
+        events::chef_deleted(ChefObject::Client, client_result);
+        events::chef_deleted(ChefObject::Node, node_result);
         Ok(Outcome::Deleted {
             plan,
             node: node_result,
@@ -519,10 +510,7 @@ fn already_gone(target: &Target) -> Outcome {
         Target::Instance(id) => format!("instance {id}"),
         Target::Node(name) => format!("node {name}"),
     };
-    metrics::get()
-        .deletions
-        .with_label_values(&["registration", "already_gone"])
-        .inc();
+    events::registration_already_gone();
     Outcome::AlreadyGone { target }
 }
 
@@ -573,12 +561,5 @@ fn changed_since(
         }
         (None, Some(_)) => Some("a client of that name was created".into()),
         _ => None,
-    }
-}
-
-fn result_label(d: Deleted) -> &'static str {
-    match d {
-        Deleted::Removed => "removed",
-        Deleted::AlreadyGone => "already_gone",
     }
 }

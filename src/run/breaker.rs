@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::act::reaper::{Dependency, ReapError};
 use crate::core::placement::Placement;
-use crate::telemetry::metrics;
+use crate::telemetry::events;
 
 /// How to tell, without consuming messages, that what failed works again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,15 +95,7 @@ impl Breaker {
             s.probe.take().filter(|_| was_open)
         });
         if let Some(probe) = was_open {
-            tracing::info!(
-                breaker = self.name,
-                dependency = probe.label(),
-                "circuit breaker closed: dependency answers again"
-            );
-            metrics::get()
-                .breaker_open
-                .with_label_values(&[probe.label()])
-                .set(0);
+            events::breaker_closed(self.name, probe.label());
         }
     }
 
@@ -129,17 +121,7 @@ impl Breaker {
             }
         });
         if opened {
-            metrics::get()
-                .breaker_open
-                .with_label_values(&[label])
-                .set(1);
-            tracing::warn!(
-                breaker = self.name,
-                dependency = label,
-                cooldown = ?self.cooldown,
-                error,
-                "circuit breaker open: pausing receives"
-            );
+            events::breaker_opened(self.name, label, self.cooldown, error);
         }
     }
 

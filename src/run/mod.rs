@@ -32,6 +32,7 @@ use crate::config::PipelineConfig;
 use crate::core::error::ErrorDisposition;
 use crate::core::event::ParseOptions;
 use crate::ports::{Fleet, InstanceInfo, PlacementError, Queue, Regional};
+use crate::telemetry::events::MessageOutcome;
 use receiver::Receiver;
 use worker::Workers;
 
@@ -91,13 +92,13 @@ pub enum Disposition {
 }
 
 impl Disposition {
-    /// The disposition's name in the `outcomes` metric.
-    fn label(&self) -> &'static str {
+    /// How the message leaves the pipeline, for telemetry.
+    fn outcome(&self) -> MessageOutcome {
         match self {
-            Disposition::Delete { .. } => "deleted",
-            Disposition::DeadLetter { .. } => "dead_lettered",
-            Disposition::Retry { .. } => "retried",
-            Disposition::Hold { .. } => "held",
+            Disposition::Delete { .. } => MessageOutcome::Deleted,
+            Disposition::DeadLetter { .. } => MessageOutcome::DeadLettered,
+            Disposition::Retry { .. } => MessageOutcome::Retried,
+            Disposition::Hold { .. } => MessageOutcome::Held,
         }
     }
 }

@@ -22,8 +22,8 @@ use crate::core::error::{error_policy, Classify, ErrorDisposition};
 use crate::core::event::{self, Event, LifecycleAction, Termination};
 use crate::core::placement::Placement;
 use crate::core::verify::{self, Verification};
-use crate::ports::{Completion, PlacementError, ReceivedMessage, Regional};
-use crate::telemetry::metrics;
+use crate::ports::{PlacementError, ReceivedMessage, Regional};
+use crate::telemetry::events::{self, LifecycleCall, MessageKind, Refusal};
 
 /// A received message, its parsed event and (for a termination) its
 /// verification.
@@ -56,7 +56,7 @@ struct Busy {
 impl Busy {
     fn enter(workers: Arc<Workers>, permit: OwnedSemaphorePermit) -> Self {
         workers.in_flight.fetch_add(1, Ordering::SeqCst);
-        metrics::get().in_flight.inc();
+        events::work_started();
         Self {
             workers,
             _permit: permit,
@@ -67,7 +67,7 @@ impl Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         self.workers.in_flight.fetch_sub(1, Ordering::SeqCst);
-        metrics::get().in_flight.dec();
+        events::work_finished();
     }
 }
 
@@ -226,24 +226,20 @@ impl Pipeline {
     ) -> Vec<(ReceivedMessage, Result<Event, event::ParseError>)> {
         let queue_name = source.queue.name();
         let opts = self.parse_options();
-        let m = metrics::get();
         messages
             .into_iter()
             .map(|msg| {
-                if let Some(sent) = msg.sent_at {
-                    let lag = (Utc::now() - sent).to_std().unwrap_or_default();
-                    m.queue_lag
-                        .with_label_values(&[queue_name])
-                        .observe(lag.as_secs_f64());
-                }
+                let lag = msg
+                    .sent_at
+                    .map(|sent| (Utc::now() - sent).to_std().unwrap_or_default());
                 let event = event::parse(&msg.body, &opts);
                 let kind = match &event {
-                    Ok(Event::Termination(_)) => "termination",
-                    Ok(Event::Test { .. }) => "test",
-                    Ok(Event::Other { .. }) => "other",
-                    Err(_) => "unparseable",
+                    Ok(Event::Termination(_)) => MessageKind::Termination,
+                    Ok(Event::Test { .. }) => MessageKind::Test,
+                    Ok(Event::Other { .. }) => MessageKind::Other,
+                    Err(_) => MessageKind::Unparseable,
                 };
-                m.messages.with_label_values(&[queue_name, kind]).inc();
+                events::message_received(queue_name, kind, lag);
                 (msg, event)
             })
             .collect()
@@ -381,10 +377,7 @@ impl Pipeline {
                 hook,
                 "lifecycle action of a hook nodereaper does not own (pipeline.lifecycle_hooks): not completed, Chef left alone"
             );
-            metrics::get()
-                .refusals
-                .with_label_values(&["foreign_hook"])
-                .inc();
+            events::refused(Refusal::ForeignHook);
             return Err(Disposition::Delete {
                 outcome: Handled::ForeignHook,
             });
@@ -456,10 +449,7 @@ impl Pipeline {
             Some(Ok(checked)) => Ok(checked),
             Some(Err(error)) => {
                 if matches!(*error, PlacementError::UnknownAccount { .. }) {
-                    metrics::get()
-                        .refusals
-                        .with_label_values(&["unknown_account"])
-                        .inc();
+                    events::refused(Refusal::UnknownAccount);
                 }
                 let text = format!(
                     "cannot verify instance {} ({}): {error}",
@@ -488,17 +478,16 @@ impl Pipeline {
                 evidence: "verification disabled".into(),
             }
         };
-        let refusals = &metrics::get().refusals;
         match verification {
             Verification::Refused { reason } => {
-                refusals.with_label_values(&["instance_alive"]).inc();
+                events::refused(Refusal::InstanceAlive);
                 Err(Disposition::DeadLetter {
                     reason: format!("{reason} ({})", work.placement),
                 })
             }
             Verification::Protected { reason } => {
                 tracing::info!(instance_id = %work.t.instance_id, %reason, "instance protected; Chef left alone");
-                refusals.with_label_values(&["instance_tag"]).inc();
+                events::refused(Refusal::InstanceTag);
                 Ok(Handled::Protected)
             }
             Verification::Confirmed { evidence } => {
@@ -567,18 +556,13 @@ impl Pipeline {
         if self.settings.dry_run {
             return Ok(());
         }
-        let m = metrics::get();
         match regional.lifecycle.complete_continue(action).await {
             Ok(c) => {
-                let label = match c {
-                    Completion::Completed => "completed",
-                    Completion::NoLongerActive => "no_longer_active",
-                };
-                m.lifecycle.with_label_values(&["complete", label]).inc();
+                events::lifecycle_call(LifecycleCall::Complete, Some(c));
                 Ok(())
             }
             Err(e) => {
-                m.lifecycle.with_label_values(&["complete", "error"]).inc();
+                events::lifecycle_call(LifecycleCall::Complete, None);
                 // Chef is clean already; retrying only repeats the completion.
                 Err(self.fail(&e, e.to_string(), Probe::Aws(work.placement.clone())))
             }
@@ -619,15 +603,7 @@ impl Pipeline {
             return;
         };
         let result = regional.lifecycle.heartbeat(action).await;
-        let label = match &result {
-            Ok(Completion::Completed) => "recorded",
-            Ok(Completion::NoLongerActive) => "no_longer_active",
-            Err(_) => "error",
-        };
-        metrics::get()
-            .lifecycle
-            .with_label_values(&["heartbeat", label])
-            .inc();
+        events::lifecycle_call(LifecycleCall::Heartbeat, result.as_ref().ok().copied());
         if let Err(e) = result {
             tracing::warn!(instance_id = %work.t.instance_id, error = %e, "lifecycle heartbeat failed");
         }
@@ -636,10 +612,7 @@ impl Pipeline {
     /// Applies a disposition to the message (nothing at all in dry-run).
     pub async fn settle(&self, source: &Source, msg: &ReceivedMessage, disposition: &Disposition) {
         let queue = source.queue.name();
-        metrics::get()
-            .outcomes
-            .with_label_values(&[queue, disposition.label()])
-            .inc();
+        events::message_finished(queue, disposition.outcome());
         if self.settings.dry_run {
             tracing::info!(queue, message_id = %msg.message_id, ?disposition, "dry run: message left untouched");
             return;

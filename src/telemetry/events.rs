@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::metrics;
-use crate::ports::Deleted;
+use crate::ports::{Completion, Deleted};
 
 /// Why a termination, or a sweep row, was not acted on
 /// (`nodereaper_refusals_total{reason}`).
@@ -172,17 +172,34 @@ pub enum LifecycleCall {
     Complete,
 }
 
-/// A lifecycle call ended with `result` (`completed`, `no_longer_active`,
-/// `error`).
-pub fn lifecycle_call(call: LifecycleCall, result: &'static str) {
-    let call = match call {
-        LifecycleCall::Heartbeat => "heartbeat",
-        LifecycleCall::Complete => "complete",
+/// A lifecycle call ended: `Some(completion)`, or `None` when it failed.
+pub fn lifecycle_call(call: LifecycleCall, result: Option<Completion>) {
+    let (call, result) = match (call, result) {
+        (LifecycleCall::Heartbeat, Some(Completion::Completed)) => ("heartbeat", "recorded"),
+        (LifecycleCall::Complete, Some(Completion::Completed)) => ("complete", "completed"),
+        (LifecycleCall::Heartbeat, Some(Completion::NoLongerActive)) => {
+            ("heartbeat", "no_longer_active")
+        }
+        (LifecycleCall::Complete, Some(Completion::NoLongerActive)) => {
+            ("complete", "no_longer_active")
+        }
+        (LifecycleCall::Heartbeat, None) => ("heartbeat", "error"),
+        (LifecycleCall::Complete, None) => ("complete", "error"),
     };
     metrics::get()
         .lifecycle
         .with_label_values(&[call, result])
         .inc();
+}
+
+/// A worker started on a message (`nodereaper_messages_in_flight` up).
+pub fn work_started() {
+    metrics::get().in_flight.inc();
+}
+
+/// A worker finished a message (`nodereaper_messages_in_flight` down).
+pub fn work_finished() {
+    metrics::get().in_flight.dec();
 }
 
 /// Breaker `breaker` opened for `dependency` after `error`: receiving pauses
