@@ -22,6 +22,7 @@ use crate::core::verify::Protection;
 use crate::jobs::{self, sweep::SweepSettings};
 use crate::ports::{ChefApi, InstanceInventory, Journal};
 use crate::run::{Breaker, Pipeline, Shutdown, Source, Summary};
+use crate::telemetry::http::HttpServer;
 
 /// Why nodereaper cannot be wired as configured.
 #[derive(Debug, thiserror::Error)]
@@ -411,19 +412,24 @@ impl PeriodicSweep {
 
 /// Runs the daemon until a signal (SIGTERM, SIGINT) or, with
 /// `exit_when_idle`, until the queues are drained: the pipeline, the
-/// periodic sweep and the daily journal prune, all owned here and all
-/// hearing one [`Shutdown`]. After the pipeline stops, the other tasks get
+/// periodic sweep, the daily journal prune and the health/metrics server,
+/// all owned here and all hearing one [`Shutdown`]. After the pipeline stops, the other tasks get
 /// `pipeline.shutdown_deadline` to finish, then are stopped (a deletion cut
 /// short is finished by the next run; every step is idempotent).
 pub async fn run_daemon(
     cfg: &Config,
     pipeline: Arc<Pipeline>,
     sweep: Option<PeriodicSweep>,
+    http: Option<HttpServer>,
     exit_when_idle: bool,
 ) -> Summary {
     let (stop, shutdown) = Shutdown::channel();
     let stop = Arc::new(stop);
     let mut tasks = JoinSet::new();
+    if let Some(server) = http {
+        let mut until = shutdown.clone();
+        tasks.spawn(server.serve(async move { until.changed().await }));
+    }
     if let Some(sweep) = sweep {
         tasks.spawn(periodic_sweep(
             pipeline.reaper.clone(),
@@ -445,7 +451,7 @@ pub async fn run_daemon(
     })
     .await;
     if finished.is_err() {
-        tracing::warn!("periodic sweep still running at the shutdown deadline; stopping it");
+        tracing::warn!("tasks still running at the shutdown deadline (periodic sweep, journal prune, health/metrics server); stopping them");
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }

@@ -8,7 +8,7 @@ use clap::Args;
 use nodereaper::app;
 use nodereaper::config::Config;
 use nodereaper::ports::ChefApi;
-use nodereaper::telemetry::{self, http::Readiness};
+use nodereaper::telemetry::http::{HttpServer, Readiness};
 
 use super::ExitCode;
 
@@ -32,16 +32,19 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
     let chef: Arc<dyn ChefApi> = app::chef_api(&config).await?;
     let client_name = app::chef_identity(&config)?.client_name;
     let pipeline = Arc::new(app::pipeline(&config, chef.clone()).await?);
+    let mut http = None;
     if let Some(addr) = config.http.listen {
         let ready = Arc::new(Readiness {
             queues: pipeline.sources.iter().map(|s| s.queue.clone()).collect(),
             chef,
             client_name,
         });
-        let bound = telemetry::http::serve(addr, ready)
+        let server = HttpServer::bind(addr, ready)
             .await
             .with_context(|| format!("cannot listen on {addr} (http.listen)"))?;
+        let bound = server.local_addr().unwrap_or(addr);
         tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+        http = Some(server);
     }
     tracing::info!(
         queues = pipeline.sources.len(),
@@ -50,7 +53,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
         "nodereaper running"
     );
     let sweep = app::PeriodicSweep::from_config(&config).await;
-    let summary = app::run_daemon(&config, pipeline, sweep, args.exit_when_idle).await;
+    let summary = app::run_daemon(&config, pipeline, sweep, http, args.exit_when_idle).await;
     tracing::info!(
         received = summary.received,
         deleted = summary.deleted,

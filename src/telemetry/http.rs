@@ -97,19 +97,38 @@ async fn readyz(State(ready): State<Arc<Readiness>>) -> (StatusCode, String) {
     }
 }
 
-/// Binds and serves until the process ends. Returns the bound address.
-pub async fn serve(addr: SocketAddr, ready: Arc<Readiness>) -> std::io::Result<SocketAddr> {
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(ready);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+/// The health and metrics endpoint, bound (so a taken port fails at start)
+/// and ready to serve.
+pub struct HttpServer {
+    listener: tokio::net::TcpListener,
+    ready: Arc<Readiness>,
+}
+
+impl HttpServer {
+    /// Binds `addr` (`http.listen`).
+    pub async fn bind(addr: SocketAddr, ready: Arc<Readiness>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Ok(Self { listener, ready })
+    }
+
+    /// The address actually bound (port 0 picks a free one).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` until `until` completes
+    /// (the daemon's shutdown), then lets requests in progress finish.
+    pub async fn serve(self, until: impl std::future::Future<Output = ()> + Send + 'static) {
+        let app = Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(self.ready);
+        if let Err(e) = axum::serve(self.listener, app)
+            .with_graceful_shutdown(until)
+            .await
+        {
             tracing::error!(error = %e, "metrics/health server stopped");
         }
-    });
-    Ok(bound)
+    }
 }

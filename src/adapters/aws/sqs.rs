@@ -337,15 +337,18 @@ fn record(operation: &str, ok: bool, started: std::time::Instant) {
 /// The delete flusher of one queue: collects waiting deletes into batches of
 /// up to [`DELETE_BATCH_MAX`], at most `window` after the first of a batch
 /// arrived, and sends each batch in its own task (batches overlap when
-/// deletes arrive faster than one round trip). Ends when the queue is
-/// dropped, after sending what is waiting.
+/// deletes arrive faster than one round trip). The flusher owns those tasks:
+/// it ends when the queue is dropped, after every batch was sent and its
+/// waiters answered.
 async fn flush_deletes(
     client: Client,
     url: String,
     mut rx: mpsc::UnboundedReceiver<PendingDelete>,
     window: Duration,
 ) {
+    let mut sends = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
+        while sends.try_join_next().is_some() {}
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + window;
         while batch.len() < DELETE_BATCH_MAX {
@@ -355,8 +358,9 @@ async fn flush_deletes(
             }
         }
         let (client, url) = (client.clone(), url.clone());
-        tokio::spawn(async move { send_batch(&client, &url, batch).await });
+        sends.spawn(async move { send_batch(&client, &url, batch).await });
     }
+    while sends.join_next().await.is_some() {}
 }
 
 /// One `DeleteMessageBatch`; every waiting delete gets its own entry's
