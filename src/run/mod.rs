@@ -1,10 +1,10 @@
 //! `nodereaper run`: receive events, decide, act, acknowledge.
 //!
-//! Per queue, one receiver ([`receiver`]) takes messages only for free
+//! Per queue, one receiver (`receiver.rs`) takes messages only for free
 //! workers: an idle queue gets one long poll at a time; with a backlog up to
 //! three receives overlap, each reserving its workers first (no unbounded
 //! prefetch). Each batch's terminations are verified with one EC2 call per
-//! account and region, then every message goes to a worker ([`worker`]). A
+//! account and region, then every message goes to a worker (`worker.rs`). A
 //! message is deleted only after every step succeeded; see [`Disposition`]
 //! for the other endings, and [`crate::core::error::error_policy`] for which
 //! failure ends how. Every task the pipeline spawns is owned and awaited when
