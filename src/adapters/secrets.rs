@@ -168,6 +168,9 @@ pub enum SecretError {
         /// What went wrong.
         detail: String,
     },
+    /// The key was read but no Chef client could be built with it.
+    #[error(transparent)]
+    Client(#[from] Box<ChefError>),
 }
 
 const DENIED_CODES: [&str; 4] = [
@@ -314,7 +317,7 @@ impl RotatingChef {
         aws_cfg: &AwsConfig,
         store: KeyStore,
         factory: ClientFactory,
-    ) -> Result<Self, crate::app::AppError> {
+    ) -> Result<Self, SecretError> {
         let pem = fetch_pem(aws_cfg, &store).await?;
         let key = parse(&store, &pem)?;
         let client = factory(key)?;
