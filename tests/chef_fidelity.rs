@@ -406,7 +406,7 @@ async fn search_with_short_pages_mid_way_and_total_of_all_finds_every_node_once(
     let double = Double::start().await;
     let expected = double.with(|s| fill_index(s, 950));
     let chef = double.client(100);
-    // The sweep's call (src/sweep.rs): a partial search over all nodes.
+    // The sweep's call (src/jobs/sweep.rs): a partial search over all nodes.
     let keys: &[(&str, &[&str])] = &[("name", &["name"]), ("id", &["ec2", "instance_id"])];
     let rows = chef
         .partial_search_nodes("*:*", keys)
