@@ -271,3 +271,53 @@ async fn registration_changed_during_the_rate_cap_wait_is_not_deleted() {
     let outcome = reaper.reap(&request).await.expect("reap");
     assert!(matches!(outcome, Outcome::Deleted { .. }), "{outcome:?}");
 }
+
+/// The reaper reads the client named after the instance while it resolves
+/// the node. When the node is found by search under another name, that
+/// early read must not stand in for the registration's own client: the
+/// client of the instance-named guess (here: somebody else's) is left
+/// alone, and the resolved node's client is read, backed up and deleted.
+#[tokio::test]
+async fn early_client_read_is_used_only_for_the_client_it_was_read_for() {
+    let w = world(|w| {
+        w.nodes.remove(ID);
+        w.register("web-1", ID, true);
+        // The client named after the instance stays: somebody else's.
+    });
+    let reaper = Reaper {
+        chef: w.chef(),
+        journal: w.journal(),
+        resolver: Resolver::default(),
+        protection: Protection::default(),
+        limiter: Arc::new(DeletionLimiter::new(0)),
+    };
+    let request = Request {
+        target: Target::Instance(ID.into()),
+        source: RequestSource::Event,
+        reason: "test".into(),
+        message_id: None,
+        dry_run: false,
+        recheck: None,
+        verified_region: None,
+    };
+    let outcome = reaper.reap(&request).await.expect("reap");
+    assert!(matches!(outcome, Outcome::Deleted { .. }), "{outcome:?}");
+    let world = w.lock();
+    assert_eq!(
+        world.deleted,
+        vec![
+            ("client", "web-1".to_string()),
+            ("node", "web-1".to_string())
+        ]
+    );
+    assert!(
+        world.clients.contains_key(ID),
+        "the guessed client is untouched"
+    );
+    let entry = world.journal.last().expect("journal entry");
+    assert_eq!(entry.client_name.as_deref(), Some("web-1"));
+    assert_eq!(
+        entry.client.as_ref().and_then(|c| c["name"].as_str()),
+        Some("web-1")
+    );
+}
