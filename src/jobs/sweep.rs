@@ -310,15 +310,8 @@ fn stale_index(nodes: &[InventoryNode], listed: &[String]) -> Option<String> {
     })
 }
 
-/// From this many ids in a region on, the sweep asks for them in one
-/// [`InstanceInventory::describe_all`] instead of per batch.
-const DESCRIBE_ALL_FROM: usize = 5 * IDS_PER_DESCRIBE;
-
-/// Asks EC2, per swept region, about every recorded instance id: in batches
-/// of one DescribeInstances call each (progress advances per batch), or, for
-/// a region with thousands of ids, all at once
-/// ([`InstanceInventory::describe_all`]: the adapter may read the region page
-/// by page, which takes fewer calls).
+/// Asks EC2, per swept region, about every recorded instance id, in batches
+/// of one DescribeInstances call each (progress advances per batch).
 async fn ask_ec2(
     nodes: &[InventoryNode],
     inventories: &HashMap<String, Arc<dyn InstanceInventory>>,
@@ -339,18 +332,8 @@ async fn ask_ec2(
         let Some(inv) = inventories.get(region) else {
             continue;
         };
-        let batch = if ids.len() >= DESCRIBE_ALL_FROM {
-            ids.len()
-        } else {
-            IDS_PER_DESCRIBE
-        };
-        for chunk in ids.chunks(batch) {
-            let answer = if chunk.len() > IDS_PER_DESCRIBE {
-                inv.describe_all(chunk).await?
-            } else {
-                inv.describe(chunk).await?
-            };
-            for (id, info) in answer {
+        for chunk in ids.chunks(IDS_PER_DESCRIBE) {
+            for (id, info) in inv.describe(chunk).await? {
                 states.insert((region.clone(), id), info);
             }
             progress.advance(chunk.len() as u64);

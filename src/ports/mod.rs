@@ -146,18 +146,6 @@ pub trait InstanceInventory: Send + Sync {
     /// Looks up many instances at once. Ids EC2 does not know are absent from
     /// the map (they count as gone).
     async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError>;
-
-    /// Looks up a large set of instances (a sweep), with the same answer as
-    /// [`InstanceInventory::describe`]. An adapter may read the whole region
-    /// page by page when that takes fewer calls than asking per id; ids the
-    /// read did not see must still be asked for by id before they count as
-    /// unknown.
-    async fn describe_all(
-        &self,
-        ids: &[String],
-    ) -> Result<HashMap<String, InstanceInfo>, AwsError> {
-        self.describe(ids).await
-    }
 }
 
 /// The AWS services of one account and region.

@@ -1,23 +1,22 @@
 //! EC2 adapter for [`InstanceInventory`]: DescribeInstances with an
 //! `instance-id` filter, so unknown ids are simply absent instead of failing
 //! the whole call (as `InstanceIds=[...]` would with InvalidInstanceID.NotFound).
-//! For a sweep's thousands of ids it reads the region page by page instead
-//! ([`InstanceInventory::describe_all`]).
+//!
+//! A region read (unfiltered DescribeInstances, 1,000 instances a page) would
+//! take fewer calls for a sweep of thousands of nodes. It was built and taken
+//! out again: against moto each such page took over 30 s with 20,000
+//! instances (the sweep hit its 90 s operation timeout), so it could not be
+//! verified at scale here (docs/BENCHMARKS.md, "Sweep").
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::Client;
 
 use super::AwsError;
 use crate::core::ec2::{Ec2State, IDS_PER_DESCRIBE};
 use crate::ports::{InstanceInfo, InstanceInventory};
-
-/// From this many ids on, `describe_all` reads the region page by page
-/// (1,000 instances per call) instead of asking per id (200 per call).
-pub const SCAN_FROM_IDS: usize = 1000;
 
 /// Ids accepted per DescribeAutoScalingInstances call.
 pub const IDS_PER_ASG_CALL: usize = 50;
@@ -34,11 +33,6 @@ pub struct Ec2Inventory {
     /// a hook's instance runs while the group terminates it). A sweep only
     /// acts on terminated or unknown instances and needs none.
     lifecycle_states: bool,
-    /// [`InstanceInventory::describe_all`] reads the whole region from this
-    /// many ids on.
-    scan_from: usize,
-    /// Instances per page of a region read (EC2 accepts 5 to 1,000).
-    scan_page_size: i32,
 }
 
 impl Ec2Inventory {
@@ -56,23 +50,12 @@ impl Ec2Inventory {
             region: region.into(),
             calls: Default::default(),
             lifecycle_states: true,
-            scan_from: SCAN_FROM_IDS,
-            scan_page_size: 1000,
         }
     }
 
     /// EC2 states only, no DescribeAutoScalingInstances (for sweeps).
     pub fn states_only(mut self) -> Self {
         self.lifecycle_states = false;
-        self
-    }
-
-    /// Reads the region for `describe_all` from `ids` ids on, `page_size`
-    /// instances per page (tests use small values; the defaults are 1,000
-    /// and 1,000).
-    pub fn scan_from(mut self, ids: usize, page_size: i32) -> Self {
-        self.scan_from = ids;
-        self.scan_page_size = page_size;
         self
     }
 
@@ -159,20 +142,53 @@ impl Ec2Inventory {
                     e,
                 )
             })?;
-            insert_instances(&page, |_| true, out);
+            for reservation in page.reservations() {
+                for instance in reservation.instances() {
+                    let Some(id) = instance.instance_id() else {
+                        continue;
+                    };
+                    let state = Ec2State::from_name(
+                        instance
+                            .state()
+                            .and_then(|s| s.name())
+                            .map_or("unknown", |n| n.as_str()),
+                    );
+                    let tags = instance
+                        .tags()
+                        .iter()
+                        .filter_map(|t| {
+                            Some((
+                                t.key()?.to_string(),
+                                t.value().unwrap_or_default().to_string(),
+                            ))
+                        })
+                        .collect();
+                    out.insert(
+                        id.to_string(),
+                        InstanceInfo {
+                            instance_id: id.to_string(),
+                            state,
+                            tags,
+                            asg_lifecycle_state: None,
+                        },
+                    );
+                }
+            }
         }
         Ok(())
     }
+}
 
-    /// Asks for `ids` by id, [`IDS_PER_DESCRIBE`] per call.
-    async fn describe_by_id(
-        &self,
-        ids: &[String],
-        out: &mut HashMap<String, InstanceInfo>,
-    ) -> Result<(), AwsError> {
-        for chunk in ids.chunks(IDS_PER_DESCRIBE) {
+#[async_trait]
+impl InstanceInventory for Ec2Inventory {
+    async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        let mut unique: Vec<String> = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(IDS_PER_DESCRIBE) {
             let started = std::time::Instant::now();
-            let result = self.describe_chunk(chunk, out).await;
+            let result = self.describe_chunk(chunk, &mut out).await;
             crate::telemetry::metrics::aws_request(
                 "ec2",
                 "DescribeInstances",
@@ -181,136 +197,6 @@ impl Ec2Inventory {
             );
             result?;
         }
-        Ok(())
-    }
-
-    /// Reads the whole region, unfiltered, [`Self::scan_page_size`]
-    /// instances per page, for at most `max_pages` pages; keeps the
-    /// instances in `wanted`. Returns whether the read reached the end.
-    async fn scan_region(
-        &self,
-        wanted: &HashSet<&str>,
-        max_pages: usize,
-        out: &mut HashMap<String, InstanceInfo>,
-    ) -> Result<bool, AwsError> {
-        let mut pages = self
-            .client
-            .describe_instances()
-            .max_results(self.scan_page_size)
-            .into_paginator()
-            .send();
-        for _ in 0..max_pages {
-            let started = std::time::Instant::now();
-            let Some(page) = pages.next().await else {
-                return Ok(true);
-            };
-            self.calls[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            crate::telemetry::metrics::aws_request(
-                "ec2",
-                "DescribeInstances",
-                page.is_ok(),
-                started.elapsed(),
-            );
-            let page = page.map_err(|e| {
-                AwsError::from_sdk(
-                    "EC2",
-                    "DescribeInstances",
-                    format!("all instances in {}", self.region),
-                    e,
-                )
-            })?;
-            insert_instances(&page, |id| wanted.contains(id), out);
-            if page.next_token().is_none_or(str::is_empty) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
-/// Adds the instances of one DescribeInstances page that `keep` accepts.
-fn insert_instances(
-    page: &DescribeInstancesOutput,
-    keep: impl Fn(&str) -> bool,
-    out: &mut HashMap<String, InstanceInfo>,
-) {
-    for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-        let Some(id) = instance.instance_id().filter(|id| keep(id)) else {
-            continue;
-        };
-        let state = Ec2State::from_name(
-            instance
-                .state()
-                .and_then(|s| s.name())
-                .map_or("unknown", |n| n.as_str()),
-        );
-        let tags = instance
-            .tags()
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                ))
-            })
-            .collect();
-        out.insert(
-            id.to_string(),
-            InstanceInfo {
-                instance_id: id.to_string(),
-                state,
-                tags,
-                asg_lifecycle_state: None,
-            },
-        );
-    }
-}
-
-/// Sorted, without duplicates.
-fn unique_ids(ids: &[String]) -> Vec<String> {
-    let mut unique = ids.to_vec();
-    unique.sort();
-    unique.dedup();
-    unique
-}
-
-#[async_trait]
-impl InstanceInventory for Ec2Inventory {
-    async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError> {
-        let unique = unique_ids(ids);
-        let mut out = HashMap::with_capacity(unique.len());
-        self.describe_by_id(&unique, &mut out).await?;
-        if self.lifecycle_states {
-            self.add_lifecycle_states(&mut out).await?;
-        }
-        Ok(out)
-    }
-
-    /// For many ids (a sweep of thousands of nodes), reads the region page
-    /// by page instead: 1,000 instances per call against 200 ids per call.
-    /// The read stops after as many pages as asking by id would take, so it
-    /// never costs more than twice that. Every id the read did not see is
-    /// then asked for by id: an instance launched while the pages were read
-    /// may be missing from them, and only EC2 answering for that very id
-    /// makes it unknown (gone).
-    async fn describe_all(
-        &self,
-        ids: &[String],
-    ) -> Result<HashMap<String, InstanceInfo>, AwsError> {
-        let unique = unique_ids(ids);
-        if unique.len() < self.scan_from {
-            return self.describe(&unique).await;
-        }
-        let mut out = HashMap::with_capacity(unique.len());
-        let wanted: HashSet<&str> = unique.iter().map(String::as_str).collect();
-        let by_id_calls = unique.len().div_ceil(IDS_PER_DESCRIBE);
-        self.scan_region(&wanted, by_id_calls, &mut out).await?;
-        let unseen: Vec<String> = unique
-            .iter()
-            .filter(|id| !out.contains_key(id.as_str()))
-            .cloned()
-            .collect();
-        self.describe_by_id(&unseen, &mut out).await?;
         if self.lifecycle_states {
             self.add_lifecycle_states(&mut out).await?;
         }
