@@ -27,6 +27,30 @@ fn world(tune: impl FnOnce(&mut World)) -> FakeWorld {
     FakeWorld::new(w)
 }
 
+/// A reaper over the fake world with default rules and `limiter`.
+fn reaper(world: &FakeWorld, limiter: Arc<DeletionLimiter>) -> Reaper {
+    Reaper {
+        chef: world.chef(),
+        journal: world.journal(),
+        resolver: Resolver::default(),
+        protection: Protection::default(),
+        limiter,
+    }
+}
+
+/// An event's request to deregister instance [`ID`].
+fn instance_request() -> Request {
+    Request {
+        target: Target::Instance(ID.into()),
+        source: RequestSource::Event,
+        reason: "test".into(),
+        message_id: None,
+        dry_run: false,
+        recheck: None,
+        verified_region: None,
+    }
+}
+
 fn setup(world: &FakeWorld, dry_run: bool) -> (Pipeline, Source) {
     let settings = PipelineConfig {
         lifecycle_heartbeat_interval: Duration::from_millis(50),
@@ -35,13 +59,7 @@ fn setup(world: &FakeWorld, dry_run: bool) -> (Pipeline, Source) {
     };
     let pipeline = Pipeline {
         sources: Vec::new(),
-        reaper: Arc::new(Reaper {
-            chef: world.chef(),
-            journal: world.journal(),
-            resolver: Resolver::default(),
-            protection: Protection::default(),
-            limiter: Arc::new(DeletionLimiter::new(0)),
-        }),
+        reaper: Arc::new(reaper(world, Arc::new(DeletionLimiter::new(0)))),
         settings,
         breaker: Arc::new(Breaker::new("chef", 5, Duration::from_secs(30))),
     };
@@ -230,22 +248,8 @@ async fn registration_changed_during_the_rate_cap_wait_is_not_deleted() {
     });
     let limiter = Arc::new(DeletionLimiter::with_window(1, Duration::from_secs(60)));
     limiter.acquire().await.expect("first slot");
-    let reaper = Arc::new(Reaper {
-        chef: w.chef(),
-        journal: w.journal(),
-        resolver: Resolver::default(),
-        protection: Protection::default(),
-        limiter,
-    });
-    let request = Request {
-        target: Target::Instance(ID.into()),
-        source: RequestSource::Event,
-        reason: "test".into(),
-        message_id: None,
-        dry_run: false,
-        recheck: None,
-        verified_region: None,
-    };
+    let reaper = Arc::new(reaper(&w, limiter));
+    let request = instance_request();
     let task = tokio::spawn({
         let reaper = reaper.clone();
         let request = request.clone();
@@ -284,23 +288,8 @@ async fn early_client_read_is_used_only_for_the_client_it_was_read_for() {
         w.register("web-1", ID, true);
         // The client named after the instance stays: somebody else's.
     });
-    let reaper = Reaper {
-        chef: w.chef(),
-        journal: w.journal(),
-        resolver: Resolver::default(),
-        protection: Protection::default(),
-        limiter: Arc::new(DeletionLimiter::new(0)),
-    };
-    let request = Request {
-        target: Target::Instance(ID.into()),
-        source: RequestSource::Event,
-        reason: "test".into(),
-        message_id: None,
-        dry_run: false,
-        recheck: None,
-        verified_region: None,
-    };
-    let outcome = reaper.reap(&request).await.expect("reap");
+    let reaper = reaper(&w, Arc::new(DeletionLimiter::new(0)));
+    let outcome = reaper.reap(&instance_request()).await.expect("reap");
     assert!(matches!(outcome, Outcome::Deleted { .. }), "{outcome:?}");
     let world = w.lock();
     assert_eq!(
