@@ -64,7 +64,10 @@ async fn deregister_by_instance_id_then_already_gone() {
 
     // Dry run first: shows the plan, touches nothing.
     let plan = reaper
-        .reap(&request(Target::Instance(instance.clone()), true))
+        .reap(&request(
+            Target::Instance(instance.parse().expect("valid id")),
+            true,
+        ))
         .await
         .expect("dry run");
     match &plan {
@@ -86,7 +89,10 @@ async fn deregister_by_instance_id_then_already_gone() {
     );
 
     let outcome = reaper
-        .reap(&request(Target::Instance(instance.clone()), false))
+        .reap(&request(
+            Target::Instance(instance.parse().expect("valid id")),
+            false,
+        ))
         .await
         .expect("deregister");
     match &outcome {
@@ -122,7 +128,10 @@ async fn deregister_by_instance_id_then_already_gone() {
     assert_eq!(entries[0].instance_id.as_deref(), Some(instance.as_str()));
 
     let again = reaper
-        .reap(&request(Target::Instance(instance.clone()), false))
+        .reap(&request(
+            Target::Instance(instance.parse().expect("valid id")),
+            false,
+        ))
         .await
         .expect("second run");
     assert!(matches!(again, Outcome::AlreadyGone { .. }), "{again:?}");
@@ -145,7 +154,10 @@ async fn node_named_after_instance_is_found_without_search() {
     register(&admin, &instance, Some(&instance)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let outcome = reaper(admin.clone(), dir.path())
-        .reap(&request(Target::Instance(instance.clone()), false))
+        .reap(&request(
+            Target::Instance(instance.parse().expect("valid id")),
+            false,
+        ))
         .await
         .expect("deregister");
     match outcome {
@@ -165,7 +177,10 @@ async fn ambiguous_match_is_refused_and_nothing_deleted() {
     register(&admin, &b, Some(&instance)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let err = reaper(admin.clone(), dir.path())
-        .reap(&request(Target::Instance(instance.clone()), false))
+        .reap(&request(
+            Target::Instance(instance.parse().expect("valid id")),
+            false,
+        ))
         .await
         .expect_err("must refuse");
     let text = err.to_string();

@@ -121,6 +121,30 @@ async fn deregister_command_plans_deletes_and_reports_already_gone() {
 }
 
 #[test]
+fn deregister_refuses_a_malformed_instance_id_before_reading_config() {
+    // Hostile input: not an instance id (upper case, wrong length, a search
+    // query). Refused by the argument parser, so nothing is resolved, let
+    // alone deleted; the config file does not even exist.
+    for bad in ["I-0123456789ABCDEF0", "i-0123", "i-*", "name:web-1"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nodereaper"))
+            .args([
+                "--config",
+                "/nonexistent/nodereaper.toml",
+                "deregister",
+                bad,
+            ])
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("expected an EC2 instance id") && err.contains("INSTANCE_ID"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn config_errors_name_file_and_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.toml");

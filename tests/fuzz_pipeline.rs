@@ -724,7 +724,7 @@ fn check_first(
         }
         return Ok(None);
     }
-    let allowed = expected_target(&t.instance_id);
+    let allowed = expected_target(t.instance_id.as_str());
     // Only the registration of this very instance may go.
     for (kind, name) in &w.deleted {
         let ok = match (allowed, *kind) {

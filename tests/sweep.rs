@@ -335,7 +335,7 @@ async fn deleted_node_restores_equal_to_the_original() {
     let reaper = reaper(chef.clone(), journal_dir.path());
     let outcome = reaper
         .reap(&nodereaper::act::Request {
-            target: nodereaper::act::Target::Instance(id.clone()),
+            target: nodereaper::act::Target::Instance(id.parse().expect("valid id")),
             source: nodereaper::act::RequestSource::Deregister,
             reason: "test".into(),
             message_id: None,

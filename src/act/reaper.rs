@@ -18,6 +18,7 @@ use crate::act::resolve::{Registration, ResolveError, Resolver};
 use crate::adapters::chef::ChefError;
 use crate::adapters::journal::{JournalEntry, JournalError};
 use crate::core::error::{Classify, Retry};
+use crate::core::ids::InstanceId;
 use crate::core::verify::{ohai_time, Protection};
 use crate::ports::{ChefApi, Deleted, Journal};
 use crate::telemetry::events::{self, ChefObject};
@@ -26,7 +27,7 @@ use crate::telemetry::events::{self, ChefObject};
 #[derive(Debug, Clone)]
 pub enum Target {
     /// Resolve the registration from an EC2 instance id.
-    Instance(String),
+    Instance(InstanceId),
     /// A node name given by the operator (client name from the template).
     Node(String),
 }
@@ -303,16 +304,17 @@ impl Reaper {
     /// common case: one Chef round trip less per termination). The read is
     /// returned with the name it was made for and used only when the
     /// resolved registration names that client; it is only a GET, made only
-    /// for a well-formed instance id.
+    /// when the configured template gives a safe client name.
     async fn resolve_with_client(
         &self,
-        id: &str,
+        id: &InstanceId,
     ) -> (
         Result<Option<Registration>, ResolveError>,
         Option<(String, Result<Option<serde_json::Value>, ChefError>)>,
     ) {
+        let id = id.as_str();
         let guess = self.resolver.client_name_for(id);
-        if !crate::core::event::is_instance_id(id) || !crate::act::resolve::is_safe_name(&guess) {
+        if !crate::act::resolve::is_safe_name(&guess) {
             return (self.resolver.resolve(self.chef.as_ref(), id).await, None);
         }
         let (registration, client) = tokio::join!(
@@ -333,7 +335,7 @@ impl Reaper {
             Target::Instance(id) => {
                 let (registration, client) = self.resolve_with_client(id).await;
                 early_client = client;
-                (registration?, Some(id.clone()))
+                (registration?, Some(id.to_string()))
             }
             Target::Node(name) => {
                 if !crate::act::resolve::is_safe_name(name) {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use nodereaper::act::{Outcome, Request, Target};
 use nodereaper::app;
 use nodereaper::config::Config;
+use nodereaper::core::ids::InstanceId;
 use nodereaper::ports::ChefApi;
 
 use anyhow::{bail, Result};
@@ -17,7 +18,7 @@ use super::{ExitCode, Output};
 pub struct DeregisterArgs {
     /// EC2 instance id (i-0123456789abcdef0).
     #[arg(required_unless_present = "node", conflicts_with = "node")]
-    pub instance_id: Option<String>,
+    pub instance_id: Option<InstanceId>,
     /// Deregister this node name instead of resolving an instance id.
     #[arg(long)]
     pub node: Option<String>,

@@ -1,9 +1,47 @@
 //! Protection rules: registrations nodereaper must never delete.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::ProtectConfig;
 use crate::core::ec2::InstanceInfo;
+
+/// `[protect]`: nodes and clients that are never deleted.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtectConfig {
+    /// Glob patterns (`*`, `?`, `[...]`) on node names that are never deleted.
+    pub node_names: Vec<String>,
+    /// Roles whose nodes are never deleted (exact names).
+    pub roles: Vec<String>,
+    /// Chef environments whose nodes are never deleted (exact names).
+    pub environments: Vec<String>,
+    /// Policy groups whose nodes are never deleted (exact names).
+    pub policy_groups: Vec<String>,
+    /// Instances carrying this tag (any value but "false") are left alone;
+    /// `""` switches the opt-out tag off. Seen only while EC2 still knows the
+    /// instance (about an hour after termination).
+    pub instance_tag: Option<String>,
+    /// Nodes with this Chef tag (`normal.tags`, as `knife tag create` sets
+    /// it) are never deleted; checked on every path, EC2 or not. `""` off.
+    pub node_tag: Option<String>,
+    /// Glob patterns on client names that are never deleted (besides
+    /// validator and admin clients and nodereaper's own identity).
+    pub client_names: Vec<String>,
+}
+
+impl Default for ProtectConfig {
+    fn default() -> Self {
+        Self {
+            node_names: Vec::new(),
+            roles: Vec::new(),
+            environments: Vec::new(),
+            policy_groups: Vec::new(),
+            instance_tag: Some("nodereaper:protect".into()),
+            node_tag: Some("nodereaper:protect".into()),
+            client_names: vec!["*-validator".into()],
+        }
+    }
+}
 
 /// Compiled [`ProtectConfig`].
 #[derive(Debug, Clone, Default)]

@@ -143,7 +143,7 @@ pub fn verify(info: Option<&InstanceInfo>, protection: &Protection) -> Verificat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProtectConfig;
+    use crate::core::protect::ProtectConfig;
     use std::collections::HashMap;
 
     fn info(state: &str, asg: Option<&str>) -> InstanceInfo {

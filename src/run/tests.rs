@@ -12,6 +12,7 @@ use crate::act::resolve::Resolver;
 use crate::act::DeletionLimiter;
 use crate::act::{Outcome, Reaper, Request, RequestSource, Target};
 use crate::adapters::aws::AwsError;
+use crate::core::ids::InstanceId;
 use crate::core::placement::Placement;
 use crate::core::verify::Protection;
 use crate::ports::ReceivedMessage;
@@ -41,7 +42,7 @@ fn reaper(world: &FakeWorld, limiter: Arc<DeletionLimiter>) -> Reaper {
 /// An event's request to deregister instance [`ID`].
 fn instance_request() -> Request {
     Request {
-        target: Target::Instance(ID.into()),
+        target: Target::Instance(InstanceId::parse(ID).expect("valid id")),
         source: RequestSource::Event,
         reason: "test".into(),
         message_id: None,

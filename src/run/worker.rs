@@ -206,7 +206,7 @@ impl Pipeline {
                         checked.get(&placement_of(t, source)).map(|r| match r {
                             Ok((regional, states)) => Ok(Checked {
                                 regional: regional.clone(),
-                                info: states.get(&t.instance_id).cloned(),
+                                info: states.get(t.instance_id.as_str()).cloned(),
                             }),
                             Err(e) => Err(e.clone()),
                         })
@@ -259,7 +259,7 @@ impl Pipeline {
                     groups
                         .entry(placement_of(t, source))
                         .or_default()
-                        .push(t.instance_id.clone());
+                        .push(t.instance_id.to_string());
                 }
             }
         }

@@ -8,6 +8,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 
 use super::AwsError;
 use crate::core::error::Classify;
+use crate::core::ids::InstanceId;
 use crate::ports::{Completion, Lifecycle, LifecycleAction};
 
 /// [`Lifecycle`] on the Auto Scaling API of one account and region. An
@@ -76,7 +77,7 @@ impl Lifecycle for AsgLifecycle {
             .auto_scaling_group_name(&action.auto_scaling_group)
             .lifecycle_hook_name(&action.hook_name)
             .set_lifecycle_action_token(action.token.clone())
-            .instance_id(&action.instance_id)
+            .instance_id(action.instance_id.as_str())
             .send();
         call("RecordLifecycleActionHeartbeat", action, request).await
     }
@@ -88,7 +89,7 @@ impl Lifecycle for AsgLifecycle {
             .auto_scaling_group_name(&action.auto_scaling_group)
             .lifecycle_hook_name(&action.hook_name)
             .set_lifecycle_action_token(action.token.clone())
-            .instance_id(&action.instance_id)
+            .instance_id(action.instance_id.as_str())
             .lifecycle_action_result("CONTINUE")
             .send();
         call("CompleteLifecycleAction", action, request).await
@@ -103,7 +104,7 @@ impl Lifecycle for AsgLifecycle {
             auto_scaling_group: "nodereaper-permission-probe".into(),
             hook_name: "nodereaper-permission-probe".into(),
             token: Some("00000000-0000-0000-0000-000000000000".into()),
-            instance_id: "i-00000000000000000".into(),
+            instance_id: probe_instance_id()?,
         };
         match self.complete_continue(&action).await {
             Ok(_) => Ok(()),
@@ -113,9 +114,31 @@ impl Lifecycle for AsgLifecycle {
     }
 }
 
+/// An instance id no instance has (all digits zero), for the permission
+/// probe.
+const PROBE_INSTANCE_ID: &str = "i-00000000000000000";
+
+/// [`PROBE_INSTANCE_ID`] as an [`InstanceId`]; it is well-formed, so this
+/// never fails (the test below checks), but nothing here panics.
+fn probe_instance_id() -> Result<InstanceId, AwsError> {
+    InstanceId::parse(PROBE_INSTANCE_ID).map_err(|e| {
+        AwsError::invalid(
+            "AutoScaling",
+            "CompleteLifecycleAction",
+            PROBE_INSTANCE_ID,
+            e.to_string(),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_probe_names_a_well_formed_instance_id() {
+        assert!(probe_instance_id().is_ok());
+    }
 
     #[test]
     fn expired_actions_are_recognised() {

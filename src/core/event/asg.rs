@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(
             t,
             Termination {
-                instance_id: "i-0598c7d356eba48d7".into(),
+                instance_id: iid("i-0598c7d356eba48d7"),
                 auto_scaling_group: Some("my-asg".into()),
                 // The documented ARN has the placeholder "region".
                 region: None,

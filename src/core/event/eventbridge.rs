@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::lifecycle::{lifecycle_action, returns_to_warm_pool, EC2_INSTANCE_TERMINATING};
 use super::{
-    is_region, other, short, Context, Event, LifecycleAction, Obj, Origin, ParseError,
+    is_region, other, short, Context, Event, InstanceId, LifecycleAction, Obj, Origin, ParseError,
     ParseOptions, Termination, EXPECTED_REGION, EXPECTED_STRING,
 };
 
@@ -74,7 +74,7 @@ impl Header {
     /// The termination of `instance_id`, announced by this event.
     fn termination(
         &self,
-        instance_id: String,
+        instance_id: InstanceId,
         auto_scaling_group: Option<String>,
         origin: Origin,
         lifecycle: Option<LifecycleAction>,
@@ -166,7 +166,7 @@ mod tests {
         assert_eq!(
             termination(EB_TERMINATE_ACTION),
             Termination {
-                instance_id: "i-1234567890abcdef0".into(),
+                instance_id: iid("i-1234567890abcdef0"),
                 auto_scaling_group: Some("my-asg".into()),
                 region: Some("us-west-2".into()),
                 account: Some("123456789012".into()),
@@ -175,7 +175,7 @@ mod tests {
                     auto_scaling_group: "my-asg".into(),
                     hook_name: "my-lifecycle-hook".into(),
                     token: Some("87654321-4321-4321-4321-210987654321".into()),
-                    instance_id: "i-1234567890abcdef0".into(),
+                    instance_id: iid("i-1234567890abcdef0"),
                 }),
                 // The example's time is the placeholder "yyyy-mm-ddThh:mm:ssZ".
                 event_time: None,
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(
             termination(EB_TERMINATE_OK),
             Termination {
-                instance_id: "i-1234567890abcdef0".into(),
+                instance_id: iid("i-1234567890abcdef0"),
                 auto_scaling_group: Some("my-auto-scaling-group".into()),
                 region: Some("us-west-2".into()),
                 account: Some("123456789012".into()),
@@ -265,7 +265,7 @@ mod tests {
         assert_eq!(
             termination(&ec2_state("terminated")),
             Termination {
-                instance_id: "i-1234567890abcdef0".into(),
+                instance_id: iid("i-1234567890abcdef0"),
                 auto_scaling_group: None,
                 region: Some("us-east-1".into()),
                 account: Some("123456789012".into()),

@@ -100,12 +100,12 @@ impl<'a> Obj<'a> {
     }
 
     /// A required EC2 instance id, checked by [`InstanceId::parse`].
-    pub(super) fn instance_id(&self, key: &str) -> Result<String, ParseError> {
+    pub(super) fn instance_id(&self, key: &str) -> Result<InstanceId, ParseError> {
         match self.get(key) {
             None => Err(self.missing(key, EXPECTED_INSTANCE_ID)),
-            Some(Value::String(s)) => InstanceId::parse(s)
-                .map(InstanceId::into_string)
-                .map_err(|_| self.invalid(key, EXPECTED_INSTANCE_ID)),
+            Some(Value::String(s)) => {
+                InstanceId::parse(s).map_err(|_| self.invalid(key, EXPECTED_INSTANCE_ID))
+            }
             Some(_) => Err(self.invalid(key, EXPECTED_INSTANCE_ID)),
         }
     }

@@ -90,12 +90,12 @@ mod tests {
             auto_scaling_group: "my-asg".into(),
             hook_name: "my-hook".into(),
             token: Some("71514b9d-6a40-4b26-8523-05e7ee35fa40".into()),
-            instance_id: "i-0598c7d356eba48d7".into(),
+            instance_id: iid("i-0598c7d356eba48d7"),
         };
         assert_eq!(
             termination(&hook_terminating()),
             Termination {
-                instance_id: "i-0598c7d356eba48d7".into(),
+                instance_id: iid("i-0598c7d356eba48d7"),
                 auto_scaling_group: Some("my-asg".into()),
                 region: None,
                 account: Some("123456789012".into()),

@@ -73,7 +73,7 @@ pub struct LifecycleAction {
     /// accepts the instance id.
     pub token: Option<String>,
     /// The instance the action is pending for.
-    pub instance_id: String,
+    pub instance_id: InstanceId,
 }
 
 /// Knobs for [`parse`].
@@ -103,8 +103,8 @@ pub enum Origin {
 /// An instance that is terminating or terminated.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Termination {
-    /// Always a valid instance id (see [`is_instance_id`]).
-    pub instance_id: String,
+    /// The instance that terminated.
+    pub instance_id: InstanceId,
     /// The instance's Auto Scaling group, when the message names it.
     pub auto_scaling_group: Option<String>,
     /// From the event's `region`, else the region of `AutoScalingGroupARN`,

@@ -166,7 +166,7 @@ fn check(body: &str) -> Result<(), TestCaseError> {
         };
         match parse(body, &opts) {
             Ok(Event::Termination(t)) => {
-                prop_assert!(is_instance_id(&t.instance_id), "{t:?}");
+                prop_assert!(is_instance_id(t.instance_id.as_str()), "{t:?}");
                 prop_assert!(t.region.as_deref().is_none_or(is_region), "{t:?}");
                 if let Some(action) = &t.lifecycle {
                     prop_assert_eq!(&action.instance_id, &t.instance_id);
@@ -298,7 +298,7 @@ proptest! {
     fn instance_id_decides_termination(id in "i-[0-9a-f]{8}|i-[0-9a-f]{17}|.{0,20}") {
         let body = with(&hook_terminating(), "EC2InstanceId", Some(json!(id)));
         match parse_default(&body) {
-            Ok(Event::Termination(t)) => prop_assert_eq!(t.instance_id, id),
+            Ok(Event::Termination(t)) => prop_assert_eq!(t.instance_id.as_str(), id.as_str()),
             Err(ParseError::Invalid { field, .. } | ParseError::Missing { field, .. }) => {
                 prop_assert!(!is_instance_id(&id));
                 prop_assert_eq!(field, "EC2InstanceId");

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::{
-    parse, Event, ParseError, ParseOptions, Termination, EC2_INSTANCE_TERMINATE,
+    parse, Event, InstanceId, ParseError, ParseOptions, Termination, EC2_INSTANCE_TERMINATE,
     EC2_INSTANCE_TERMINATING,
 };
 
@@ -14,6 +14,11 @@ macro_rules! fixture {
     ($name:literal) => {
         include_str!(concat!("../../../tests/fixtures/messages/", $name))
     };
+}
+
+/// `s` as an instance id; the tests only name valid ones.
+pub(super) fn iid(s: &str) -> InstanceId {
+    InstanceId::parse(s).expect("test data names a valid instance id")
 }
 
 // Verbatim AWS documentation examples; see tests/fixtures/messages/README.md.
