@@ -326,20 +326,7 @@ fn repair(dir: &Path) -> Result<(), JournalError> {
 /// Atomically replaces the index (temporary file, fsync, rename, fsync dir).
 /// Callers hold the directory lock.
 fn replace_index(dir: &Path, content: &[u8]) -> Result<(), JournalError> {
-    let index = index_path(dir);
-    let tmp = dir.join("index.jsonl.tmp");
-    let mut f = private_file()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|source| io_err(&tmp, "cannot create", source))?;
-    f.write_all(content)
-        .map_err(|source| io_err(&tmp, "cannot write", source))?;
-    f.sync_all()
-        .map_err(|source| io_err(&tmp, "cannot fsync", source))?;
-    fs::rename(&tmp, &index)
-        .map_err(|source| io_err(&index, "cannot rename into place", source))?;
+    write_file_synced(&index_path(dir), content)?;
     sync_dir(dir)
 }
 
@@ -410,8 +397,12 @@ fn io_err(path: &Path, detail: &str, source: std::io::Error) -> JournalError {
     }
 }
 
+/// Writes `path` whole or not at all: a temporary file beside it (`<name>.tmp`),
+/// fsynced, then renamed into place. Callers fsync the directory.
 fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
-    let tmp = path.with_extension("json.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut f = private_file()
         .create(true)
         .write(true)
