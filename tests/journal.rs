@@ -537,6 +537,18 @@ async fn s3_journal_encrypts_verifies_and_prunes_in_moto() {
         Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
     );
     assert_eq!(head.ssekms_key_id(), Some("alias/nodereaper-journal"));
+    // The probe (doctor, start-up) writes the way entries are written, with
+    // the KMS key, and leaves nothing behind. (moto does not enforce KMS
+    // permissions, so the case where only the KMS part is denied shows on
+    // AWS alone.)
+    kms_journal.probe().await.expect("probe with SSE-KMS");
+    let probe_left = s3
+        .head_object()
+        .bucket(&bucket)
+        .key("kms/.probe")
+        .send()
+        .await;
+    assert!(probe_left.is_err(), "the probe object was left behind");
     // A damaged object is listed by verify and skipped by entries.
     s3.put_object()
         .bucket(&bucket)

@@ -114,6 +114,39 @@ impl S3Journal {
         Ok((out, damage))
     }
 
+    /// PUTs one JSON object, encrypted at rest with the configured KMS key,
+    /// else with S3-managed keys.
+    async fn put(&self, key: &str, body: ByteStream) -> Result<(), JournalError> {
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(body);
+        let put = match &self.kms_key_id {
+            Some(kms) => put
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms),
+            None => put.server_side_encryption(ServerSideEncryption::Aes256),
+        };
+        put.send()
+            .await
+            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "PutObject", key, e)))?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), JournalError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "DeleteObject", key, e)))?;
+        Ok(())
+    }
+
     fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
@@ -128,25 +161,11 @@ impl S3Journal {
 
 #[async_trait]
 impl Journal for S3Journal {
-    /// PUTs and deletes `<prefix>.probe` the way entries are written.
+    /// PUTs (with the entries' encryption) and deletes `<prefix>.probe`.
     async fn probe(&self) -> Result<(), JournalError> {
         let key = format!("{}.probe", self.prefix);
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .body(ByteStream::from_static(b"{}"))
-            .send()
-            .await
-            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "PutObject", &key, e)))?;
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "DeleteObject", &key, e)))?;
-        Ok(())
+        self.put(&key, ByteStream::from_static(b"{}")).await?;
+        self.delete(&key).await
     }
 
     async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError> {
@@ -156,23 +175,7 @@ impl Journal for S3Journal {
             line: 0,
             detail: format!("cannot encode entry {}: {e}", entry.id),
         })?;
-        let mut put = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(ByteStream::from(body));
-        put = match &self.kms_key_id {
-            Some(kms) => put
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(kms),
-            None => put.server_side_encryption(ServerSideEncryption::Aes256),
-        };
-        put.send()
-            .await
-            .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "PutObject", &key, e)))?;
-        Ok(())
+        self.put(&key, ByteStream::from(body)).await
     }
 
     async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError> {
@@ -190,13 +193,7 @@ impl Journal for S3Journal {
             if super::local::id_time(id).is_none_or(|t| t >= cutoff) {
                 continue;
             }
-            self.client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .send()
-                .await
-                .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "DeleteObject", &key, e)))?;
+            self.delete(&key).await?;
             removed += 1;
         }
         Ok(removed)
