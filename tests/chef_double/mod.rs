@@ -1,0 +1,272 @@
+//! An in-test double of Chef Infra Server (oc_erchef, API v1) for the
+//! behaviour goiardi cannot show. Each module follows chef/chef-server
+//! (commit 9df4f56e, paths under src/oc_erchef/apps/) and cites the file it
+//! follows; everything goiardi can show stays on goiardi.
+//!
+//! - `X-Ops-Server-API-Version` on every answer:
+//!   oc_chef_wm/src/oc_chef_wm_base.erl `add_api_info_header`;
+//! - [`search`]: full and partial node search, stale index rows, capped totals;
+//! - [`objects`]: nodes and API v1 clients;
+//! - [`keys`]: client keys;
+//! - [`acl`]: granular ACLs.
+//!
+//! Signatures are not checked by the double (goiardi checks them for real).
+//! Test binaries use it with `mod chef_double;`.
+#![allow(dead_code)]
+
+pub mod acl;
+pub mod keys;
+pub mod objects;
+pub mod search;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use nodereaper::adapters::chef::auth::{SignVersion, SigningKey};
+use nodereaper::adapters::chef::{ChefClient, ChefSettings};
+use serde_json::{json, Value};
+
+/// The private key the double hands out for `create_key`.
+pub const FAKE_PRIVATE_KEY: &str =
+    "-----BEGIN RSA PRIVATE KEY-----\nZG91YmxlLWdlbmVyYXRlZA==\n-----END RSA PRIVATE KEY-----\n";
+
+/// An RSA key for signing requests to the double (it checks no signature).
+pub const TEST_KEY: &str = include_str!("../fixtures/test-client.pem");
+
+/// The organization the double serves.
+pub const ORG: &str = "acme";
+
+/// A recognisable public key per tag.
+pub fn public_key(tag: &str) -> String {
+    format!("-----BEGIN PUBLIC KEY-----\n{tag}\n-----END PUBLIC KEY-----\n")
+}
+
+/// Key name -> (public key, expiration date).
+pub type Keys = BTreeMap<String, (String, String)>;
+
+/// The server's state; tests read and change it through [`Double::with`].
+#[derive(Default)]
+pub struct Server {
+    pub nodes: BTreeMap<String, Value>,
+    /// name -> (v1 client body, keys name -> (public key, expiration))
+    pub clients: BTreeMap<String, (Value, Keys)>,
+    /// ("nodes"|"clients", name) -> granular ACL
+    pub acls: BTreeMap<(String, String), Value>,
+    /// The search index: node names, some of them stale (no object).
+    pub index: Vec<String>,
+    pub cap_total: bool,
+    /// Every request: "METHOD path?query" and its JSON body.
+    pub requests: Vec<(String, Value)>,
+}
+
+pub type Shared = Arc<Mutex<Server>>;
+
+/// One request, parsed once for the handlers.
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    /// `X-Ops-UserId`.
+    pub requestor: String,
+    pub body: Value,
+}
+
+impl Req {
+    /// A query parameter as a number, `default` when absent or malformed.
+    pub fn query_usize(&self, key: &str, default: usize) -> usize {
+        self.query
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+}
+
+/// The nodes/clients container ACL of a fresh org plus the creator.
+pub fn acl_for(creator: &str) -> Value {
+    let ace = |groups: &[&str]| json!({"actors": [], "users": [], "clients": [creator], "groups": groups});
+    json!({
+        "create": ace(&["admins"]),
+        "read": ace(&["admins", "clients", "users"]),
+        "update": ace(&["admins"]),
+        "delete": ace(&["admins", "users"]),
+        "grant": ace(&["admins"]),
+    })
+}
+
+pub fn answer(status: StatusCode, body: Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header(
+            "x-ops-server-api-version",
+            r#"{"min_version":"0","max_version":"2","request_version":"1","response_version":"1"}"#,
+        )
+        .body(Body::from(body.to_string()))
+        .expect("response")
+}
+
+pub fn not_found() -> Response {
+    answer(StatusCode::NOT_FOUND, json!({"error": ["not found"]}))
+}
+
+async fn handle(State(server): State<Shared>, req: Request) -> Response {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let requestor = req
+        .headers()
+        .get("x-ops-userid")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+        .to_string();
+    let bytes = to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let req = Req {
+        method,
+        path,
+        query,
+        requestor,
+        body,
+    };
+    let mut s = server.lock().expect("lock");
+    s.requests.push((request_line(&req), req.body.clone()));
+    route(&mut s, &req)
+}
+
+fn request_line(req: &Req) -> String {
+    if req.query.is_empty() {
+        return format!("{} {}", req.method, req.path);
+    }
+    let query: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{} {}?{}", req.method, req.path, query.join("&"))
+}
+
+fn route(s: &mut Server, req: &Req) -> Response {
+    let prefix = format!("/organizations/{ORG}");
+    let parts: Vec<&str> = req
+        .path
+        .trim_start_matches(prefix.as_str())
+        .trim_matches('/')
+        .split('/')
+        .collect();
+    match (req.method.as_str(), parts.as_slice()) {
+        ("GET" | "POST", ["search", "node"]) => search::search_nodes(s, req),
+        (_, [kind, name, "_acl", rest @ ..]) => acl::acl(s, req, kind, name, rest),
+        (_, ["clients", _, "keys", ..]) => keys::keys(s, req, parts[1], &parts[3..]),
+        (_, ["nodes", ..]) => objects::nodes(s, req, &parts[1..]),
+        (_, ["clients", ..]) => objects::clients(s, req, &parts[1..]),
+        _ => no_route(req),
+    }
+}
+
+pub fn no_route(req: &Req) -> Response {
+    answer(
+        StatusCode::NOT_FOUND,
+        json!({"error": [format!("the double has no route {} {}", req.method, req.path)]}),
+    )
+}
+
+/// A running double and a handle on its state.
+pub struct Double {
+    pub url: String,
+    pub state: Shared,
+}
+
+impl Double {
+    pub async fn start() -> Self {
+        let state: Shared = Default::default();
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url: format!("http://{addr}/organizations/{ORG}"),
+            state,
+        }
+    }
+
+    /// A nodereaper client of the double, signing as `nodereaper`.
+    pub fn client(&self, page_size: usize) -> ChefClient {
+        // Any RSA key: the double does not check signatures.
+        ChefClient::new(ChefSettings {
+            server_url: url::Url::parse(&self.url).expect("url"),
+            client_name: "nodereaper".into(),
+            key: SigningKey::from_pem(TEST_KEY).expect("key"),
+            sign_version: SignVersion::V1_3,
+            timeout: Duration::from_secs(10),
+            ca_bundle: None,
+            insecure_skip_tls_verify: false,
+            page_size,
+        })
+        .expect("client")
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut Server) -> T) -> T {
+        f(&mut self.state.lock().expect("lock"))
+    }
+
+    pub fn requests(&self) -> Vec<(String, Value)> {
+        self.with(|s| s.requests.clone())
+    }
+}
+
+/// A node as an EC2 instance's chef-client saves it.
+pub fn node(name: &str, instance: &str) -> Value {
+    json!({"name": name, "chef_type": "node", "json_class": "Chef::Node", "chef_environment": "_default",
+        "run_list": [], "normal": {}, "default": {}, "override": {},
+        "automatic": {"ec2": {"instance_id": instance}, "ohai_time": 1.0}})
+}
+
+/// `n` nodes in the index, every 7th index entry stale (no object).
+pub fn fill_index(s: &mut Server, n: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    for i in 0..n {
+        if i % 7 == 3 {
+            s.index.push(format!("stale-{i:05}"));
+        }
+        let name = format!("node-{i:05}");
+        s.nodes
+            .insert(name.clone(), node(&name, &format!("i-{i:017x}")));
+        s.index.push(name.clone());
+        names.push(name);
+    }
+    names
+}
+
+/// A registration as an instance makes it: its client creates its node.
+pub fn register(s: &mut Server, name: &str, keys: &[(&str, &str)]) {
+    s.nodes
+        .insert(name.into(), node(name, "i-0123456789abcdef0"));
+    s.acls.insert(("nodes".into(), name.into()), acl_for(name));
+    s.clients.insert(
+        name.into(),
+        (
+            json!({"name": name, "clientname": name, "orgname": ORG, "validator": false,
+                "json_class": "Chef::ApiClient", "chef_type": "client"}),
+            keys.iter()
+                .map(|(k, exp)| (k.to_string(), (public_key(k), exp.to_string())))
+                .collect(),
+        ),
+    );
+    s.acls
+        .insert(("clients".into(), name.into()), acl_for(name));
+}
