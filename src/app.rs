@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::act::backup::AclBackupPolicy;
 use crate::act::resolve::Resolver;
 use crate::act::{DeletionLimiter, Reaper};
 use crate::adapters::aws::{self, ec2::Ec2Inventory, fleet::AwsFleet, sqs::SqsQueue, AwsError};
@@ -215,6 +216,7 @@ pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppE
             DeletionLimiter::new(cfg.pipeline.max_deletions_per_minute)
                 .with_brake(cfg.pipeline.storm_brake_after),
         ),
+        acl_backup: AclBackupPolicy::from_required(cfg.journal.require_acl_backup),
     })
 }
 

@@ -23,6 +23,7 @@ fn reaper(chef: Arc<dyn ChefApi>, journal_dir: &std::path::Path) -> Reaper {
         resolver: Resolver::default(),
         protection: Protection::default(),
         limiter: Arc::new(DeletionLimiter::new(0)),
+        acl_backup: Default::default(),
     }
 }
 

@@ -169,6 +169,7 @@ fn fully_populated() -> Config {
             s3_prefix: d.journal.s3_prefix.clone(),
             s3_kms_key_id: Some("alias/nodereaper-journal".into()),
             retention: d.journal.retention,
+            require_acl_backup: true,
         },
         sweep: SweepConfig {
             interval: Some(Duration::from_secs(6 * 3600)),

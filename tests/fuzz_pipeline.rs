@@ -581,6 +581,7 @@ fn pipeline(world: &FakeWorld, case: &Case) -> (Pipeline, Source) {
             ..ProtectConfig::default()
         }),
         limiter: Arc::new(DeletionLimiter::new(0)),
+        acl_backup: Default::default(),
     };
     let settings = PipelineConfig {
         dry_run: case.dry_run,

@@ -60,6 +60,7 @@ fn reaper(chef: Arc<dyn ChefApi>, journal: &std::path::Path) -> Reaper {
             ..ProtectConfig::default()
         }),
         limiter: Arc::new(DeletionLimiter::new(0)),
+        acl_backup: Default::default(),
     }
 }
 

@@ -296,6 +296,8 @@ pub struct Reaper {
     pub protection: Protection,
     /// The deletion rate cap and storm brake.
     pub limiter: Arc<DeletionLimiter>,
+    /// Whether a deletion needs its ACL backup (`journal.require_acl_backup`).
+    pub acl_backup: super::backup::AclBackupPolicy,
 }
 
 impl Reaper {
@@ -490,7 +492,8 @@ impl Reaper {
         );
         // Keys and ACLs where the server has them (Chef Infra Server API v1),
         // with the server kind and API version: what restore needs.
-        super::backup::add_server_extras(&mut entry, self.chef.as_ref()).await?;
+        super::backup::add_server_extras_with(&mut entry, self.chef.as_ref(), self.acl_backup)
+            .await?;
         self.journal
             .record(&entry)
             .await

@@ -32,6 +32,14 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
     let chef: Arc<dyn ChefApi> = app::chef_api(&config).await?;
     let client_name = app::chef_identity(&config)?.client_name;
     let pipeline = Arc::new(app::pipeline(&config, chef.clone()).await?);
+    let resolver = app::resolver(&config);
+    nodereaper::act::backup::announce_acl_backup(
+        chef.as_ref(),
+        &client_name,
+        &|node: &str| resolver.client_name_for(node),
+        pipeline.reaper.acl_backup,
+    )
+    .await;
     let mut http = None;
     if let Some(addr) = config.http.listen {
         let ready = Arc::new(Readiness {

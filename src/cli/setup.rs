@@ -81,19 +81,21 @@ pub async fn setup(config: Config, args: SetupArgs) -> Result<ExitCode> {
         .map(|b| (b, config.journal.s3_prefix.as_str()));
     if args.print_iam_policy {
         let policy = setup::iam_policy_for(&[], &[], journal, &config.chef);
+        let client = config.chef.client_name.as_deref().unwrap_or("nodereaper");
         if args.output == Output::Json {
             let out = serde_json::json!({
                 "iam_policy": policy,
                 "iam_policy_note": setup::IAM_POLICY_NOTE,
-                "chef_acl_note": setup::CHEF_ACL_NOTE,
+                "chef_acl_note": setup::chef_acl_note(client),
+                "chef_permissions": setup::chef_permissions_json(client),
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
             println!("{}", serde_json::to_string_pretty(&policy)?);
             println!(
-                "\n{}\n\nChef ACLs:\n{}",
+                "\n{}\n\nChef permissions:\n{}",
                 setup::IAM_POLICY_NOTE,
-                setup::CHEF_ACL_NOTE
+                setup::chef_acl_note(client)
             );
         }
         return Ok(ExitCode::SUCCESS);

@@ -386,6 +386,9 @@ pub struct JournalConfig {
     /// the daemon).
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Refuse a deletion whose node or client ACL the Chef server will not
+    /// show (403: nodereaper lacks grant) instead of deleting without it.
+    pub require_acl_backup: bool,
 }
 
 impl Default for JournalConfig {
@@ -396,6 +399,7 @@ impl Default for JournalConfig {
             s3_prefix: "nodereaper/journal/".into(),
             s3_kms_key_id: None,
             retention: Duration::from_secs(90 * 24 * 3600),
+            require_acl_backup: false,
         }
     }
 }

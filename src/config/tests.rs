@@ -198,3 +198,14 @@ fn key_from_a_secret_store() {
         .to_string();
     assert!(err.contains("chef.client_key_secret"), "{err}");
 }
+
+#[test]
+fn require_acl_backup_defaults_to_false_and_must_be_a_boolean() {
+    assert!(!parse("").expect("defaults").journal.require_acl_backup);
+    let cfg = parse("[journal]\nrequire_acl_backup = true\n").expect("true");
+    assert!(cfg.journal.require_acl_backup);
+    let err = parse("[journal]\nrequire_acl_backup = \"yes\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("require_acl_backup"), "{err}");
+}

@@ -60,6 +60,11 @@ pub struct JournalEntry {
     /// API version the backup was read with (what the bodies contain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<u8>,
+    /// Whether the node's and client's ACLs are in this entry, where the
+    /// server has ACLs (None: goiardi, or an entry written before this was
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl_backup: Option<AclBackup>,
     /// What could not be backed up and why (e.g. an ACL nodereaper may not read).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -81,6 +86,18 @@ pub enum Presence {
     /// The server answered 404 when it was read: gone before this attempt
     /// (an earlier attempt or someone else deleted it).
     AlreadyGone,
+}
+
+/// Whether the ACLs of a deletion were backed up (Chef Infra Server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AclBackup {
+    /// Every ACL of the objects backed up is in the entry.
+    BackedUp,
+    /// The server refused to show at least one of them (403: nodereaper's
+    /// client lacks GRANT on it); `notes` say which. A restore cannot put
+    /// that ACL back.
+    Forbidden,
 }
 
 /// Something damaged in the journal.
@@ -160,6 +177,7 @@ impl JournalEntry {
             client_acl: None,
             server_kind: None,
             api_version: None,
+            acl_backup: None,
             notes: Vec::new(),
             objects: Vec::new(),
             damage: Vec::new(),

@@ -2,6 +2,7 @@
 //! and no dependency on adapters, actions, runners or jobs.
 
 pub mod chef;
+pub mod chef_permissions;
 pub mod ec2;
 pub mod error;
 pub mod event;

@@ -29,7 +29,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             ok: true,
@@ -38,7 +38,11 @@ impl Check {
         }
     }
 
-    fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn fail(
+        name: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Self {
             name: name.into(),
             ok: false,
@@ -53,13 +57,20 @@ fn chef_fix(e: &ChefError) -> String {
         ChefError::Unauthorized { .. } => {
             "sync the clock (NTP) and check that chef.client_name matches the key".into()
         }
-        ChefError::Forbidden { .. } => {
-            "grant the client read and delete on nodes and clients (see `nodereaper setup --print-iam-policy`)".into()
-        }
+        ChefError::Forbidden {
+            method,
+            object,
+            client,
+            ..
+        } => format!(
+            "{} (all of them: `nodereaper setup --print-iam-policy`)",
+            crate::core::chef_permissions::explain_forbidden(method, object, client)
+        ),
         ChefError::Transport { source, .. }
             if format!("{source:?}").to_lowercase().contains("certificate") =>
         {
-            "the server's certificate is not trusted: set chef.ca_bundle to your CA's PEM bundle".into()
+            "the server's certificate is not trusted: set chef.ca_bundle to your CA's PEM bundle"
+                .into()
         }
         ChefError::Transport { .. } => {
             "check chef.server_url, DNS, firewalls and that the server runs".into()
@@ -188,6 +199,9 @@ async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
         },
     );
     delete_permission_checks(&chef, checks).await;
+    let resolver = app::resolver(cfg);
+    let client_of = |node: &str| resolver.client_name_for(node);
+    checks.extend(super::permissions::chef_permission_checks(&chef, &client_of).await);
 }
 
 /// The client key: readable from its secret store, or a file private to its
@@ -313,7 +327,7 @@ async fn server_kind_check(chef: &ChefClient) -> Check {
     };
     let what = match info.kind {
         ServerKind::ChefInfra if info.has_keys_endpoint() => format!(
-            "Chef Infra Server, API v{}: client keys (/clients/NAME/keys) and node and client ACLs are backed up; search pages by total",
+            "Chef Infra Server, API v{}: client keys (/clients/NAME/keys) and node and client ACLs are backed up where permitted (the grant checks below); search pages by total",
             info.api_version
         ),
         ServerKind::ChefInfra => format!(

@@ -3,6 +3,7 @@
 //! AWS wiring set-up.
 
 pub mod doctor;
+pub mod permissions;
 pub mod restore;
 pub mod setup;
 pub mod sweep;

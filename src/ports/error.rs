@@ -120,11 +120,14 @@ pub enum ChefError {
         detail: String,
     },
     #[error(
-        "Chef server {server} denied {method} {object} (403 Forbidden: {detail}). Client {client:?} \
-         needs read and delete permission on nodes and clients (grant it via an ACL or make it an admin)"
+        "Chef server {server} denied {method} {object} (403 Forbidden: {detail}). {}",
+        crate::core::chef_permissions::explain_forbidden(.method, .object, .client)
     )]
     /// 403: the signature was good but `client` lacks permission (Chef ACLs)
-    /// on the object. Blames nodereaper's setup, never the message.
+    /// on the object. Blames nodereaper's setup, never the message. The
+    /// message names the permission this request needed
+    /// ([`crate::core::chef_permissions::needed_for`]), not the server's
+    /// text, which names the HTTP method's permission.
     Forbidden {
         /// The Chef server URL as configured (`chef.server_url`, without a
         /// trailing `/`).

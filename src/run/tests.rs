@@ -36,6 +36,7 @@ fn reaper(world: &FakeWorld, limiter: Arc<DeletionLimiter>) -> Reaper {
         resolver: Resolver::default(),
         protection: Protection::default(),
         limiter,
+        acl_backup: Default::default(),
     }
 }
 

@@ -242,6 +242,31 @@ pub fn storm_brake_engaged() {
     metrics::get().storm_brake.set(1);
 }
 
+/// The Chef server refused nodereaper an ACL read (GRANT missing). The
+/// journal entry's notes say which ACL; [`acl_backup_unavailable`] logs it
+/// once at start-up.
+pub fn acl_backup_forbidden() {
+    metrics::get().acl_backup_forbidden.set(1);
+}
+
+/// Found at start-up: nodereaper may not read ACLs, so deletions go
+/// without their ACL backup (`required` false) or are refused (`required`
+/// true). Logged once.
+pub fn acl_backup_unavailable(detail: &str, required: bool) {
+    metrics::get().acl_backup_forbidden.set(1);
+    if required {
+        tracing::error!(
+            detail,
+            "ACL backup not permitted and journal.require_acl_backup = true: deletions are refused (messages held) until nodereaper's client has grant on nodes and clients (`nodereaper setup --print-iam-policy`)"
+        );
+    } else {
+        tracing::warn!(
+            detail,
+            "ACL backup not permitted: deletions go ahead without the node's and client's ACLs (journal entries record acl_backup: forbidden; a restore cannot put them back). Grant it (`nodereaper setup --print-iam-policy`) or set journal.require_acl_backup = true to refuse such deletions"
+        );
+    }
+}
+
 /// Why a sweep did not delete a row (`nodereaper_sweep_skipped_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SweepSkip {

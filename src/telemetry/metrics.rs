@@ -39,6 +39,10 @@ pub struct Metrics {
     pub rate_limited: IntGauge,
     /// 1 once the storm brake engaged (until restart).
     pub storm_brake: IntGauge,
+    /// 1 once the Chef server refused nodereaper an ACL read (GRANT
+    /// missing): deletions are journaled without ACLs
+    /// (`acl_backup_forbidden`).
+    pub acl_backup_forbidden: IntGauge,
     /// Messages being processed right now (`messages_in_flight`).
     pub in_flight: IntGauge,
     /// Lifecycle hook calls, by call (`heartbeat`, `complete`) and result
@@ -179,6 +183,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         storm_brake: r.int_gauge(
             "storm_brake_engaged",
             "1 once deletions ran at pipeline.max_deletions_per_minute for pipeline.storm_brake_after: no deletions until restart",
+        )?,
+        acl_backup_forbidden: r.int_gauge(
+            "acl_backup_forbidden",
+            "1 once the Chef server refused nodereaper an ACL read (grant missing): deletions are journaled without ACLs, or refused with journal.require_acl_backup",
         )?,
         in_flight: r.int_gauge("messages_in_flight", "Messages being processed now")?,
         sweep_candidates: r.int_gauge("sweep_candidates", "Candidates found by the last sweep")?,

@@ -8,13 +8,15 @@
 //! - [`search`]: full and partial node search, stale index rows, capped totals;
 //! - [`objects`]: nodes and API v1 clients;
 //! - [`keys`]: client keys;
-//! - [`acl`]: granular ACLs.
+//! - [`acl`]: granular ACLs;
+//! - [`authz`]: who may do what (checked before every handler).
 //!
 //! Signatures are not checked by the double (goiardi checks them for real).
 //! Test binaries use it with `mod chef_double;`.
 #![allow(dead_code)]
 
 pub mod acl;
+pub mod authz;
 pub mod keys;
 pub mod objects;
 pub mod search;
@@ -62,6 +64,12 @@ pub struct Server {
     pub cap_total: bool,
     /// Every request: "METHOD path?query" and its JSON body.
     pub requests: Vec<(String, Value)>,
+    /// "nodes"|"clients" -> the container's granular ACL ([`authz`]).
+    pub containers: BTreeMap<String, Value>,
+    /// name -> `{groupname, users, clients, groups}`.
+    pub groups: BTreeMap<String, Value>,
+    /// Every request [`authz`] refused (403): "METHOD path?query".
+    pub denied: Vec<String>,
 }
 
 pub type Shared = Arc<Mutex<Server>>;
@@ -162,14 +170,29 @@ fn route(s: &mut Server, req: &Req) -> Response {
         .trim_matches('/')
         .split('/')
         .collect();
+    if let Some(denied) = authz::check(s, req, &parts) {
+        s.denied.push(request_line(req));
+        return denied;
+    }
     match (req.method.as_str(), parts.as_slice()) {
         ("GET" | "POST", ["search", "node"]) => search::search_nodes(s, req),
         (_, [kind, name, "_acl", rest @ ..]) => acl::acl(s, req, kind, name, rest),
         (_, ["clients", _, "keys", ..]) => keys::keys(s, req, parts[1], &parts[3..]),
+        ("GET", ["nodes"]) => list("nodes", s.nodes.keys()),
+        ("GET", ["clients"]) => list("clients", s.clients.keys()),
         (_, ["nodes", ..]) => objects::nodes(s, req, &parts[1..]),
         (_, ["clients", ..]) => objects::clients(s, req, &parts[1..]),
         _ => no_route(req),
     }
+}
+
+/// GET /nodes, GET /clients: `{name: uri}` (chef_wm_nodes.erl,
+/// chef_wm_clients.erl `to_json` of the container).
+fn list<'a>(kind: &str, names: impl Iterator<Item = &'a String>) -> Response {
+    let map: serde_json::Map<String, Value> = names
+        .map(|n| (n.clone(), json!(format!("/{kind}/{n}"))))
+        .collect();
+    answer(StatusCode::OK, Value::Object(map))
 }
 
 pub fn no_route(req: &Req) -> Response {
@@ -188,6 +211,7 @@ pub struct Double {
 impl Double {
     pub async fn start() -> Self {
         let state: Shared = Default::default();
+        authz::seed(&mut state.lock().expect("lock"));
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());

@@ -1,26 +1,7 @@
-//! The IAM policy and Chef ACLs the daemon needs (`setup --print-iam-policy`):
-//! printed for an operator, nothing is changed.
+//! The IAM policy the daemon needs (`setup --print-iam-policy`; its Chef
+//! part is `chef_acl`): printed for an operator, nothing is changed.
 
 use serde_json::{json, Value};
-
-/// The Chef Infra Server permissions nodereaper's API client needs.
-pub const CHEF_ACL_NOTE: &str = "\
-nodereaper's Chef API client needs read and delete on nodes and on clients
-(nothing else; do not make it an admin). Container ACLs only seed objects
-created afterwards, so grant on the containers AND on every existing object
-(knife acl ships with Chef Infra Client / Workstation >= 16, formerly the
-knife-acl plugin):
-
-  knife acl add client nodereaper containers nodes read,delete
-  knife acl add client nodereaper containers clients read,delete
-  knife acl bulk add client nodereaper nodes '.*' read,delete --yes
-  knife acl bulk add client nodereaper clients '.*' read,delete --yes
-
-Preferably grant a group holding the client instead (knife group create
-reapers; knife group add client nodereaper reapers; then the commands above
-with `group reapers` in place of `client nodereaper`). Search (/search/node)
-needs no ACL of its own; when the server sets strict_search_result_acls, results
-are filtered by each node's read ACL, which the grants above cover.";
 
 /// Caveats printed with [`iam_policy`] (JSON policies cannot hold comments).
 pub const IAM_POLICY_NOTE: &str = "\
