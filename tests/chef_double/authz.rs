@@ -94,15 +94,38 @@ pub fn seed(s: &mut Server) {
             ("grant", admins),
         ]),
     );
-    for g in [
-        group("admins", &["pivotal"], &[NODEREAPER], &[]),
-        group("users", &["pivotal"], &[], &[]),
-        group("clients", &[], &[NODEREAPER], &[]),
-        group("public_key_read_access", &[], &[], &["users", "clients"]),
-    ] {
-        let name = g["groupname"].as_str().unwrap_or_default().to_string();
-        s.groups.insert(name, g);
-    }
+    set_group(s, "admins", &["pivotal"], &[NODEREAPER], &[]);
+    set_group(s, "users", &["pivotal"], &[], &[]);
+    set_group(s, "clients", &[], &[NODEREAPER], &[]);
+    set_group(s, "public_key_read_access", &[], &[], &["users", "clients"]);
+}
+
+// set_group, all_groups and demote are the only functions that know how
+// `Server::groups` stores a group.
+
+fn set_group(s: &mut Server, name: &str, users: &[&str], clients: &[&str], groups: &[&str]) {
+    s.groups
+        .insert(name.into(), group(name, users, clients, groups));
+}
+
+/// Every group: (name, its actors (clients and users), its nested groups).
+fn all_groups(s: &Server) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let lists = |g: &Value, keys: &[&str]| -> Vec<String> {
+        keys.iter()
+            .flat_map(|k| g[*k].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    s.groups
+        .iter()
+        .map(|(name, g)| {
+            (
+                name.clone(),
+                lists(g, &["clients", "users", "actors"]),
+                lists(g, &["groups"]),
+            )
+        })
+        .collect()
 }
 
 /// Takes `client` out of `admins` (`knife group remove client C admins`).
@@ -141,33 +164,19 @@ pub fn grant(s: &mut Server, client: &str, kind: &str, perms: &[&str]) {
 
 /// The groups `actor` belongs to, directly or through nested groups.
 fn groups_of(s: &Server, actor: &str) -> BTreeSet<String> {
-    let lists = |g: &Value, key: &str| -> Vec<String> {
-        g[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect()
-    };
-    let mut member: BTreeSet<String> = s
-        .groups
+    let groups = all_groups(s);
+    let mut member: BTreeSet<String> = groups
         .iter()
-        .filter(|(_, g)| {
-            ["clients", "users", "actors"]
-                .iter()
-                .any(|k| lists(g, k).iter().any(|a| a == actor))
-        })
-        .map(|(name, _)| name.clone())
+        .filter(|(_, actors, _)| actors.iter().any(|a| a == actor))
+        .map(|(name, _, _)| name.clone())
         .collect();
     loop {
-        let more: Vec<String> = s
-            .groups
+        let more: Vec<String> = groups
             .iter()
-            .filter(|(name, g)| {
-                !member.contains(*name) && lists(g, "groups").iter().any(|n| member.contains(n))
+            .filter(|(name, _, nested)| {
+                !member.contains(name) && nested.iter().any(|n| member.contains(n))
             })
-            .map(|(name, _)| name.clone())
+            .map(|(name, _, _)| name.clone())
             .collect();
         if more.is_empty() {
             return member;
