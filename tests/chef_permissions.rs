@@ -155,6 +155,26 @@ async fn with_the_full_set_doctor_passes_every_permission_check() {
 }
 
 #[tokio::test]
+async fn the_create_probe_is_never_sent_when_nodereaper_is_not_a_client() {
+    // nodereaper signs as a user (or its client is gone): a POST /clients
+    // naming it would create a client, so the probe is not sent.
+    let double = Double::start().await;
+    double.with(|s| register(s, "web-1", &[("default", "infinity")]));
+    let chef = double.client(1000);
+    let checks = doctor(&chef).await;
+    let c = check(&checks, "chef create on clients (restore)");
+    assert!(c.ok && c.detail.contains("not measured"), "{c:?}");
+    assert!(
+        double
+            .requests()
+            .iter()
+            .all(|(l, _)| l != "POST /organizations/acme/clients"),
+        "no POST /clients"
+    );
+    assert!(!double.with(|s| s.clients.contains_key(ME)));
+}
+
+#[tokio::test]
 async fn a_refused_request_names_the_permission_it_needed() {
     let (_double, chef) = setup(read_delete_only).await;
     let err = chef
