@@ -59,7 +59,10 @@ pub struct Server {
     pub acls: BTreeMap<(String, String), Value>,
     /// The search index: node names, some of them stale (no object).
     pub index: Vec<String>,
-    pub cap_total: bool,
+    /// The search engine behind erchef ([`search::Backend`]).
+    pub search: search::Backend,
+    /// Answers given before routing, first first: (status, `Retry-After`).
+    pub fail_next: Vec<(u16, Option<String>)>,
     /// Every request: "METHOD path?query" and its JSON body.
     pub requests: Vec<(String, Value)>,
 }
@@ -143,6 +146,18 @@ async fn handle(State(server): State<Shared>, req: Request) -> Response {
     };
     let mut s = server.lock().expect("lock");
     s.requests.push((request_line(&req), req.body.clone()));
+    if !s.fail_next.is_empty() {
+        let (status, retry_after) = s.fail_next.remove(0);
+        let mut resp = answer(
+            StatusCode::from_u16(status).expect("status"),
+            json!({"error": ["busy"]}),
+        );
+        if let Some(v) = retry_after {
+            resp.headers_mut()
+                .insert("retry-after", v.parse().expect("header"));
+        }
+        return resp;
+    }
     route(&mut s, &req)
 }
 
@@ -156,6 +171,14 @@ fn request_line(req: &Req) -> String {
 
 fn route(s: &mut Server, req: &Req) -> Response {
     let prefix = format!("/organizations/{ORG}");
+    if let Some(org) = req.path.strip_prefix("/organizations/") {
+        let org = org.split('/').next().unwrap_or_default();
+        if org != ORG {
+            // oc_chef_wm/src/oc_chef_wm_base.erl `malformed_request`: org_not_found.
+            let msg = format!("organization '{org}' does not exist.");
+            return answer(StatusCode::NOT_FOUND, json!({"error": [msg]}));
+        }
+    }
     let parts: Vec<&str> = req
         .path
         .trim_start_matches(prefix.as_str())
@@ -164,6 +187,7 @@ fn route(s: &mut Server, req: &Req) -> Response {
         .collect();
     match (req.method.as_str(), parts.as_slice()) {
         ("GET" | "POST", ["search", "node"]) => search::search_nodes(s, req),
+        ("GET", ["nodes"]) => search::list_nodes(s),
         (_, [kind, name, "_acl", rest @ ..]) => acl::acl(s, req, kind, name, rest),
         (_, ["clients", _, "keys", ..]) => keys::keys(s, req, parts[1], &parts[3..]),
         (_, ["nodes", ..]) => objects::nodes(s, req, &parts[1..]),
