@@ -113,7 +113,9 @@ pub fn search_nodes(s: &mut Server, req: &Req) -> Response {
     let mut matched: Vec<(String, &String)> = s
         .index
         .iter()
-        .filter(|name| query.matches(&tokens(name, s.nodes.get(name.as_str()))))
+        .filter(|name| {
+            matches!(query, Query::All) || query.matches(&tokens(name, s.nodes.get(name.as_str())))
+        })
         .map(|name| (object_id(name), name))
         .collect();
     matched.sort();
