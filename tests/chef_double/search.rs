@@ -196,13 +196,15 @@ fn deep_merge(into: &mut Value, from: &Value) {
 
 /// The `content` tokens of one index entry (a stale entry keeps its name and id).
 fn tokens(name: &str, node: Option<&Value>) -> BTreeSet<String> {
-    let mut doc = node
+    let doc = node
         .map(for_indexing)
         .unwrap_or_else(|| json!({"name": name}));
-    doc["X_CHEF_id_CHEF_X"] = json!(object_id(name));
-    doc["X_CHEF_database_CHEF_X"] = json!(format!("chef_{ORG}"));
-    doc["X_CHEF_type_CHEF_X"] = json!("node");
+    // `{MetaFieldsPL ++ Item0}`: the meta fields beside the item's own keys,
+    // so an attribute named like one is indexed too.
+    let meta = json!({"X_CHEF_id_CHEF_X": object_id(name),
+        "X_CHEF_database_CHEF_X": format!("chef_{ORG}"), "X_CHEF_type_CHEF_X": "node"});
     let mut out = BTreeSet::new();
+    expand(&mut Vec::new(), &meta, &mut out);
     expand(&mut Vec::new(), &doc, &mut out);
     out
 }
