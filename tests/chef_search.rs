@@ -4,6 +4,7 @@
 //! slicing by object id, a wrong organization, and `Retry-After`.
 
 mod chef_double;
+mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -382,4 +383,66 @@ async fn retry_after_on_503_and_429_is_honoured_and_bounded() {
     double.with(|s| s.fail_next = vec![(503, None)]);
     let err = chef.get_node("node-00001").await.expect_err("503");
     assert!(err.to_string().contains("503"), "{err}");
+}
+
+/// `nodereaper doctor` as an operator runs it (AWS checks go to the local moto).
+async fn doctor(url: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("nodereaper.pem");
+    std::fs::write(&key, TEST_KEY).expect("key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let config = dir.path().join("nodereaper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[chef]\nserver_url = \"{url}\"\nallow_plain_http = true\nclient_name = \"nodereaper\"\nclient_key = \"{}\"\n[journal]\ndir = \"{}\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+            key.display(),
+            dir.path().join("journal").display(),
+            common::stack().moto_url()
+        ),
+    )
+    .expect("config");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nodereaper"))
+        .arg("--config")
+        .arg(&config)
+        .arg("doctor")
+        .output()
+        .await
+        .expect("run");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn doctor_fails_a_wrong_organization_and_reports_the_window() {
+    let double = Double::start().await;
+    double.with(|s| {
+        s.search = Backend::opensearch();
+        fill_index(s, 5);
+    });
+    let wrong = doctor(
+        &double
+            .url
+            .replace("/organizations/acme", "/organizations/acne"),
+    )
+    .await;
+    assert!(
+        wrong.contains("FAIL chef organization")
+            && wrong.contains("organization 'acne' does not exist"),
+        "{wrong}"
+    );
+    let right = doctor(&double.url).await;
+    assert!(
+        right.contains("PASS chef organization: GET /nodes lists 5 nodes"),
+        "{right}"
+    );
+    assert!(
+        right.contains(
+            "PASS chef search window: window of 10,000 rows (a page at row 10,000 answered 400"
+        ),
+        "{right}"
+    );
 }
