@@ -32,8 +32,10 @@
 //! - partial search: POST body `{"alias": ["path", ..]}`, rows `{url, data}`,
 //!   paths looked up in the same merged view (chef_wm_search.erl, chef_node.erl).
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
+use std::rc::Rc;
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -114,7 +116,8 @@ pub fn search_nodes(s: &mut Server, req: &Req) -> Response {
         .index
         .iter()
         .filter(|name| {
-            matches!(query, Query::All) || query.matches(&tokens(name, s.nodes.get(name.as_str())))
+            matches!(query, Query::All)
+                || query.matches(&cached_tokens(name, s.nodes.get(name.as_str())))
         })
         .map(|name| (object_id(name), name))
         .collect();
@@ -192,6 +195,28 @@ fn deep_merge(into: &mut Value, from: &Value) {
         }
         _ => *into = from.clone(),
     }
+}
+
+type TokenCache = HashMap<String, (Option<Value>, Rc<BTreeSet<String>>)>;
+
+thread_local! {
+    /// Tokens per index entry, kept while the node is unchanged (each test
+    /// runs the double on its own thread).
+    static TOKENS: RefCell<TokenCache> = RefCell::new(HashMap::new());
+}
+
+fn cached_tokens(name: &str, node: Option<&Value>) -> Rc<BTreeSet<String>> {
+    TOKENS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((seen, tokens)) = cache.get(name) {
+            if seen.as_ref() == node {
+                return tokens.clone();
+            }
+        }
+        let fresh = Rc::new(tokens(name, node));
+        cache.insert(name.to_string(), (node.cloned(), fresh.clone()));
+        fresh
+    })
 }
 
 /// The `content` tokens of one index entry (a stale entry keeps its name and id).
