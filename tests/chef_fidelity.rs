@@ -2,85 +2,19 @@
 //! in-test double of Chef Infra Server in `tests/chef_double/` (each of its
 //! modules cites the chef/chef-server file it follows). Everything goiardi can
 //! show stays on goiardi (tests/journal.rs, tests/chef_api.rs, tests/sweep.rs).
+//! Search is in tests/chef_search.rs.
 
 mod chef_double;
 mod common;
 
 use std::path::Path;
 
-use chef_double::{fill_index, public_key, register, Double, FAKE_PRIVATE_KEY, TEST_KEY};
+use chef_double::{public_key, register, Double, FAKE_PRIVATE_KEY, TEST_KEY};
 use nodereaper::adapters::chef::{AclObject, ChefClient, ClientKey, ServerKind};
 use nodereaper::adapters::journal::{EntryFilter, JournalEntry, LocalJournal};
 use nodereaper::jobs::restore::{AclAction, ClientAction, NodeAction};
 use nodereaper::ports::{ChefApi, Journal};
 use serde_json::json;
-
-#[tokio::test]
-async fn search_with_short_pages_mid_way_and_total_of_all_finds_every_node_once() {
-    let double = Double::start().await;
-    let expected = double.with(|s| fill_index(s, 950));
-    let chef = double.client(100);
-    // The sweep's call (src/jobs/sweep.rs): a partial search over all nodes.
-    let keys: &[(&str, &[&str])] = &[("name", &["name"]), ("id", &["ec2", "instance_id"])];
-    let rows = chef
-        .partial_search_nodes("*:*", keys)
-        .await
-        .expect("partial search");
-    let mut names: Vec<String> = rows
-        .iter()
-        .map(|r| r["name"].as_str().expect("name").to_string())
-        .collect();
-    assert_eq!(names.len(), expected.len(), "every node exactly once");
-    names.sort();
-    names.dedup();
-    assert_eq!(names, expected);
-    assert_eq!(rows[0]["id"], json!(format!("i-{:017x}", 0)));
-    // Short pages were served (not one page was full past the first stale row).
-    let pages: Vec<_> = double
-        .requests()
-        .into_iter()
-        .filter(|(l, _)| l.starts_with("POST /organizations/acme/search/node"))
-        .collect();
-    let index_len = double.with(|s| s.index.len());
-    assert_eq!(pages.len(), index_len.div_ceil(100), "pages: {pages:?}");
-    assert!(
-        pages.iter().all(|(l, _)| !l.contains("sort=")),
-        "no goiardi sort on Chef Infra"
-    );
-    // The full-object search pages the same way.
-    let mut full = chef.search_node_names("*:*").await.expect("search");
-    full.sort();
-    assert_eq!(full, expected);
-    assert_eq!(
-        chef.server_info().await.expect("info").kind,
-        ServerKind::ChefInfra
-    );
-}
-
-#[tokio::test]
-async fn search_total_capped_at_10000_pages_until_an_empty_page() {
-    let double = Double::start().await;
-    let expected = double.with(|s| {
-        s.cap_total = true;
-        fill_index(s, 10_300)
-    });
-    let chef = double.client(1000);
-    let mut names = chef.search_node_names("*:*").await.expect("search");
-    assert_eq!(names.len(), expected.len(), "every node exactly once");
-    names.sort();
-    assert_eq!(names, expected);
-    let last = double
-        .requests()
-        .into_iter()
-        .rfind(|(l, _)| l.starts_with("GET /organizations/acme/search/node"))
-        .expect("requests");
-    let index_len = double.with(|s| s.index.len());
-    assert!(
-        last.0
-            .contains(&format!("start={}", index_len.div_ceil(1000) * 1000)),
-        "the last request is the empty page after the end: {last:?}"
-    );
-}
 
 /// What the reaper records, with the server extras (keys, ACLs, version).
 async fn back_up(chef: &ChefClient, name: &str) -> JournalEntry {

@@ -33,9 +33,14 @@ use serde_json::{json, Value};
 /// `X-Ops-Server-API-Version` nodereaper asks for.
 pub const REQUESTED_API_VERSION: u8 = 1;
 
-/// OpenSearch's default `track_total_hits` cap: a `total` of exactly this
-/// value may mean "this many or more".
-pub const SEARCH_TOTAL_CAP: u64 = 10_000;
+/// The search window of Chef Infra Server 14+ (Elasticsearch, OpenSearch):
+/// the engine's `index.max_result_window`, which chef-server never raises.
+/// A request with `start + rows` above it is refused (OpenSearch: 400
+/// `invalid index name or query`, chef_index/src/chef_opensearch.erl `search`;
+/// Elasticsearch 6: 500, chef/chef-server#2163), and OpenSearch's `total`
+/// stops at this value (`track_total_hits` off by default,
+/// chef_index/src/chef_index_query.erl). nodereaper never asks past it.
+pub const SEARCH_WINDOW: u64 = 10_000;
 
 /// Which server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,7 +166,8 @@ impl ServerInfo {
 /// next page always starts at `start + rows` (rows asked, not rows got): a
 /// Chef Infra Server page may hold fewer rows than asked without being the
 /// last (stale index entries dropped, `strict_search_result_acls` filtering;
-/// chef_wm_search.erl `make_search_results`).
+/// chef_wm_search.erl `make_search_results`). A slice whose `total` reaches
+/// [`SEARCH_WINDOW`] is never paged: it is split ([`id_slices`]).
 pub fn next_page(
     total_is_all: Option<bool>,
     start: u64,
@@ -173,13 +179,10 @@ pub fn next_page(
     let done = match (total_is_all, total) {
         // goiardi: `total` is the page size, only a short page ends.
         (Some(false), _) => got < rows,
-        // Chef Infra Server: `total` counts all matches; 10,000 may be
-        // OpenSearch's cap, then page until an empty page.
-        (Some(true), Some(t)) if t == SEARCH_TOTAL_CAP => got == 0,
+        // Chef Infra Server: `total` counts all matches.
         (Some(true), Some(t)) => next >= t,
         (Some(true), None) => got < rows,
         // Unknown server: stop only when both readings agree.
-        (None, Some(t)) if t == SEARCH_TOTAL_CAP => got == 0,
         (None, Some(t)) => got < rows && next >= t,
         (None, None) => got < rows,
     };
@@ -187,6 +190,63 @@ pub fn next_page(
         None
     } else {
         Some(next)
+    }
+}
+
+/// Rows to ask for at `start` so that `start + rows` stays within `window`
+/// (None: no window, goiardi). 0 means the window is used up.
+pub fn rows_within(start: u64, page_size: u64, window: Option<u64>) -> u64 {
+    match window {
+        Some(w) => page_size.min(w.saturating_sub(start)),
+        None => page_size,
+    }
+}
+
+/// The search field holding an object's database id. erchef indexes it in
+/// `content` with every object (chef_index/src/chef_index_expand.erl
+/// `make_content`: "adds the database name, id, and type as fields"), so
+/// `X_CHEF_id_CHEF_X:*3f` is a valid user query (chef_index/src/chef_lucene.peg:
+/// `field` becomes `content:X_CHEF_id_CHEF_X__=__*3f`; a term may start with `*`).
+pub const ID_FIELD: &str = "X_CHEF_id_CHEF_X";
+
+/// The characters of an object id: 32 lowercase hex digits, the org's
+/// 12-digit suffix then 20 digits of an MD5 (chef_objects/src/chef_object_base.erl
+/// `make_org_prefix_id`, `io_lib:format("~s~20.16.0b")`).
+pub const ID_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Length of an object id.
+pub const ID_LEN: usize = 32;
+
+/// The slices that partition the matches of `suffix` (an id suffix, `""`
+/// for all): one per hex digit in front of it. Every id is 32 hex digits, so
+/// for a suffix shorter than 32 each id ending in `suffix` ends in exactly
+/// one child: the children are disjoint and together complete. The suffix
+/// (the MD5 part) is used rather than the prefix (the org's constant part),
+/// so each level divides a slice by about 16. None at full length.
+///
+/// Not `name:` prefixes: the index also holds every nested attribute under its
+/// leaf key (chef_index_expand.erl `add_kv_pair`), so `name:L*` matches every
+/// node whose `kernel.name` is `Linux`: such slices overlap and may never
+/// shrink below the window.
+pub fn id_slices(suffix: &str) -> Option<Vec<String>> {
+    (suffix.len() < ID_LEN).then(|| {
+        ID_DIGITS
+            .iter()
+            .map(|d| format!("{}{suffix}", *d as char))
+            .collect()
+    })
+}
+
+/// The query of one slice: `query` restricted to ids ending in `suffix`.
+pub fn slice_query(query: &str, suffix: &str) -> String {
+    if suffix.is_empty() {
+        return query.to_string();
+    }
+    let clause = format!("{ID_FIELD}:*{suffix}");
+    if query.trim() == "*:*" {
+        clause
+    } else {
+        format!("({query}) AND {clause}")
     }
 }
 
@@ -346,16 +406,6 @@ mod tests {
         // Chef Infra: short page mid-way is not the end.
         assert_eq!(next_page(Some(true), 0, 10, 7, Some(25)), Some(10));
         assert_eq!(next_page(Some(true), 20, 10, 5, Some(25)), None);
-        // The 10,000 cap: go on until an empty page.
-        assert_eq!(
-            next_page(Some(true), 9990, 10, 10, Some(10_000)),
-            Some(10_000)
-        );
-        assert_eq!(
-            next_page(Some(true), 10_000, 10, 3, Some(10_000)),
-            Some(10_010)
-        );
-        assert_eq!(next_page(Some(true), 10_010, 10, 0, Some(10_000)), None);
         // goiardi: total is the page size.
         assert_eq!(next_page(Some(false), 0, 10, 10, Some(10)), Some(10));
         assert_eq!(next_page(Some(false), 10, 10, 4, Some(4)), None);
@@ -363,6 +413,41 @@ mod tests {
         assert_eq!(next_page(None, 0, 10, 10, Some(10)), Some(10));
         assert_eq!(next_page(None, 0, 10, 7, Some(25)), Some(10));
         assert_eq!(next_page(None, 20, 10, 5, Some(25)), None);
+    }
+
+    #[test]
+    fn rows_never_reach_past_the_window() {
+        assert_eq!(rows_within(0, 1000, Some(10_000)), 1000);
+        assert_eq!(rows_within(9_900, 300, Some(10_000)), 100);
+        assert_eq!(rows_within(10_000, 300, Some(10_000)), 0);
+        assert_eq!(rows_within(10_000, 300, None), 300);
+    }
+
+    #[test]
+    fn id_slices_partition_every_id_exactly_once() {
+        let children = id_slices("").expect("root splits");
+        assert_eq!(children.len(), 16);
+        // Any 32-digit lowercase hex id ends in exactly one child at each depth.
+        for id in [
+            "0123456789abcdef0123456789abcdef",
+            "ffffffffffff00000000000000000000",
+        ] {
+            let mut suffix = String::new();
+            for _ in 0..ID_LEN {
+                let kids = id_slices(&suffix).expect("split");
+                let hits: Vec<_> = kids.iter().filter(|k| id.ends_with(k.as_str())).collect();
+                assert_eq!(hits.len(), 1, "{id} under {suffix:?}: {hits:?}");
+                suffix = hits[0].clone();
+            }
+            assert_eq!(suffix, id);
+            assert_eq!(id_slices(&suffix), None);
+        }
+        assert_eq!(slice_query("*:*", "3f"), "X_CHEF_id_CHEF_X:*3f");
+        assert_eq!(
+            slice_query("role:web", "3f"),
+            "(role:web) AND X_CHEF_id_CHEF_X:*3f"
+        );
+        assert_eq!(slice_query("role:web", ""), "role:web");
     }
 
     #[test]

@@ -76,6 +76,9 @@ fn chef_fix(e: &ChefError) -> String {
             "check chef.server_url, DNS, firewalls and that the server runs".into()
         }
         ChefError::EmptyDelete { .. } => "check chef.server_url (organization path)".into(),
+        ChefError::NoOrganization { .. } => {
+            "set chef.server_url to https://HOST/organizations/ORG with an existing organization (`knife org list` on the server)".into()
+        }
         _ => "see the error above".into(),
     }
 }
@@ -191,7 +194,14 @@ async fn chef_checks(cfg: &Config, checks: &mut Vec<Check>) {
     if !signed_request_checks(&chef, checks).await {
         return;
     }
+    let org = organization_check(&chef).await;
+    let org_missing = !org.ok;
+    checks.push(org);
+    if org_missing {
+        return;
+    }
     checks.push(server_kind_check(&chef).await);
+    checks.push(search_window_check(&chef).await);
     checks.push(
         match chef.search_node_names("name:nodereaper-doctor-probe").await {
             Ok(_) => Check::pass("chef search", "node search allowed"),
@@ -317,6 +327,43 @@ fn clock_skew_check(headers: &reqwest::header::HeaderMap) -> Check {
     } else {
         Check::pass("clock skew", format!("{skew} s (limit 900 s)"))
     }
+}
+
+/// The organization in the server URL exists: GET /nodes answers (a 404
+/// for the collection is a wrong or missing organization).
+async fn organization_check(chef: &ChefClient) -> Check {
+    match chef.list_nodes().await {
+        Ok(nodes) => Check::pass(
+            "chef organization",
+            format!("GET /nodes lists {} nodes", nodes.len()),
+        ),
+        Err(e) => Check::fail("chef organization", e.to_string(), chef_fix(&e)),
+    }
+}
+
+/// The search window: one row asked at 10,000 (refused by OpenSearch and
+/// Elasticsearch unless the operator raised `index.max_result_window`).
+async fn search_window_check(chef: &ChefClient) -> Check {
+    use crate::adapters::chef::client::SearchWindow;
+    let indexed = |total: Option<u64>| match total {
+        Some(t) if t >= crate::core::chef::SEARCH_WINDOW => format!("{t} or more nodes indexed"),
+        Some(t) => format!("{t} nodes indexed"),
+        None => "no total".into(),
+    };
+    let what = match chef.search_window().await {
+        Ok(SearchWindow::None) => "goiardi: no search window; pages until a short page".into(),
+        Ok(SearchWindow::Served { total }) => format!(
+            "a page at row 10,000 is served (Solr, or index.max_result_window raised); nodereaper still asks at most 10,000 rows per query and splits larger ones by object id; {}",
+            indexed(total)
+        ),
+        Ok(SearchWindow::Refused { status, total }) => format!(
+            "window of 10,000 rows (a page at row 10,000 answered {status}: {} default index.max_result_window); larger searches are split by object id (X_CHEF_id_CHEF_X) so no request leaves it; {}",
+            if status == 400 { "OpenSearch's" } else { "Elasticsearch's" },
+            indexed(total)
+        ),
+        Err(e) => return Check::fail("chef search window", e.to_string(), chef_fix(&e)),
+    };
+    Check::pass("chef search window", what)
 }
 
 /// What kind of Chef server answers, and so what a backup holds.

@@ -158,6 +158,25 @@ pub enum ChefError {
         detail: String,
     },
     #[error(
+        "Chef server {server}: {method} {object} answered 404 for the collection itself ({detail}): \
+         the organization in chef.server_url is wrong or missing, so no registration can be \
+         looked up; check the /organizations/ORG part of chef.server_url"
+    )]
+    /// 404 for a collection (`/nodes`, `/clients`, `/search/node`): a wrong
+    /// or missing organization. Every lookup would say "absent", so this
+    /// blames nodereaper's setup, never the message (messages are held).
+    NoOrganization {
+        /// The Chef server URL as configured (`chef.server_url`, without a
+        /// trailing `/`).
+        server: String,
+        /// The HTTP method (`GET`, `DELETE`, ...).
+        method: String,
+        /// The collection asked for (e.g. `/nodes`).
+        object: String,
+        /// The server's `error` text, or the start of its body.
+        detail: String,
+    },
+    #[error(
         "Chef server {server}: DELETE {object} answered 200 with an empty body, so nothing was \
          deleted. The server URL is probably wrong (an /organizations/ORG path on a server that \
          has none, or a proxy answering for it)"
@@ -249,6 +268,7 @@ impl Classify for ChefError {
                 | ChefError::Forbidden { .. }
                 | ChefError::Signing { .. }
                 | ChefError::EmptyDelete { .. }
+                | ChefError::NoOrganization { .. }
                 | ChefError::Redirect { .. }
         )
     }

@@ -61,7 +61,10 @@ pub struct Server {
     pub acls: BTreeMap<(String, String), Value>,
     /// The search index: node names, some of them stale (no object).
     pub index: Vec<String>,
-    pub cap_total: bool,
+    /// The search engine behind erchef ([`search::Backend`]).
+    pub search: search::Backend,
+    /// Answers given before routing, first first: (status, `Retry-After`).
+    pub fail_next: Vec<(u16, Option<String>)>,
     /// Every request: "METHOD path?query" and its JSON body.
     pub requests: Vec<(String, Value)>,
     /// "nodes"|"clients" -> the container's granular ACL ([`authz`]).
@@ -151,6 +154,18 @@ async fn handle(State(server): State<Shared>, req: Request) -> Response {
     };
     let mut s = server.lock().expect("lock");
     s.requests.push((request_line(&req), req.body.clone()));
+    if !s.fail_next.is_empty() {
+        let (status, retry_after) = s.fail_next.remove(0);
+        let mut resp = answer(
+            StatusCode::from_u16(status).expect("status"),
+            json!({"error": ["busy"]}),
+        );
+        if let Some(v) = retry_after {
+            resp.headers_mut()
+                .insert("retry-after", v.parse().expect("header"));
+        }
+        return resp;
+    }
     route(&mut s, &req)
 }
 
@@ -164,6 +179,14 @@ fn request_line(req: &Req) -> String {
 
 fn route(s: &mut Server, req: &Req) -> Response {
     let prefix = format!("/organizations/{ORG}");
+    if let Some(org) = req.path.strip_prefix("/organizations/") {
+        let org = org.split('/').next().unwrap_or_default();
+        if org != ORG {
+            // oc_chef_wm/src/oc_chef_wm_base.erl `malformed_request`: org_not_found.
+            let msg = format!("organization '{org}' does not exist.");
+            return answer(StatusCode::NOT_FOUND, json!({"error": [msg]}));
+        }
+    }
     let parts: Vec<&str> = req
         .path
         .trim_start_matches(prefix.as_str())
@@ -190,7 +213,7 @@ fn route(s: &mut Server, req: &Req) -> Response {
 /// chef_wm_clients.erl `to_json` of the container).
 fn list<'a>(kind: &str, names: impl Iterator<Item = &'a String>) -> Response {
     let map: serde_json::Map<String, Value> = names
-        .map(|n| (n.clone(), json!(format!("/{kind}/{n}"))))
+        .map(|n| (n.clone(), json!(format!("/organizations/{ORG}/{kind}/{n}"))))
         .collect();
     answer(StatusCode::OK, Value::Object(map))
 }

@@ -1,4 +1,8 @@
 //! HTTP client for the Chef Infra Server API (and goiardi), with signed requests.
+//! Search lives in [`search`].
+
+mod search;
+pub use search::SearchWindow;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,8 +27,14 @@ use crate::telemetry::metrics;
 pub const SERVER_API_VERSION: &str = "1";
 /// `X-Chef-Version` we announce; servers reject very old client versions.
 pub const CHEF_VERSION: &str = "18.0.0";
-/// Rows per search page (Chef Infra Server's maximum is 1000... and its default).
+/// Rows per search page (erchef's default, chef_index_query.erl; erchef has
+/// no maximum, only the search engine's window limits `start + rows`).
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
+/// The longest `Retry-After` of a 503 or 429 that is waited for (and never
+/// longer than `chef.timeout`); a longer one is waited for this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How often one request is sent again after a 503 or 429 with `Retry-After`.
+pub const RETRY_AFTER_ATTEMPTS: u32 = 2;
 
 /// How to reach and authenticate against one Chef server.
 pub struct ChefSettings {
@@ -62,6 +72,11 @@ pub struct ChefClient {
     acl_unavailable: AtomicBool,
     requests: Mutex<BTreeMap<String, u64>>,
     clock_offset: chrono::Duration,
+    /// Set by the first 2xx answer: the organization exists, so a 404 for a
+    /// named object means that object is absent.
+    org_seen: AtomicBool,
+    /// Longest wait for a `Retry-After`.
+    retry_after_cap: Duration,
 }
 
 /// A response read to the end.
@@ -146,6 +161,8 @@ impl ChefClient {
             acl_unavailable: AtomicBool::new(false),
             requests: Mutex::new(BTreeMap::new()),
             clock_offset: chrono::Duration::zero(),
+            org_seen: AtomicBool::new(false),
+            retry_after_cap: settings.timeout.min(MAX_RETRY_AFTER),
         })
     }
 
@@ -221,21 +238,90 @@ impl ChefClient {
             })?,
             None => Vec::new(),
         };
-        let req = self.signed_request(&method, url, payload, body.is_some())?;
-        if let Ok(mut counts) = self.requests.lock() {
-            *counts.entry(format!("{method} /{endpoint}")).or_default() += 1;
+        let mut attempt = 0;
+        loop {
+            let req = self.signed_request(&method, url.clone(), payload.clone(), body.is_some())?;
+            if let Ok(mut counts) = self.requests.lock() {
+                *counts.entry(format!("{method} /{endpoint}")).or_default() += 1;
+            }
+            let started = Instant::now();
+            let result = self.execute(req, &method, &object).await;
+            let outcome = match &result {
+                Ok(r) => r.status.as_str().to_string(),
+                Err(_) => "error".to_string(),
+            };
+            metrics::chef_request(method.as_str(), endpoint, &outcome, started.elapsed());
+            if let Ok(r) = &result {
+                self.learn_server(&r.headers);
+                if r.status.is_success() {
+                    self.org_seen.store(true, Ordering::Relaxed);
+                }
+                if let Some(wait) = self.retry_delay(r, attempt) {
+                    tracing::info!(server = %self.server, %method, object = %object, status = r.status.as_u16(), wait_ms = wait.as_millis() as u64, "Chef server asked to retry later (Retry-After)");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    continue;
+                }
+            }
+            return result;
         }
-        let started = Instant::now();
-        let result = self.execute(req, &method, &object).await;
-        let outcome = match &result {
-            Ok(r) => r.status.as_str().to_string(),
-            Err(_) => "error".to_string(),
+    }
+
+    /// How long to wait before sending again: the `Retry-After` of a 503 or
+    /// 429 (seconds or an HTTP date), at most `retry_after_cap`, for at most
+    /// [`RETRY_AFTER_ATTEMPTS`] retries. None: no retry.
+    fn retry_delay(&self, resp: &ChefResponse, attempt: u32) -> Option<Duration> {
+        let retryable = matches!(
+            resp.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        );
+        if !retryable || attempt >= RETRY_AFTER_ATTEMPTS {
+            return None;
+        }
+        let value = resp
+            .headers
+            .get(reqwest::header::RETRY_AFTER)?
+            .to_str()
+            .ok()?
+            .trim();
+        let wait = match value.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => {
+                let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+                (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+            }
         };
-        metrics::chef_request(method.as_str(), endpoint, &outcome, started.elapsed());
-        if let Ok(r) = &result {
-            self.learn_server(&r.headers);
+        Some(wait.min(self.retry_after_cap))
+    }
+
+    /// After a 404 for `segments`: Ok when that means "absent", the
+    /// [`ChefError::NoOrganization`] error when the collection itself is
+    /// missing. A 404 for `/nodes/NAME` or `/clients/NAME` before any 2xx
+    /// answer is checked once against the collection (GET `/nodes`).
+    async fn confirm_absent(
+        &self,
+        method: &Method,
+        segments: &[&str],
+        body: &[u8],
+    ) -> Result<(), ChefError> {
+        let collection = match segments {
+            [c] => return Err(self.no_organization(method, &[c], body)),
+            [c, ..] if matches!(*c, "nodes" | "clients") => *c,
+            _ => return Ok(()),
+        };
+        if self.org_seen.load(Ordering::Relaxed) {
+            return Ok(());
         }
-        result
+        let resp = self.send(Method::GET, &[collection], &[], None).await?;
+        match resp.status {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => {
+                Err(self.no_organization(&Method::GET, &[collection], &resp.body))
+            }
+            _ => Err(self.status_error(&Method::GET, &[collection], &resp)),
+        }
     }
 
     /// The request to `url` with the Chef headers and the signature over
@@ -377,7 +463,11 @@ impl ChefClient {
         let resp = self.send(Method::GET, segments, &[], None).await?;
         match resp.status {
             s if s.is_success() => Ok(Some(self.parse_json(&Method::GET, segments, &resp)?)),
-            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::NOT_FOUND => {
+                self.confirm_absent(&Method::GET, segments, &resp.body)
+                    .await?;
+                Ok(None)
+            }
             _ => Err(self.status_error(&Method::GET, segments, &resp)),
         }
     }
@@ -385,7 +475,11 @@ impl ChefClient {
     async fn delete_object(&self, segments: &[&str]) -> Result<Deleted, ChefError> {
         let resp = self.send(Method::DELETE, segments, &[], None).await?;
         match resp.status {
-            StatusCode::NOT_FOUND => Ok(Deleted::AlreadyGone),
+            StatusCode::NOT_FOUND => {
+                self.confirm_absent(&Method::DELETE, segments, &resp.body)
+                    .await?;
+                Ok(Deleted::AlreadyGone)
+            }
             s if s.is_success() => {
                 // Chef answers a DELETE with the deleted object. An empty 200 is
                 // what a mis-routed request gets (goiardi answers any
@@ -419,78 +513,6 @@ impl ChefClient {
             return self.parse_json(&method, segments, &resp);
         }
         Err(self.status_error(&method, segments, &resp))
-    }
-
-    /// Every row of a (partial) search, all pages.
-    ///
-    /// Chef Infra Server's `total` is the number of all matches and a page
-    /// may be short without being the last; goiardi's `total` is the size of
-    /// the page. [`server::next_page`] decides, from the server kind.
-    async fn search_rows(
-        &self,
-        index: &str,
-        query: &str,
-        partial: Option<&Value>,
-    ) -> Result<Vec<Value>, ChefError> {
-        let info = self.detect_server().await?;
-        let segments = ["search", index];
-        let method = if partial.is_some() {
-            Method::POST
-        } else {
-            Method::GET
-        };
-        let rows_param = self.page_size.to_string();
-        // goiardi sorts partial-search results on a key they do not have,
-        // which makes page boundaries arbitrary; sorting on "url" makes them
-        // stable there. Chef Infra Server orders pages itself.
-        let sort_by_url = partial.is_some() && info.kind == ServerKind::Goiardi;
-        let mut all = Vec::new();
-        let mut start = 0u64;
-        loop {
-            let start_param = start.to_string();
-            let mut query_params = vec![
-                ("q", query),
-                ("start", start_param.as_str()),
-                ("rows", rows_param.as_str()),
-            ];
-            if sort_by_url {
-                query_params.push(("sort", "url asc"));
-            }
-            let resp = self
-                .send(method.clone(), &segments, &query_params, partial)
-                .await?;
-            if !resp.status.is_success() {
-                return Err(self.status_error(&method, &segments, &resp));
-            }
-            let page = self.parse_json(&method, &segments, &resp)?;
-            let rows = match page.get("rows").and_then(Value::as_array) {
-                Some(rows) => rows.clone(),
-                None => {
-                    return Err(ChefError::BadResponse {
-                        server: self.server.clone(),
-                        method: method.to_string(),
-                        object: object_name(&segments),
-                        detail: format!(
-                            "search answer has no \"rows\" array: {}",
-                            snippet(&resp.body)
-                        ),
-                    })
-                }
-            };
-            let got = rows.len() as u64;
-            let total = page.get("total").and_then(Value::as_u64);
-            all.extend(rows);
-            match server::next_page(
-                info.search_total_is_all(),
-                start,
-                self.page_size as u64,
-                got,
-                total,
-            ) {
-                Some(next) => start = next,
-                None => return Ok(all),
-            }
-        }
     }
 
     fn no_endpoint(&self, method: &str, object: String, what: &str) -> ChefError {
@@ -549,6 +571,7 @@ impl ChefApi for ChefClient {
 
     async fn list_nodes(&self) -> Result<Vec<String>, ChefError> {
         let segments = ["nodes"];
+        // A 404 here is the wrong organization (confirm_absent), not "no nodes".
         let listing = self
             .get_object(&segments)
             .await?
