@@ -210,7 +210,6 @@ fn start_function_with(
     let st = stack();
     let child = Command::new(env!("CARGO_BIN_EXE_nodereaper"))
         .args(args)
-        .envs(env.iter().copied())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", &api.addr)
@@ -231,6 +230,7 @@ fn start_function_with(
         .env("NODEREAPER_QUEUE_URL", &s.queue)
         .env("NODEREAPER_JOURNAL_S3_BUCKET", &s.bucket)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .spawn()
         .expect("start nodereaper");
