@@ -376,11 +376,14 @@ pub async fn pipeline(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Pipeline, 
         sources: sources(cfg).await?,
         reaper: Arc::new(reaper(cfg, chef).await?),
         settings: cfg.pipeline.clone(),
-        breaker: Arc::new(Breaker::new(
-            "chef",
-            cfg.pipeline.breaker_threshold,
-            cfg.pipeline.breaker_cooldown,
-        )),
+        breaker: Arc::new(
+            Breaker::new(
+                "chef",
+                cfg.pipeline.breaker_threshold,
+                cfg.pipeline.breaker_cooldown,
+            )
+            .with_unreachable_after(cfg.pipeline.unreachable_region_attempts),
+        ),
     })
 }
 
@@ -442,6 +445,7 @@ pub async fn run_daemon(
     tasks.spawn(daily_prune(
         pipeline.reaper.journal.clone(),
         cfg.journal.retention,
+        cfg.pipeline.dry_run,
         shutdown.clone(),
     ));
     tasks.spawn(stop_on_signal(stop.clone(), shutdown.clone()));
@@ -491,8 +495,17 @@ pub async fn wait_for_signal() {
 }
 
 /// Removes journal entries older than `journal.retention`, at start and then
-/// once a day, until shutdown.
-async fn daily_prune(journal: Arc<dyn Journal>, retention: Duration, mut shutdown: Shutdown) {
+/// once a day, until shutdown. Not in a dry run, which touches nothing.
+async fn daily_prune(
+    journal: Arc<dyn Journal>,
+    retention: Duration,
+    dry_run: bool,
+    mut shutdown: Shutdown,
+) {
+    if dry_run {
+        tracing::info!("dry run: the journal is not pruned");
+        return;
+    }
     let mut tick = tokio::time::interval(DAY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -585,5 +598,51 @@ impl DailyCount {
             run.max_candidates = run.max_candidates.min(per_day - today);
         }
         run
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::journal::JournalEntry;
+
+    /// A local journal holding one entry recorded 100 days ago.
+    async fn journal_with_an_old_entry(dir: &std::path::Path) -> Arc<dyn Journal> {
+        let journal = LocalJournal::open(dir).expect("journal");
+        let mut entry = JournalEntry::new(
+            "event",
+            "test",
+            None,
+            Some("i-0123456789abcdef0".into()),
+            "web-1",
+            Some("web-1".into()),
+            "http://chef",
+            None,
+            None,
+        );
+        entry.recorded_at -= chrono::Duration::days(100);
+        journal.record(&entry).await.expect("record");
+        Arc::new(journal)
+    }
+
+    /// Runs the daily prune until its first pass is surely done; the
+    /// entries left.
+    async fn entries_after_prune(dry_run: bool) -> usize {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = journal_with_an_old_entry(dir.path()).await;
+        let (stop, shutdown) = Shutdown::channel();
+        let task = tokio::spawn(daily_prune(journal.clone(), DAY, dry_run, shutdown));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A dry run's prune has returned already (no receiver left).
+        let _ = stop.send(true);
+        task.await.expect("prune task");
+        journal.entries().await.expect("entries").len()
+    }
+
+    #[tokio::test]
+    async fn dry_run_daemon_never_prunes_the_journal() {
+        assert_eq!(entries_after_prune(true).await, 1, "a dry run pruned");
+        // The happy twin: a live daemon prunes at start.
+        assert_eq!(entries_after_prune(false).await, 0);
     }
 }

@@ -105,7 +105,15 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
     if let Command::Parse(args) = &command {
         return cli::parse::parse(args);
     }
-    let config = load_config(cli.config.as_deref())?;
+    let config = match load_config(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            if matches!(command, Command::Lambda) {
+                nodereaper::run::lambda::report_init_error("Config", &format!("{e:#}")).await;
+            }
+            return Err(e);
+        }
+    };
     telemetry::logging::init(config.log.format, &config.log.level);
     match command {
         Command::Lambda => {

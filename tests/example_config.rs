@@ -153,6 +153,7 @@ fn fully_populated() -> Config {
             dry_run: d.pipeline.dry_run,
             lifecycle_hooks: d.pipeline.lifecycle_hooks.clone(),
             storm_brake_after: d.pipeline.storm_brake_after,
+            unreachable_region_attempts: d.pipeline.unreachable_region_attempts,
         },
         protect: ProtectConfig {
             node_names: vec!["bastion-*".into()],

@@ -196,6 +196,17 @@ async fn setup(prefix: &str) -> Setup {
 
 /// Starts the binary as the function's bootstrap would be started.
 fn start_function(api: &RuntimeApi, s: &Setup, args: &[&str], chef_url: &str) -> Function {
+    start_function_with(api, s, args, chef_url, &[])
+}
+
+/// The same, with more environment variables.
+fn start_function_with(
+    api: &RuntimeApi,
+    s: &Setup,
+    args: &[&str],
+    chef_url: &str,
+    env: &[(&str, &str)],
+) -> Function {
     let st = stack();
     let child = Command::new(env!("CARGO_BIN_EXE_nodereaper"))
         .args(args)
@@ -219,6 +230,7 @@ fn start_function(api: &RuntimeApi, s: &Setup, args: &[&str], chef_url: &str) ->
         .env("NODEREAPER_QUEUE_URL", &s.queue)
         .env("NODEREAPER_JOURNAL_S3_BUCKET", &s.bucket)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .spawn()
         .expect("start nodereaper");
@@ -520,6 +532,91 @@ async fn missing_configuration_is_an_init_error() {
     };
     let api = RuntimeApi::start().await;
     let mut f = start_function(&api, &s, &["lambda"], stack().chef_url());
-    let status = f.0.wait().expect("wait");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = f.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the function neither failed nor exited within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(!status.success());
+    // The cause is reported to the Runtime API, naming what to set.
+    let init_error = api.state.lock().unwrap().init_error.clone();
+    let init_error = init_error.expect("no POST /runtime/init/error");
+    assert_eq!(init_error["errorType"], "nodereaper.Config", "{init_error}");
+    assert!(
+        init_error["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NODEREAPER_QUEUE_URL"),
+        "{init_error}"
+    );
+    assert!(
+        api.first_next().is_none(),
+        "asked for an event despite the init error"
+    );
+}
+
+/// `pipeline.dry_run` in Lambda: nothing deleted, nothing sent to the DLQ,
+/// every SQS record left in its queue, an SNS invocation not failed (its
+/// retries would only repeat the dry run). The happy twin (live) is
+/// `sqs_batch_sns_and_eventbridge_through_the_runtime_api`.
+#[tokio::test]
+async fn dry_run_leaves_records_in_the_queue() {
+    let chef = admin();
+    let s = setup("lambdadry").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("nodereaper.toml");
+    std::fs::write(&config, "[pipeline]\ndry_run = true\n").expect("config");
+    let api = RuntimeApi::start().await;
+    let _function = start_function_with(
+        &api,
+        &s,
+        &["lambda"],
+        stack().chef_url(),
+        &[("NODEREAPER_CONFIG", config.to_str().expect("utf-8 path"))],
+    );
+    let ids = run_instances(2).await;
+    let (gone, running) = (&ids[0], &ids[1]);
+    terminate_instances(std::slice::from_ref(gone)).await;
+    for id in &ids {
+        register(&chef, &format!("n-{id}"), Some(id)).await;
+    }
+    let gone_body = sns_wrap(&asg_terminate_notification(gone, "web-asg"));
+    let forged_body = sns_wrap(&asg_terminate_notification(running, "web-asg"));
+    let (event, ids_by_body) = sqs_event(&s.queue, &[gone_body.clone(), forged_body.clone()]).await;
+    let (kind, answer) = api.invoke(event).await;
+    assert_eq!(kind, "response", "{answer}");
+    let mut failed: Vec<&str> = answer["batchItemFailures"]
+        .as_array()
+        .expect("batchItemFailures")
+        .iter()
+        .filter_map(|f| f["itemIdentifier"].as_str())
+        .collect();
+    failed.sort_unstable();
+    let mut expected = vec![
+        ids_by_body[&gone_body].as_str(),
+        ids_by_body[&forged_body].as_str(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(failed, expected, "a record would be deleted from the queue");
+
+    let (kind, answer) = api
+        .invoke(sns_event(&asg_terminate_notification(running, "other-asg")))
+        .await;
+    assert_eq!(kind, "response", "{answer}");
+    assert_eq!(answer["outcomes"][0]["dry_run"], true, "{answer}");
+
+    assert!(
+        dlq_reasons(&s.dlq).await.is_empty(),
+        "a dry run sent to the DLQ"
+    );
+    for id in &ids {
+        assert_eq!(registered(&chef, &format!("n-{id}")).await, (true, true));
+    }
+    assert_eq!(journal_objects(&s.bucket).await, 0);
 }

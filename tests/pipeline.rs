@@ -505,3 +505,254 @@ async fn two_replicas_on_one_queue_share_the_work_safely() {
     assert_eq!(depth(&queue).await, (0, 0));
     assert_eq!(depth(&dlq).await, (0, 0));
 }
+
+/// Every message in `queue` with its `ApproximateReceiveCount` (this receive
+/// included), by body; they reappear a second later.
+async fn receive_counts(queue: &str) -> std::collections::HashMap<String, u32> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    let mut out = std::collections::HashMap::new();
+    for _ in 0..20 {
+        let r = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .message_system_attribute_names(A::ApproximateReceiveCount)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
+        if r.messages().is_empty() {
+            break;
+        }
+        for m in r.messages() {
+            let count = m
+                .attributes()
+                .and_then(|a| a.get(&A::ApproximateReceiveCount))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            out.insert(m.body().unwrap_or_default().to_string(), count);
+        }
+    }
+    out
+}
+
+/// Invariant: once the storm brake engages, the messages it holds stay in
+/// the queue unreceived (no receive count burnt, nothing in the DLQ), even
+/// while messages that need no deletion (duplicates, registrations already
+/// gone) succeed: only a restart releases the brake.
+#[tokio::test]
+async fn storm_brake_holds_messages_without_receiving_them_again() {
+    let chef = admin();
+    let (queue, dlq) = queue_with_dlq(&unique("brake"), 3).await;
+    let ids: Vec<String> = (0..3).map(|_| fake_instance_id()).collect();
+    for id in &ids {
+        register(&chef, &format!("n-{id}"), Some(id)).await;
+        send(
+            &queue,
+            &sns_wrap(&asg_terminate_notification(id, "web-asg")),
+        )
+        .await;
+    }
+    let journal = tempfile::tempdir().expect("tempdir");
+    let mut cfg = daemon_config(&[&queue], journal.path());
+    // One deletion a minute; at the cap for a minute: the second deletion
+    // engages the brake.
+    cfg.pipeline.max_deletions_per_minute = 1;
+    cfg.pipeline.storm_brake_after = Duration::from_secs(60);
+    cfg.pipeline.breaker_cooldown = Duration::from_secs(1);
+    let p = pipeline(&cfg, None).await;
+    let (tx, rx) = watch::channel(false);
+    let run = tokio::spawn(p.clone().run(rx, false));
+    // Meanwhile, terminations of instances with nothing registered: each
+    // succeeds (already gone) if it is received.
+    for _ in 0..30 {
+        send(
+            &queue,
+            &sns_wrap(&asg_terminate_notification(&fake_instance_id(), "web-asg")),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    tx.send(true).expect("stop");
+    let summary = run.await.expect("join");
+    assert!(summary.held >= 2, "{summary:?}");
+
+    let left: Vec<&String> = {
+        let mut left = Vec::new();
+        for id in &ids {
+            if !node_gone(&chef, &format!("n-{id}")).await {
+                left.push(id);
+            }
+        }
+        left
+    };
+    assert_eq!(left.len(), 2, "one deletion, then the brake: {left:?}");
+    assert_eq!(depth(&dlq).await, (0, 0), "a held message reached the DLQ");
+    // Held messages were received once (plus this look), never again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let counts = receive_counts(&queue).await;
+    for id in left {
+        let body = sns_wrap(&asg_terminate_notification(id, "web-asg"));
+        assert_eq!(
+            counts.get(&body),
+            Some(&2),
+            "held message of {id} received again ({} messages in the queue)",
+            counts.len()
+        );
+    }
+    assert!(p.breaker.is_held(), "the storm brake was released");
+}
+
+/// An EventBridge termination naming `region`.
+fn eventbridge_terminate_in(instance_id: &str, region: &str) -> String {
+    json!({
+        "version": "0",
+        "id": "12345678-1234-1234-1234-123456789012",
+        "detail-type": "EC2 Instance Terminate Successful",
+        "source": "aws.autoscaling",
+        "account": "123456789012",
+        "time": "2026-11-25T10:00:00Z",
+        "region": region,
+        "resources": [],
+        "detail": {"AutoScalingGroupName": "web-asg", "EC2InstanceId": instance_id, "StatusCode": "InProgress"},
+    })
+    .to_string()
+}
+
+/// Invariant: a message naming a region nodereaper cannot reach (moto
+/// answers 500 for a region that does not exist) stalls nothing: the
+/// terminations of a good region sent meanwhile are handled, and after
+/// `pipeline.unreachable_region_attempts` failed attempts the message goes
+/// to the DLQ with the reason (not by the redrive policy, which gives none),
+/// its registration untouched.
+#[tokio::test]
+async fn unreachable_region_goes_to_the_dlq_while_others_flow() {
+    let chef = admin();
+    let (queue, dlq) = queue_with_dlq(&unique("badregion"), 10).await;
+    let stuck = fake_instance_id();
+    register(&chef, &format!("n-{stuck}"), Some(&stuck)).await;
+    let stuck_body = eventbridge_terminate_in(&stuck, "zz-fake-1");
+    send(&queue, &stuck_body).await;
+    let good: Vec<String> = (0..5).map(|_| fake_instance_id()).collect();
+    for id in &good {
+        register(&chef, &format!("n-{id}"), Some(id)).await;
+    }
+    let journal = tempfile::tempdir().expect("tempdir");
+    let mut cfg = daemon_config(&[&queue], journal.path());
+    cfg.pipeline.unreachable_region_attempts = 3;
+    cfg.pipeline.breaker_cooldown = Duration::from_secs(1);
+    let sender = {
+        let (queue, good) = (queue.clone(), good.clone());
+        tokio::spawn(async move {
+            for id in good {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                send(&queue, &eventbridge_terminate_in(&id, "us-east-1")).await;
+            }
+        })
+    };
+    let p = pipeline(&cfg, None).await;
+    let (_tx, rx) = watch::channel(false);
+    let run = tokio::spawn(p.run(rx, false));
+    sender.await.expect("sender");
+    for id in &good {
+        let name = format!("n-{id}");
+        eventually(Duration::from_secs(60), "good region handled", || {
+            let (chef, name) = (&chef, &name);
+            async move { node_gone(chef, name).await }
+        })
+        .await;
+    }
+    eventually(
+        Duration::from_secs(90),
+        "the stuck message dead-lettered",
+        || {
+            let dlq = &dlq;
+            async move { !peek_all(dlq).await.is_empty() }
+        },
+    )
+    .await;
+    run.abort();
+    // The look above hid it for a second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dead = dead_letters(&dlq).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, stuck_body);
+    assert!(
+        dead[0].1.contains("zz-fake-1") && dead[0].1.contains("unreachable"),
+        "{dead:?}"
+    );
+    assert!(
+        chef.get_node(&format!("n-{stuck}"))
+            .await
+            .expect("get")
+            .is_some(),
+        "the unverified registration was deleted"
+    );
+}
+
+/// A server answering 404 with a Chef-style error body to every request,
+/// as Chef Infra Server does under an organization path it does not know
+/// (goiardi, org-less, answers those with an empty body instead); its URL.
+async fn answers_404_to_everything() -> String {
+    use axum::{http::StatusCode, Router};
+    let app = Router::new().fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            [("content-type", "application/json")],
+            r#"{"error":["not found"]}"#,
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/organizations/nowhere")
+}
+
+/// `/readyz` is ready only when nodereaper's own client reads back: a URL
+/// where nothing exists (another organization, a proxy: 404 to everything)
+/// is not ready, the right one is.
+#[tokio::test]
+async fn readyz_fails_when_our_own_client_is_not_found_there() {
+    use nodereaper::telemetry::http::{HttpServer, Readiness};
+    let (queue, _) = queue_with_dlq(&unique("ready"), 5).await;
+    let journal = tempfile::tempdir().expect("tempdir");
+    let cfg = daemon_config(&[&queue], journal.path());
+    let (sqs, _) = nodereaper::app::connect_queue(&cfg, &cfg.queues[0])
+        .await
+        .expect("queue");
+    let sqs: std::sync::Arc<dyn nodereaper::ports::Queue> = std::sync::Arc::new(sqs);
+    let status = |server_url: String| {
+        let mut cfg = cfg.clone();
+        let sqs = sqs.clone();
+        async move {
+            cfg.chef.server_url = Some(server_url);
+            let ready = Readiness {
+                queues: vec![sqs],
+                chef: std::sync::Arc::new(nodereaper::app::chef_client(&cfg).expect("chef")),
+                client_name: "admin".into(),
+            };
+            let server = HttpServer::bind("127.0.0.1:0".parse().expect("addr"), ready.into())
+                .await
+                .expect("bind");
+            let addr = server.local_addr().expect("addr");
+            let serving = tokio::spawn(server.serve(std::future::pending()));
+            let answer = reqwest::get(format!("http://{addr}/readyz"))
+                .await
+                .expect("GET /readyz");
+            let code = answer.status().as_u16();
+            let text = answer.text().await.unwrap_or_default();
+            serving.abort();
+            (code, text)
+        }
+    };
+    let (code, text) = status(answers_404_to_everything().await).await;
+    assert_eq!(code, 503, "{text}");
+    assert!(text.contains("neither client nor user"), "{text}");
+    // The happy twin: the right URL.
+    let (code, text) = status(stack().chef_url().to_string()).await;
+    assert_eq!(code, 200, "{text}");
+}

@@ -343,6 +343,11 @@ pub struct PipelineConfig {
     /// deleting until restarted (the storm brake); `"0s"` disables it.
     #[serde(with = "humantime_serde")]
     pub storm_brake_after: Duration,
+    /// Failed verifications and probes of one account and region in a row
+    /// after which its messages go to the DLQ with the reason (a region not
+    /// enabled, of another partition, or bogus), so they cannot stall the
+    /// others (1 to 10000).
+    pub unreachable_region_attempts: u32,
 }
 
 impl Default for PipelineConfig {
@@ -366,6 +371,7 @@ impl Default for PipelineConfig {
             dry_run: false,
             lifecycle_hooks: vec![DEFAULT_LIFECYCLE_HOOK.into()],
             storm_brake_after: Duration::from_secs(10 * 60),
+            unreachable_region_attempts: 10,
         }
     }
 }

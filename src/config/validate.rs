@@ -308,6 +308,12 @@ impl Config {
                 "a number above 0".into(),
             ));
         }
+        if !(1..=10_000).contains(&p.unreachable_region_attempts) {
+            return Err(invalid(
+                "pipeline.unreachable_region_attempts",
+                "a number from 1 to 10000".into(),
+            ));
+        }
         Ok(())
     }
 

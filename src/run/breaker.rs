@@ -1,7 +1,27 @@
 //! Circuit breaker for the Chef server (and nodereaper's own setup): while it
 //! is open, receivers stop taking messages, so an outage does not burn the
 //! messages' receive counts into the dead-letter queue.
+//!
+//! Two kinds of opening:
+//! - **Transient failures** counted to the threshold: any message that goes
+//!   through closes the breaker again.
+//! - **Holds** (nodereaper's own problem, the storm brake): only the hold's
+//!   own probe ends them (a GET, the journal probe, EC2 where the instance
+//!   lives), and nothing ends the storm brake but a restart. A message that
+//!   happens to succeed meanwhile (its registration already gone, or
+//!   protected) proves nothing about what failed, so it does not close a
+//!   hold: held messages stay in the queue instead of cycling and burning
+//!   receive counts. The one exception is a refused Chef DELETE
+//!   ([`Probe::OneMessage`]), whose probe *is* one message.
+//!
+//! It also counts failed verifications and probes per account and region:
+//! a placement that cannot be reached that many times in a row
+//! (`pipeline.unreachable_region_attempts`) is given up on, so one message
+//! naming a disabled, foreign-partition or bogus region goes to the DLQ
+//! with the reason instead of stalling every queue.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -51,12 +71,19 @@ impl Probe {
     }
 }
 
+/// The default of `pipeline.unreachable_region_attempts`.
+pub const DEFAULT_UNREACHABLE_ATTEMPTS: u32 = 10;
+
 /// Counts consecutive failures; opens at a threshold for a cooldown, then
 /// asks for a [`Probe`] of what failed before receiving again.
 pub struct Breaker {
     name: &'static str,
     threshold: u32,
     cooldown: Duration,
+    /// Failed attempts at one placement after which it is given up on.
+    unreachable_after: u32,
+    /// How often this breaker opened (per breaker, unlike the gauge).
+    opened: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -66,6 +93,23 @@ struct State {
     open_until: Option<Instant>,
     /// What failed last, hence what to probe.
     probe: Option<Probe>,
+    /// A hold: only its probe (or a restart, for the brake) ends it.
+    held: bool,
+    /// Failed verifications and probes per placement since its last
+    /// success, with the last error.
+    placements: HashMap<Placement, (u32, String)>,
+}
+
+impl State {
+    /// Forgets every failure: the breaker is closed. Returns the probe of
+    /// an open breaker, for the "closed" event.
+    fn close(&mut self, threshold: u32) -> Option<Probe> {
+        let was_open = self.consecutive_failures >= threshold;
+        self.consecutive_failures = 0;
+        self.open_until = None;
+        self.held = false;
+        self.probe.take().filter(|_| was_open)
+    }
 }
 
 impl Breaker {
@@ -75,8 +119,27 @@ impl Breaker {
             name,
             threshold: threshold.max(1),
             cooldown,
+            unreachable_after: DEFAULT_UNREACHABLE_ATTEMPTS,
+            opened: AtomicU64::new(0),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Gives up on a placement after `attempts` failed verifications and
+    /// probes in a row (at least 1).
+    pub fn with_unreachable_after(mut self, attempts: u32) -> Self {
+        self.unreachable_after = attempts.max(1);
+        self
+    }
+
+    /// How many times this breaker has opened.
+    pub fn times_opened(&self) -> u64 {
+        self.opened.load(Ordering::SeqCst)
+    }
+
+    /// Whether a hold (or the storm brake) is on: only its probe ends it.
+    pub fn is_held(&self) -> bool {
+        self.with_state(|s| s.held)
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -86,13 +149,29 @@ impl Breaker {
         f(&mut guard)
     }
 
-    /// A dependency answered: closes the breaker.
+    /// A message went through: closes the breaker opened by transient
+    /// failures (or by a refused DELETE, whose probe is one message), but
+    /// not a hold, which only its own probe ends.
     pub fn record_success(&self) {
         let was_open = self.with_state(|s| {
-            let was_open = s.consecutive_failures >= self.threshold;
-            s.consecutive_failures = 0;
-            s.open_until = None;
-            s.probe.take().filter(|_| was_open)
+            if s.held {
+                return None;
+            }
+            s.close(self.threshold)
+        });
+        if let Some(probe) = was_open {
+            events::breaker_closed(self.name, probe.label());
+        }
+    }
+
+    /// The probe of what failed succeeded: closes the breaker, hold or not.
+    pub fn probe_succeeded(&self) {
+        let was_open = self.with_state(|s| {
+            if s.probe == Some(Probe::Never) {
+                // Nothing but a restart releases the storm brake.
+                return None;
+            }
+            s.close(self.threshold)
         });
         if let Some(probe) = was_open {
             events::breaker_closed(self.name, probe.label());
@@ -106,11 +185,24 @@ impl Breaker {
 
     /// Counts a failure of what `probe` tests; opens the breaker at the threshold.
     pub fn record_failure_of(&self, probe: Probe, error: &str) {
+        self.fail(probe, error, false)
+    }
+
+    fn fail(&self, probe: Probe, error: &str, hold: bool) {
         let label = probe.label();
         let opened = self.with_state(|s| {
-            // A brake stays a brake whatever fails next.
-            if s.probe != Some(Probe::Never) {
+            // A brake stays a brake whatever fails next; a hold keeps its
+            // probe until another hold (not one message) replaces it.
+            let replace = match (&s.probe, s.held) {
+                (Some(Probe::Never), _) => false,
+                (_, true) => hold && probe != Probe::OneMessage,
+                (_, false) => true,
+            };
+            if replace {
                 s.probe = Some(probe);
+            }
+            if hold && s.probe != Some(Probe::OneMessage) {
+                s.held = true;
             }
             s.consecutive_failures = s.consecutive_failures.saturating_add(1);
             if s.consecutive_failures >= self.threshold {
@@ -121,6 +213,7 @@ impl Breaker {
             }
         });
         if opened {
+            self.opened.fetch_add(1, Ordering::SeqCst);
             events::breaker_opened(self.name, label, self.cooldown, error);
         }
     }
@@ -130,12 +223,62 @@ impl Breaker {
         self.trip_on(Probe::OneMessage, error)
     }
 
-    /// Opens at once, to be probed with `probe`.
+    /// Opens at once, to be probed with `probe`: a hold, which a message
+    /// going through does not end (but for [`Probe::OneMessage`]).
     pub fn trip_on(&self, probe: Probe, error: &str) {
         self.with_state(|s| {
             s.consecutive_failures = s.consecutive_failures.max(self.threshold - 1)
         });
-        self.record_failure_of(probe, error);
+        self.fail(probe, error, true);
+    }
+
+    /// EC2 (or Auto Scaling) where `placement` lives answered.
+    pub fn placement_ok(&self, placement: &Placement) {
+        self.with_state(|s| s.placements.remove(placement));
+    }
+
+    /// A verification or probe of `placement` failed with `error`. At the
+    /// limit the placement is given up on: a hold on it is released (so
+    /// the other queues and regions flow again) and its messages go to the
+    /// DLQ ([`Self::unreachable`]). Returns whether it is given up on.
+    pub fn placement_failed(&self, placement: &Placement, error: &str) -> bool {
+        let limit = self.unreachable_after;
+        let (gave_up, released) = self.with_state(|s| {
+            let entry = s
+                .placements
+                .entry(placement.clone())
+                .or_insert((0, String::new()));
+            entry.0 = entry.0.saturating_add(1);
+            entry.1 = error.to_string();
+            if entry.0 < limit {
+                return (None, None);
+            }
+            let now = entry.0 == limit;
+            let on_it = s.probe.as_ref() == Some(&Probe::Aws(placement.clone()));
+            (
+                Some(now),
+                if on_it { s.close(self.threshold) } else { None },
+            )
+        });
+        if gave_up == Some(true) {
+            tracing::error!(%placement, attempts = limit, %error, "giving up on this account and region (pipeline.unreachable_region_attempts): its messages go to the dead-letter queue with the reason; other regions go on");
+        }
+        if let Some(probe) = released {
+            events::breaker_closed(self.name, probe.label());
+        }
+        gave_up.is_some()
+    }
+
+    /// Why `placement` is given up on, if it is: the attempts and the last
+    /// error.
+    pub fn unreachable(&self, placement: &Placement) -> Option<String> {
+        let limit = self.unreachable_after;
+        self.with_state(|s| {
+            s.placements
+                .get(placement)
+                .filter(|(n, _)| *n >= limit)
+                .map(|(n, e)| format!("{placement} unreachable after {n} failed attempts (pipeline.unreachable_region_attempts = {limit}); last error: {e}"))
+        })
     }
 
     /// After the cooldown of an open breaker: what to probe (without

@@ -20,6 +20,20 @@
 //! Transient and nodereaper's own failures (Chef down, 401/403, journal) ->
 //! failure of that record only.
 //!
+//! A "hold" is weaker here than in the daemon, which stops receiving: a
+//! failed SQS record comes back after the visibility timeout and each
+//! retry costs a receive count (the redrive policy's `maxReceiveCount` ends
+//! it in the DLQ), and a failed SNS/EventBridge invocation is retried by
+//! Lambda (the template: twice) and then goes to the on-failure
+//! destination. The rate cap and storm brake belong to one execution
+//! environment; the template bounds them with reserved concurrency and the
+//! event source mapping's maximum concurrency.
+//!
+//! `pipeline.dry_run`: nothing is deleted, completed or sent to the DLQ;
+//! every SQS record is reported as failed, so it stays in the queue (as in
+//! the daemon, each receive counts toward `maxReceiveCount`); an SNS or
+//! EventBridge invocation succeeds with the outcomes marked `dry_run`.
+//!
 //! Configuration comes from the environment (`NODEREAPER_*`) or a config
 //! file (`NODEREAPER_CONFIG`, e.g. a file in the package). The queue the
 //! function consumes (`NODEREAPER_QUEUE_URL`) gives the DLQ (its
@@ -349,8 +363,15 @@ impl Handler {
         });
         let source = lambda_source(&ready.source, queue.clone());
         let messages = records.into_iter().map(|r| r.message).collect();
+        let dry_run = ready.pipeline.settings.dry_run;
         for (msg, disposition) in ready.pipeline.process_batch(&source, messages).await {
             let (failed, detail) = match &disposition {
+                // Dry run touches nothing: no DLQ send, and every SQS record
+                // is left in its queue (reported as failed, see `handle`).
+                _ if dry_run => {
+                    tracing::info!(message_id = %msg.message_id, ?disposition, "dry run: record left untouched");
+                    (true, None)
+                }
                 Disposition::Delete { .. } => (false, None),
                 Disposition::DeadLetter { reason } => match queue.dead_letter(&msg, reason).await {
                     Ok(()) => (false, None),
@@ -372,6 +393,9 @@ impl Handler {
             }
             if let Some(d) = detail {
                 outcome["dead_letter_error"] = Value::String(d);
+            }
+            if dry_run {
+                outcome["dry_run"] = Value::Bool(true);
             }
             report.outcomes.push(outcome);
         }
@@ -413,7 +437,9 @@ impl Handler {
                     .map(|id| json!({"itemIdentifier": id}))
                     .collect::<Vec<_>>(),
             })),
-            _ if !report.failures.is_empty() => Err(Diagnostic {
+            // A dry run of an asynchronous invocation has nothing to leave
+            // anywhere: a retry would only repeat it.
+            _ if !report.failures.is_empty() && !self.cfg.pipeline.dry_run => Err(Diagnostic {
                 error_type: "nodereaper.RetryableFailure".into(),
                 error_message: serde_json::to_string(&report.outcomes).unwrap_or_default(),
             }),
@@ -429,9 +455,40 @@ fn diagnostic(kind: &str, e: &dyn std::fmt::Display) -> Diagnostic {
     }
 }
 
+/// Reports a failed start to the Runtime API (`POST /runtime/init/error`,
+/// AWS Lambda developer guide, "Using the Lambda runtime API for custom
+/// runtimes"), so the function's error names the cause instead of only
+/// "Runtime exited". Best effort: the process exits with an error anyway.
+pub async fn report_init_error(kind: &str, message: &str) {
+    let Some(api) = std::env::var_os(RUNTIME_API_VAR) else {
+        return;
+    };
+    let url = format!(
+        "http://{}/2018-06-01/runtime/init/error",
+        api.to_string_lossy()
+    );
+    let body = json!({"errorType": format!("nodereaper.{kind}"), "errorMessage": message});
+    let sent = reqwest::Client::new()
+        .post(&url)
+        .header("Lambda-Runtime-Function-Error-Type", "Runtime.InitError")
+        .json(&body)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await;
+    if let Err(e) = sent {
+        tracing::error!(error = %e, "cannot report the init error to the Lambda Runtime API");
+    }
+}
+
 /// Serves invocations from the Runtime API until the process is stopped.
 pub async fn run(cfg: Config) -> Result<(), LambdaError> {
-    let handler = Arc::new(Handler::new(cfg)?);
+    let handler = match Handler::new(cfg) {
+        Ok(h) => Arc::new(h),
+        Err(e) => {
+            report_init_error("Config", &e.to_string()).await;
+            return Err(e);
+        }
+    };
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<Value>| {
             let handler = handler.clone();

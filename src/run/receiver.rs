@@ -270,54 +270,9 @@ impl Receiver {
         });
     }
 
-    /// Tests what failed without touching a message; closes the breaker on
-    /// success, re-opens it for another cooldown on failure.
-    async fn probe(&self, probe: Probe) {
-        let pipeline = &self.pipeline;
-        let result: Result<(), String> = match &probe {
-            Probe::Chef | Probe::OneMessage => pipeline
-                .reaper
-                .chef
-                .get_node("nodereaper-health-probe")
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
-            Probe::Journal => pipeline
-                .reaper
-                .journal
-                .probe()
-                .await
-                .map_err(|e| e.to_string()),
-            Probe::Aws(placement) => self.probe_aws(placement).await,
-            Probe::Never => Err(crate::act::limiter::Braked {
-                per_minute: pipeline.settings.max_deletions_per_minute,
-                sustained: pipeline.settings.storm_brake_after,
-            }
-            .to_string()),
-        };
-        match result {
-            Ok(()) => pipeline.breaker.record_success(),
-            Err(error) => {
-                tracing::warn!(%error, ?probe, "still failing; receiving stays paused");
-                pipeline.breaker.record_failure_of(probe, &error);
-            }
-        }
-    }
-
-    /// EC2 and Auto Scaling where the failing instance lives.
-    async fn probe_aws(&self, placement: &Placement) -> Result<(), String> {
-        let regional = self
-            .source
-            .fleet
-            .regional(placement)
-            .await
-            .map_err(|e| e.to_string())?;
-        regional
-            .inventory
-            .describe(&["i-00000000000000000".to_string()])
-            .await
-            .map_err(|e| e.to_string())?;
-        regional.lifecycle.probe().await.map_err(|e| e.to_string())
+    /// Tests what failed without touching a message (see [`probe`]).
+    async fn probe(&self, what: Probe) {
+        probe(&self.pipeline, &self.source, what).await
     }
 
     /// Whether the queue holds no message, visible or in flight.
@@ -330,4 +285,61 @@ impl Receiver {
             }
         }
     }
+}
+
+/// Tests what failed without touching a message; closes the breaker on
+/// success (the only way a hold ends), re-opens it for another cooldown on
+/// failure, and gives up on an account and region that failed
+/// `pipeline.unreachable_region_attempts` times in a row.
+pub(super) async fn probe(pipeline: &Pipeline, source: &Source, probe: Probe) {
+    let result: Result<(), String> = match &probe {
+        Probe::Chef | Probe::OneMessage => pipeline
+            .reaper
+            .chef
+            .get_node("nodereaper-health-probe")
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Probe::Journal => pipeline
+            .reaper
+            .journal
+            .probe()
+            .await
+            .map_err(|e| e.to_string()),
+        Probe::Aws(placement) => probe_aws(source, placement).await,
+        Probe::Never => Err(crate::act::limiter::Braked {
+            per_minute: pipeline.settings.max_deletions_per_minute,
+            sustained: pipeline.settings.storm_brake_after,
+        }
+        .to_string()),
+    };
+    let breaker = &pipeline.breaker;
+    match (result, &probe) {
+        (Ok(()), Probe::Aws(placement)) => {
+            breaker.placement_ok(placement);
+            breaker.probe_succeeded();
+        }
+        (Ok(()), _) => breaker.probe_succeeded(),
+        // Given up on: the hold is released, its messages go to the DLQ.
+        (Err(error), Probe::Aws(placement)) if breaker.placement_failed(placement, &error) => {}
+        (Err(error), _) => {
+            tracing::warn!(%error, ?probe, "still failing; receiving stays paused");
+            breaker.record_failure_of(probe, &error);
+        }
+    }
+}
+
+/// EC2 and Auto Scaling where the failing instance lives.
+async fn probe_aws(source: &Source, placement: &Placement) -> Result<(), String> {
+    let regional = source
+        .fleet
+        .regional(placement)
+        .await
+        .map_err(|e| e.to_string())?;
+    regional
+        .inventory
+        .describe(&["i-00000000000000000".to_string()])
+        .await
+        .map_err(|e| e.to_string())?;
+    regional.lifecycle.probe().await.map_err(|e| e.to_string())
 }

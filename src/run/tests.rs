@@ -312,3 +312,178 @@ async fn early_client_read_is_used_only_for_the_client_it_was_read_for() {
         Some("web-1")
     );
 }
+
+/// A lifecycle message for `instance` with message id `id`.
+fn lifecycle_message_for(instance: &str, id: &str) -> ReceivedMessage {
+    let mut msg = lifecycle_message();
+    msg.body = msg.body.replace(ID, instance);
+    msg.message_id = id.into();
+    msg
+}
+
+/// Instance ids with no registration at all (the deletion found nothing).
+const GONE: &str = "i-0fedcba9876543210";
+
+/// The storm brake engages on the next deletion of a limiter built like
+/// this whose one slot is taken.
+async fn braking_limiter() -> Arc<DeletionLimiter> {
+    let limiter = Arc::new(
+        DeletionLimiter::with_window(1, Duration::from_secs(60))
+            .with_brake(Duration::from_millis(1)),
+    );
+    limiter.acquire().await.expect("first slot");
+    limiter
+}
+
+/// A message that succeeds while the storm brake holds (its registration
+/// is already gone) must not release the hold: nothing but a restart does.
+#[tokio::test(start_paused = true)]
+async fn brake_survives_a_successful_reap() {
+    let w = world(|_| {});
+    let (mut p, s) = setup(&w, false);
+    p.reaper = Arc::new(reaper(&w, braking_limiter().await));
+    let d = process(&p, &s, &lifecycle_message()).await;
+    assert!(matches!(d, Disposition::Hold { .. }), "{d:?}");
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(p.breaker.needs_probe(), Some(Probe::Never));
+
+    let d = process(&p, &s, &lifecycle_message_for(GONE, "m-2")).await;
+    assert_eq!(
+        d,
+        Disposition::Delete {
+            outcome: Handled::AlreadyGone
+        }
+    );
+    assert!(p.breaker.is_held(), "a successful reap released the brake");
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(p.breaker.needs_probe(), Some(Probe::Never));
+    // Its probe never succeeds either.
+    super::receiver::probe(&p, &s, Probe::Never).await;
+    assert!(p.breaker.is_open());
+    assert!(w.lock().nodes.contains_key(ID), "held, not deleted");
+    assert_eq!(w.lock().count("dead_letter"), 0);
+}
+
+/// A journal hold ends by the journal probe, not by a message that happens
+/// to need no backup.
+#[tokio::test(start_paused = true)]
+async fn journal_hold_ends_only_by_its_probe() {
+    let w = world(|w| w.journal_broken = true);
+    let (p, s) = setup(&w, false);
+    let d = process(&p, &s, &lifecycle_message()).await;
+    assert!(matches!(d, Disposition::Hold { .. }), "{d:?}");
+    let d = process(&p, &s, &lifecycle_message_for(GONE, "m-2")).await;
+    assert_eq!(
+        d,
+        Disposition::Delete {
+            outcome: Handled::AlreadyGone
+        }
+    );
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(
+        p.breaker.needs_probe(),
+        Some(Probe::Journal),
+        "a successful reap released the journal hold"
+    );
+    // The happy twin: the journal works again, its probe ends the hold.
+    w.lock().journal_broken = false;
+    super::receiver::probe(&p, &s, Probe::Journal).await;
+    assert!(!p.breaker.is_open() && p.breaker.needs_probe().is_none());
+    let d = process(&p, &s, &lifecycle_message()).await;
+    assert_eq!(
+        d,
+        Disposition::Delete {
+            outcome: Handled::Deleted
+        }
+    );
+}
+
+/// EC2 everywhere but in one region, where it refuses nodereaper (an
+/// opt-in region not enabled answers AuthFailure/OptInRequired).
+struct DownIn {
+    region: &'static str,
+    inner: FixedFleet,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::Fleet for DownIn {
+    async fn regional(
+        &self,
+        placement: &Placement,
+    ) -> Result<crate::ports::Regional, crate::ports::PlacementError> {
+        if placement.region == self.region {
+            let FakeEc2::Fails(mut e) = ec2_denied() else {
+                unreachable!("ec2_denied fails")
+            };
+            e.code = Some("OptInRequired".into());
+            return Err(e.into());
+        }
+        self.inner.regional(placement).await
+    }
+}
+
+/// A message naming a region nodereaper cannot reach holds the pipeline
+/// for a bounded number of probes only; then that message goes to the DLQ
+/// with the reason and the others flow.
+#[tokio::test(start_paused = true)]
+async fn unreachable_region_is_given_up_on_and_others_flow() {
+    const OTHER: &str = "i-0123456789abcdef1";
+    let w = world(|w| w.register(OTHER, OTHER, true));
+    let (mut p, good) = setup(&w, false);
+    p.breaker =
+        Arc::new(Breaker::new("chef", 5, Duration::from_secs(30)).with_unreachable_after(3));
+    let fleet: Arc<dyn crate::ports::Fleet> = Arc::new(DownIn {
+        region: "ap-east-1",
+        inner: FixedFleet::new(Arc::new(FakeInventory(FakeEc2::Unknown)), w.lifecycle()),
+    });
+    let good = Source {
+        fleet: fleet.clone(),
+        ..good
+    };
+    // A raw lifecycle message names no region: its queue's.
+    let far = Source {
+        region: "ap-east-1".into(),
+        ..good.clone()
+    };
+    let stuck = Placement {
+        account: None,
+        region: "ap-east-1".into(),
+    };
+    let d = process(&p, &far, &lifecycle_message()).await;
+    assert!(matches!(d, Disposition::Hold { .. }), "{d:?}");
+    // Two failed probes: the third failed attempt gives up on the region.
+    for _ in 0..2 {
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(p.breaker.needs_probe(), Some(Probe::Aws(stuck.clone())));
+        super::receiver::probe(&p, &far, Probe::Aws(stuck.clone())).await;
+    }
+    assert!(
+        !p.breaker.is_open() && p.breaker.needs_probe().is_none(),
+        "the pipeline still waits for {stuck}"
+    );
+    // Other regions flow...
+    let d = process(&p, &good, &lifecycle_message_for(OTHER, "m-2")).await;
+    assert_eq!(
+        d,
+        Disposition::Delete {
+            outcome: Handled::Deleted
+        }
+    );
+    // ...and the stuck message goes to the DLQ with the reason.
+    let d = process(&p, &far, &lifecycle_message()).await;
+    match &d {
+        Disposition::DeadLetter { reason } => {
+            assert!(
+                reason.contains("ap-east-1")
+                    && reason.contains("unreachable")
+                    && reason.contains("not authorized"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected the DLQ, got {other:?}"),
+    }
+    assert!(!p.breaker.is_open());
+    let w = w.lock();
+    assert_eq!(w.count("dead_letter m-1"), 1, "{:?}", w.calls);
+    assert!(w.nodes.contains_key(ID), "never verified, never deleted");
+}

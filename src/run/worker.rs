@@ -276,6 +276,13 @@ impl Pipeline {
             }
             .await
             .map_err(Arc::new);
+            match &result {
+                Ok(_) => self.breaker.placement_ok(&placement),
+                Err(e) if !matches!(**e, PlacementError::UnknownAccount { .. }) => {
+                    self.breaker.placement_failed(&placement, &e.to_string());
+                }
+                Err(_) => {}
+            }
             checked.insert(placement, result);
         }
         checked
@@ -450,6 +457,11 @@ impl Pipeline {
             Some(Err(error)) => {
                 if matches!(*error, PlacementError::UnknownAccount { .. }) {
                     events::refused(Refusal::UnknownAccount);
+                } else if let Some(reason) = self.breaker.unreachable(&work.placement) {
+                    // Given up on: this message must not stall the others.
+                    return Err(Disposition::DeadLetter {
+                        reason: format!("cannot verify instance {}: {reason}", work.t.instance_id),
+                    });
                 }
                 let text = format!(
                     "cannot verify instance {} ({}): {error}",
