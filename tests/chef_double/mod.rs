@@ -8,13 +8,15 @@
 //! - [`search`]: full and partial node search, stale index rows, capped totals;
 //! - [`objects`]: nodes and API v1 clients;
 //! - [`keys`]: client keys;
-//! - [`acl`]: granular ACLs.
+//! - [`acl`]: granular ACLs;
+//! - [`groups`]: groups and the memberships a client's deletion removes.
 //!
 //! Signatures are not checked by the double (goiardi checks them for real).
 //! Test binaries use it with `mod chef_double;`.
 #![allow(dead_code)]
 
 pub mod acl;
+pub mod groups;
 pub mod keys;
 pub mod objects;
 pub mod search;
@@ -57,11 +59,18 @@ pub struct Server {
     pub clients: BTreeMap<String, (Value, Keys)>,
     /// ("nodes"|"clients", name) -> granular ACL
     pub acls: BTreeMap<(String, String), Value>,
+    /// name -> members (empty unless a test calls [`groups::default_groups`]).
+    pub groups: BTreeMap<String, groups::Members>,
     /// The search index: node names, some of them stale (no object).
     pub index: Vec<String>,
     pub cap_total: bool,
     /// Every request: "METHOD path?query" and its JSON body.
     pub requests: Vec<(String, Value)>,
+    /// Every answer's status, in the order of `requests`.
+    pub statuses: Vec<u16>,
+    /// Requests whose line starts with one of these get a 500 (an outage
+    /// in the middle of a restore).
+    pub fail: Vec<String>,
 }
 
 pub type Shared = Arc<Mutex<Server>>;
@@ -142,8 +151,18 @@ async fn handle(State(server): State<Shared>, req: Request) -> Response {
         body,
     };
     let mut s = server.lock().expect("lock");
-    s.requests.push((request_line(&req), req.body.clone()));
-    route(&mut s, &req)
+    let line = request_line(&req);
+    s.requests.push((line.clone(), req.body.clone()));
+    let response = if s.fail.iter().any(|f| line.starts_with(f.as_str())) {
+        answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": ["injected"]}),
+        )
+    } else {
+        route(&mut s, &req)
+    };
+    s.statuses.push(response.status().as_u16());
+    response
 }
 
 fn request_line(req: &Req) -> String {
@@ -168,6 +187,7 @@ fn route(s: &mut Server, req: &Req) -> Response {
         (_, ["clients", _, "keys", ..]) => keys::keys(s, req, parts[1], &parts[3..]),
         (_, ["nodes", ..]) => objects::nodes(s, req, &parts[1..]),
         (_, ["clients", ..]) => objects::clients(s, req, &parts[1..]),
+        (_, ["groups", ..]) => groups::groups(s, req, &parts[1..]),
         _ => no_route(req),
     }
 }
@@ -269,4 +289,5 @@ pub fn register(s: &mut Server, name: &str, keys: &[(&str, &str)]) {
     );
     s.acls
         .insert(("clients".into(), name.into()), acl_for(name));
+    groups::client_created(s, name);
 }
