@@ -238,7 +238,7 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
     let info = chef.server_info().await?;
     // Where new private keys go is settled before anything is created: a
     // --key-out that cannot be written refuses the restore up front.
-    let mut reserved = match &args.key_out {
+    let reserved = match &args.key_out {
         Some(path) => reserve_key_files(path, &registrations)?,
         None => Vec::new(),
     };
@@ -257,25 +257,10 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
             Err(e) => e.new_key(),
         })
         .collect();
-    let mut unwritten = Vec::new();
-    let mut key_files = Vec::new();
-    if args.key_out.is_some() {
-        for &(client, pem) in &new_keys {
-            match write_reserved(&mut reserved, client, pem) {
-                Ok(path) => key_files.push((client, path)),
-                Err(e) => {
-                    eprintln!("{e:#}; the key is printed instead");
-                    unwritten.push((client, pem));
-                }
-            }
-        }
-        for (_, path, _) in reserved {
-            // Reserved for a client that needed no new key after all.
-            let _ = std::fs::remove_file(path);
-        }
-    } else {
-        unwritten = new_keys.clone();
-    }
+    let (unwritten, key_files) = match &args.key_out {
+        Some(_) => write_new_keys(reserved, &new_keys),
+        None => (new_keys.clone(), Vec::new()),
+    };
     if args.output == Output::Json {
         print_restore_json(&attempts, &unwritten)?;
     } else {
@@ -299,6 +284,34 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Client and private key (PEM).
+type NewKey<'a> = (&'a str, &'a str);
+
+/// Writes each new key into its reserved --key-out file; returns the keys
+/// that could not be written (to be printed) and the files written.
+/// Reserved files left unused are removed.
+fn write_new_keys<'a>(
+    mut reserved: Vec<Reserved>,
+    new_keys: &[NewKey<'a>],
+) -> (Vec<NewKey<'a>>, Vec<(&'a str, PathBuf)>) {
+    let mut unwritten = Vec::new();
+    let mut key_files = Vec::new();
+    for &(client, pem) in new_keys {
+        match write_reserved(&mut reserved, client, pem) {
+            Ok(path) => key_files.push((client, path)),
+            Err(e) => {
+                eprintln!("{e:#}; the key is printed instead");
+                unwritten.push((client, pem));
+            }
+        }
+    }
+    for (_, path, _) in reserved {
+        // Reserved for a client that needed no new key after all.
+        let _ = std::fs::remove_file(path);
+    }
+    (unwritten, key_files)
 }
 
 /// A key file created (empty, mode 0600) before the restore: client, path, file.
