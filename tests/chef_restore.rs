@@ -330,7 +330,13 @@ async fn restore_force_refuses_another_instances_node_and_backs_up_its_own() {
 
     // A new instance registered web-5 meanwhile.
     let newer = chef_double::node("web-5", "i-0fedcba9876543210");
-    double.with(|s| s.nodes.insert("web-5".into(), newer.clone()));
+    double.with(|s| {
+        s.nodes.insert("web-5".into(), newer.clone());
+        s.acls.insert(
+            ("nodes".into(), "web-5".into()),
+            chef_double::acl_for("web-5"),
+        );
+    });
     let err = restore::restore_with(&chef, &reg, true, Some(&journal))
         .await
         .expect_err("another instance's node");
@@ -347,6 +353,7 @@ async fn restore_force_refuses_another_instances_node_and_backs_up_its_own() {
         .await
         .expect("force");
     assert_eq!(forced.node_action, NodeAction::Replaced);
+    assert!(!forced.partial(), "{:?}", forced.notes);
     let entries = journal.entries().await.expect("entries");
     let backup = entries
         .iter()
