@@ -465,3 +465,78 @@ async fn members_of_configured_client_groups_are_never_deleted_even_nested() {
         .expect("reap");
     assert_eq!(happy.label(), "deleted", "{happy:?}");
 }
+
+/// A protected group that cannot be read (outage, or 403 without read on
+/// `admins`) holds the deletion: nothing is deleted on a guess.
+#[tokio::test]
+async fn unreadable_admins_group_holds_the_deletion() {
+    let double = Double::start().await;
+    double.with(|s| {
+        groups::default_groups(s);
+        register(s, "web-9", &[("default", "infinity")]);
+        s.fail.push("GET /organizations/acme/groups/admins".into());
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reaper = double_reaper(double.client(1000), dir.path(), ProtectConfig::default());
+    let err = reaper
+        .reap(&deregister(Target::Node("web-9".into())))
+        .await
+        .expect_err("held");
+    assert!(err.to_string().contains("/groups/admins"), "{err}");
+    // Held by the protection check itself, before any backup was begun
+    // (the backup would list the groups).
+    let listed = double
+        .requests()
+        .into_iter()
+        .any(|(l, _)| l == "GET /organizations/acme/groups");
+    assert!(!listed, "the protection check must not let the reap go on");
+    assert!(double.with(|s| s.clients.contains_key("web-9") && s.nodes.contains_key("web-9")));
+    assert!(deletes_of(&double, "web-9").is_empty());
+}
+
+/// The double validates as erchef does (each rule cites its file in
+/// tests/chef_double/): POST /clients, POST keys, PUT _acl.
+#[tokio::test]
+async fn double_validates_clients_keys_and_acls_like_erchef() {
+    use reqwest::Method;
+    let double = Double::start().await;
+    double.with(|s| register(s, "web-10", &[("default", "infinity")]));
+    let chef = double.client(1000);
+    let status = |segments: &'static [&'static str], method: Method, body: serde_json::Value| {
+        let chef = &chef;
+        async move {
+            chef.send(method, segments, &[], Some(&body))
+                .await
+                .expect("send")
+                .status
+                .as_u16()
+        }
+    };
+    let pk = public_key("x");
+    let both = json!({"name": "c1", "public_key": pk, "create_key": true});
+    assert_eq!(status(&["clients"], Method::POST, both).await, 400);
+    let dup = json!({"name": "web-10"});
+    assert_eq!(status(&["clients"], Method::POST, dup).await, 409);
+    let keyless = json!({"name": "c2", "validator": false});
+    assert_eq!(status(&["clients"], Method::POST, keyless).await, 201);
+    assert!(double.with(|s| s.clients["c2"].1.is_empty()), "no key");
+    let keys: &[&str] = &["clients", "web-10", "keys"];
+    let no_date = json!({"name": "k1", "public_key": pk});
+    assert_eq!(status(keys, Method::POST, no_date).await, 400);
+    let dup_key = json!({"name": "default", "public_key": pk, "expiration_date": "infinity"});
+    assert_eq!(status(keys, Method::POST, dup_key).await, 409);
+    let ok_key = json!({"name": "k1", "public_key": pk, "expiration_date": "2031-06-01T00:00:00Z"});
+    assert_eq!(status(keys, Method::POST, ok_key).await, 201);
+    let acl: &[&str] = &["nodes", "web-10", "_acl", "read"];
+    let no_actors = json!({"read": {"groups": []}});
+    assert_eq!(status(acl, Method::PUT, no_actors).await, 400);
+    let clients_without_users =
+        json!({"read": {"actors": [], "groups": [], "clients": ["web-10"]}});
+    assert_eq!(status(acl, Method::PUT, clients_without_users).await, 400);
+    let actors_and_clients =
+        json!({"read": {"actors": ["x"], "groups": [], "clients": ["web-10"], "users": []}});
+    assert_eq!(status(acl, Method::PUT, actors_and_clients).await, 400);
+    let good =
+        json!({"read": {"actors": [], "groups": ["admins"], "clients": ["web-10"], "users": []}});
+    assert_eq!(status(acl, Method::PUT, good).await, 200);
+}

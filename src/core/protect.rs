@@ -268,6 +268,18 @@ mod tests {
     }
 
     #[test]
+    fn admins_and_configured_groups_are_protected_once_each() {
+        let p = protection();
+        assert_eq!(p.protected_groups(), vec!["admins", "deployers"]);
+        let twice = Protection::new(&ProtectConfig {
+            client_groups: vec!["admins".into()],
+            ..ProtectConfig::default()
+        });
+        assert_eq!(twice.protected_groups(), vec!["admins"]);
+        assert_eq!(twice.configured_client_groups(), ["admins".to_string()]);
+    }
+
+    #[test]
     fn name_patterns() {
         let p = protection();
         assert!(p.node_reason("chef-server-1", None).is_some());
