@@ -8,10 +8,18 @@ mod chef_double;
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 
-use chef_double::{public_key, register, Double, FAKE_PRIVATE_KEY, TEST_KEY};
+use chef_double::{groups, public_key, register, Double, FAKE_PRIVATE_KEY, TEST_KEY};
+use nodereaper::act::resolve::Resolver;
+use nodereaper::act::{
+    DeletionLimiter, Outcome, Reaper, Request as ReapRequest, RequestSource, Target,
+};
 use nodereaper::adapters::chef::{AclObject, ChefClient, ClientKey, ServerKind};
 use nodereaper::adapters::journal::{EntryFilter, JournalEntry, LocalJournal};
+use nodereaper::core::ids::InstanceId;
+use nodereaper::core::protect::ProtectConfig;
+use nodereaper::core::verify::Protection;
 use nodereaper::jobs::restore::{AclAction, ClientAction, NodeAction};
 use nodereaper::ports::{ChefApi, Journal};
 use serde_json::json;
@@ -113,10 +121,19 @@ async fn v1_backup_and_restore_bring_back_keys_and_acls() {
         .into_iter()
         .find(|(l, _)| l == "POST /organizations/acme/clients")
         .expect("POST /clients");
-    assert_eq!(posted.1["public_key"], json!(public_key("default")));
-    assert!(posted.1.get("admin").is_none() && posted.1.get("create_key").is_none());
+    // Without a key (API v1), then every key with its own date.
+    assert!(
+        posted.1.get("public_key").is_none()
+            && posted.1.get("admin").is_none()
+            && posted.1.get("create_key").is_none(),
+        "{posted:?}"
+    );
     let keys = double.with(|s| s.clients[name].1.clone());
     assert_eq!(keys.len(), 2);
+    assert_eq!(
+        keys["default"],
+        (public_key("default"), "infinity".to_string())
+    );
     assert_eq!(
         keys["rotated"],
         (public_key("rotated"), "2030-01-01T00:00:00Z".to_string())
@@ -257,4 +274,204 @@ async fn acl_calls_check_the_answer_shape() {
         .await
         .expect("acl")
         .is_none());
+}
+
+/// A reaper on the double, as the daemon builds it (own client protected).
+fn double_reaper(chef: ChefClient, journal: &Path, protect: ProtectConfig) -> Reaper {
+    Reaper {
+        chef: Arc::new(chef),
+        journal: Arc::new(LocalJournal::open(journal).expect("journal")),
+        resolver: Resolver::default(),
+        protection: Protection::new(&protect).with_own_client("nodereaper"),
+        limiter: Arc::new(DeletionLimiter::new(0)),
+        acl_backup: Default::default(),
+    }
+}
+
+fn deregister(target: Target) -> ReapRequest {
+    ReapRequest {
+        target,
+        source: RequestSource::Event,
+        reason: "test".into(),
+        message_id: None,
+        dry_run: false,
+        recheck: None,
+        verified_region: None,
+    }
+}
+
+fn deletes_of(double: &Double, name: &str) -> Vec<String> {
+    double
+        .requests()
+        .into_iter()
+        .map(|(l, _)| l)
+        .filter(|l| l.starts_with("DELETE") && l.ends_with(&format!("/{name}")))
+        .collect()
+}
+
+/// safety-review H3: an instance names its node after a service client in
+/// `admins` and records its own instance id there; at its termination the
+/// search finds that node. API v1 client bodies have no `admin` flag: only
+/// the group says who is an admin (oc_chef_authz_org_creator.erl).
+#[tokio::test]
+async fn v1_admin_group_member_is_never_deleted_beside_a_normal_client() {
+    let double = Double::start().await;
+    let id = "i-0123456789abcdef0";
+    double.with(|s| {
+        groups::default_groups(s);
+        register(s, "ci-admin", &[("default", "infinity")]);
+        register(s, "web-7", &[("default", "infinity")]);
+        s.groups
+            .get_mut("admins")
+            .expect("admins")
+            .clients
+            .push("ci-admin".into());
+        // The event path finds ci-admin by search only (no node named after the id).
+        s.index = vec!["ci-admin".into()];
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reaper = double_reaper(double.client(1000), dir.path(), ProtectConfig::default());
+    let instance = InstanceId::parse(id).expect("id");
+    let hostile = reaper
+        .reap(&deregister(Target::Instance(instance)))
+        .await
+        .expect("reap");
+    assert!(
+        matches!(&hostile, Outcome::Refused { reason, .. } if reason.contains("admins")),
+        "{hostile:?}"
+    );
+    let by_name = reaper
+        .reap(&deregister(Target::Node("ci-admin".into())))
+        .await
+        .expect("reap");
+    assert_eq!(by_name.label(), "refused", "{by_name:?}");
+    assert!(deletes_of(&double, "ci-admin").is_empty());
+    assert!(double.with(|s| s.clients.contains_key("ci-admin") && s.nodes.contains_key("ci-admin")));
+    // The happy twin: a client in no protected group goes.
+    let happy = reaper
+        .reap(&deregister(Target::Node("web-7".into())))
+        .await
+        .expect("reap");
+    assert_eq!(happy.label(), "deleted", "{happy:?}");
+    assert!(double.with(|s| !s.clients.contains_key("web-7")));
+}
+
+#[tokio::test]
+async fn members_of_configured_client_groups_are_never_deleted_even_nested() {
+    let double = Double::start().await;
+    double.with(|s| {
+        groups::default_groups(s);
+        for name in ["deploy-bot", "web-8"] {
+            register(s, name, &[("default", "infinity")]);
+        }
+        s.groups.insert(
+            "deployers".into(),
+            groups::Members {
+                groups: vec!["bots".into()],
+                ..Default::default()
+            },
+        );
+        s.groups.insert(
+            "bots".into(),
+            groups::Members {
+                clients: vec!["deploy-bot".into()],
+                ..Default::default()
+            },
+        );
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let protect = ProtectConfig {
+        client_groups: vec!["deployers".into()],
+        ..ProtectConfig::default()
+    };
+    let reaper = double_reaper(double.client(1000), dir.path(), protect);
+    let hostile = reaper
+        .reap(&deregister(Target::Node("deploy-bot".into())))
+        .await
+        .expect("reap");
+    assert!(
+        matches!(&hostile, Outcome::Refused { reason, .. } if reason.contains("deployers > bots")),
+        "{hostile:?}"
+    );
+    assert!(double.with(|s| s.clients.contains_key("deploy-bot")));
+    let happy = reaper
+        .reap(&deregister(Target::Node("web-8".into())))
+        .await
+        .expect("reap");
+    assert_eq!(happy.label(), "deleted", "{happy:?}");
+}
+
+/// A protected group that cannot be read (outage, or 403 without read on
+/// `admins`) holds the deletion: nothing is deleted on a guess.
+#[tokio::test]
+async fn unreadable_admins_group_holds_the_deletion() {
+    let double = Double::start().await;
+    double.with(|s| {
+        groups::default_groups(s);
+        register(s, "web-9", &[("default", "infinity")]);
+        s.fail.push("GET /organizations/acme/groups/admins".into());
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reaper = double_reaper(double.client(1000), dir.path(), ProtectConfig::default());
+    let err = reaper
+        .reap(&deregister(Target::Node("web-9".into())))
+        .await
+        .expect_err("held");
+    assert!(err.to_string().contains("/groups/admins"), "{err}");
+    // Held by the protection check itself, before any backup was begun
+    // (the backup would list the groups).
+    let listed = double
+        .requests()
+        .into_iter()
+        .any(|(l, _)| l == "GET /organizations/acme/groups");
+    assert!(!listed, "the protection check must not let the reap go on");
+    assert!(double.with(|s| s.clients.contains_key("web-9") && s.nodes.contains_key("web-9")));
+    assert!(deletes_of(&double, "web-9").is_empty());
+}
+
+/// The double validates as erchef does (each rule cites its file in
+/// tests/chef_double/): POST /clients, POST keys, PUT _acl.
+#[tokio::test]
+async fn double_validates_clients_keys_and_acls_like_erchef() {
+    use reqwest::Method;
+    let double = Double::start().await;
+    double.with(|s| register(s, "web-10", &[("default", "infinity")]));
+    let chef = double.client(1000);
+    let status = |segments: &'static [&'static str], method: Method, body: serde_json::Value| {
+        let chef = &chef;
+        async move {
+            chef.send(method, segments, &[], Some(&body))
+                .await
+                .expect("send")
+                .status
+                .as_u16()
+        }
+    };
+    let pk = public_key("x");
+    let both = json!({"name": "c1", "public_key": pk, "create_key": true});
+    assert_eq!(status(&["clients"], Method::POST, both).await, 400);
+    let dup = json!({"name": "web-10"});
+    assert_eq!(status(&["clients"], Method::POST, dup).await, 409);
+    let keyless = json!({"name": "c2", "validator": false});
+    assert_eq!(status(&["clients"], Method::POST, keyless).await, 201);
+    assert!(double.with(|s| s.clients["c2"].1.is_empty()), "no key");
+    let keys: &[&str] = &["clients", "web-10", "keys"];
+    let no_date = json!({"name": "k1", "public_key": pk});
+    assert_eq!(status(keys, Method::POST, no_date).await, 400);
+    let dup_key = json!({"name": "default", "public_key": pk, "expiration_date": "infinity"});
+    assert_eq!(status(keys, Method::POST, dup_key).await, 409);
+    let ok_key = json!({"name": "k1", "public_key": pk, "expiration_date": "2031-06-01T00:00:00Z"});
+    assert_eq!(status(keys, Method::POST, ok_key).await, 201);
+    let acl: &[&str] = &["nodes", "web-10", "_acl", "read"];
+    let no_actors = json!({"read": {"groups": []}});
+    assert_eq!(status(acl, Method::PUT, no_actors).await, 400);
+    let clients_without_users =
+        json!({"read": {"actors": [], "groups": [], "clients": ["web-10"]}});
+    assert_eq!(status(acl, Method::PUT, clients_without_users).await, 400);
+    let actors_and_clients =
+        json!({"read": {"actors": ["x"], "groups": [], "clients": ["web-10"], "users": []}});
+    assert_eq!(status(acl, Method::PUT, actors_and_clients).await, 400);
+    let good =
+        json!({"read": {"actors": [], "groups": ["admins"], "clients": ["web-10"], "users": []}});
+    assert_eq!(status(acl, Method::PUT, good).await, 200);
 }

@@ -163,6 +163,7 @@ fn fully_populated() -> Config {
             instance_tag: Some("nodereaper:protect".into()),
             node_tag: Some("nodereaper:protect".into()),
             client_names: vec!["*-validator".into()],
+            client_groups: Vec::new(),
         },
         journal: JournalConfig {
             dir: d.journal.dir.clone(),

@@ -384,9 +384,10 @@ async fn deleted_node_restores_equal_to_the_original() {
         .await
         .expect_err("must refuse");
     assert!(err.to_string().contains("--force"), "{err}");
-    let forced = nodereaper::jobs::restore::restore(chef.as_ref(), &entries[0], true)
-        .await
-        .expect("force");
+    let forced =
+        nodereaper::jobs::restore::restore_with(chef.as_ref(), &entries[0], true, Some(&journal))
+            .await
+            .expect("force");
     assert_eq!(forced.node_action, NodeAction::Replaced);
     assert_eq!(
         comparable(chef.get_node(&name).await.expect("get").expect("node")),

@@ -1,5 +1,6 @@
 //! The backup before a delete: besides the node and client JSON the reaper
-//! reads itself, what the server keeps beside them (keys, ACLs, server kind).
+//! reads itself, what the server keeps beside them (keys, ACLs, group
+//! memberships, server kind).
 
 use crate::adapters::chef::ChefError;
 use crate::core::chef::AclObject;
@@ -64,6 +65,9 @@ pub async fn add_server_extras_with(
                 Err(e) => return Err(e),
             }
         }
+    }
+    if entry.client.is_some() && info.has_groups_endpoint() {
+        super::groups::back_up_memberships(entry, chef).await?;
     }
     if !info.has_acl_endpoint() {
         return Ok(());

@@ -400,6 +400,9 @@ impl Reaper {
         if let Some(refusal) = self.screen(req, &plan, node.as_ref(), client.as_ref()) {
             return Ok(refusal.outcome(plan));
         }
+        if let Some(refusal) = self.screen_groups(&plan).await? {
+            return Ok(refusal.outcome(plan));
+        }
         if req.dry_run {
             return Ok(Outcome::WouldDelete { plan });
         }
@@ -443,6 +446,28 @@ impl Reaper {
             .as_ref()
             .and_then(|r| r.violation(node))
             .map(Refusal::Changed)
+    }
+
+    /// Admins by membership: a client listed (directly or through nested
+    /// groups) by `admins` or a `protect.client_groups` group is never
+    /// deleted, nor its node with it.
+    async fn screen_groups(&self, plan: &Plan) -> Result<Option<Refusal>, ReapError> {
+        if !plan.client_exists {
+            return Ok(None);
+        }
+        let reason = super::groups::membership_reason(
+            self.chef.as_ref(),
+            &self.protection,
+            &plan.client_name,
+        )
+        .await?;
+        Ok(reason.map(|reason| {
+            events::refused(events::Refusal::ClientNotOwned);
+            Refusal::NotOwned(format!(
+                "{reason}; refusing to delete node {:?} and client {:?}",
+                plan.node_name, plan.client_name
+            ))
+        }))
     }
 
     /// If time passed since the read the backup holds ([`REREAD_AFTER`]),

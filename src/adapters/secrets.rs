@@ -21,6 +21,7 @@ use crate::adapters::chef::credentials::KeySource;
 use crate::adapters::chef::{AclObject, ClientKey, ServerInfo};
 use crate::adapters::chef::{ChefClient, ChefError};
 use crate::config::{AwsConfig, ChefConfig};
+use crate::core::groups::Group;
 use crate::ports::{ChefApi, Deleted, SearchRow};
 
 /// Where the key is kept.
@@ -513,6 +514,23 @@ impl ChefApi for RotatingChef {
     async fn add_client_key(&self, name: &str, key: &ClientKey) -> Result<(), ChefError> {
         self.call(|c| async move { c.add_client_key(name, key).await })
             .await
+    }
+    async fn create_keyless_client(&self, name: &str, validator: bool) -> Result<(), ChefError> {
+        self.call(|c| async move { c.create_keyless_client(name, validator).await })
+            .await
+    }
+    async fn get_group(&self, name: &str) -> Result<Option<Group>, ChefError> {
+        self.call(|c| async move { c.get_group(name).await }).await
+    }
+    async fn get_group_cached(&self, name: &str) -> Result<Option<Group>, ChefError> {
+        self.call(|c| async move { c.get_group_cached(name).await })
+            .await
+    }
+    async fn list_groups(&self) -> Result<Vec<String>, ChefError> {
+        self.call(|c| async move { c.list_groups().await }).await
+    }
+    async fn put_group(&self, group: &Group) -> Result<(), ChefError> {
+        self.call(|c| async move { c.put_group(group).await }).await
     }
 }
 

@@ -214,26 +214,6 @@ async fn list(journal: &dyn Journal, args: JournalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes a private key, owner-only, refusing to overwrite.
-fn write_key(path: &Path, pem: &str) -> Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(path).with_context(|| {
-        format!(
-            "--key-out {}: cannot create (it must not exist)",
-            path.display()
-        )
-    })?;
-    f.write_all(pem.as_bytes())
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("--key-out {}: cannot write", path.display()))
-}
-
 /// One registration's restore: what was restored, or why not.
 type Attempt<'a> = (&'a Registration, Result<Restored, RestoreError>);
 
@@ -256,30 +236,37 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         );
     }
     let info = chef.server_info().await?;
-    let mut attempts: Vec<Attempt> = Vec::new();
-    for reg in &registrations {
-        attempts.push((reg, jobs::restore::restore(&chef, reg, args.force).await));
-    }
-    // New private keys: shown once, never discarded.
-    let new_keys: Vec<(&str, &str)> = attempts
-        .iter()
-        .filter_map(|(_, r)| {
-            let r = r.as_ref().ok()?;
-            Some((r.client.as_deref()?, r.private_key.as_deref()?))
-        })
-        .collect();
-    let key_files = match &args.key_out {
-        Some(path) => write_keys(path, &new_keys)?,
+    // Where new private keys go is settled before anything is created: a
+    // --key-out that cannot be written refuses the restore up front.
+    let reserved = match &args.key_out {
+        Some(path) => reserve_key_files(path, &registrations)?,
         None => Vec::new(),
     };
+    let mut attempts: Vec<Attempt> = Vec::new();
+    for reg in &registrations {
+        let result =
+            jobs::restore::restore_with(&chef, reg, args.force, Some(journal.as_ref())).await;
+        attempts.push((reg, result));
+    }
+    // New private keys: shown once, never discarded (also from failures
+    // that came after the client was created).
+    let new_keys: Vec<(&str, &str)> = attempts
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Ok(r) => Some((r.client.as_deref()?, r.private_key.as_deref()?)),
+            Err(e) => e.new_key(),
+        })
+        .collect();
+    let (unwritten, key_files) = match &args.key_out {
+        Some(_) => write_new_keys(reserved, &new_keys),
+        None => (new_keys.clone(), Vec::new()),
+    };
     if args.output == Output::Json {
-        print_restore_json(&attempts, args.key_out.is_none())?;
+        print_restore_json(&attempts, &unwritten)?;
     } else {
         print_restore_text(&info, &attempts);
-        if args.key_out.is_none() {
-            for (client, pem) in &new_keys {
-                println!("private key of client {client} (shown once, not stored):\n{pem}");
-            }
+        for (client, pem) in &unwritten {
+            println!("private key of client {client} (shown once, not stored):\n{pem}");
         }
     }
     for (client, path) in &key_files {
@@ -299,40 +286,129 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
     })
 }
 
-/// Writes each new private key to `path` (one key) or `path.CLIENT`.
-fn write_keys<'a>(path: &Path, new_keys: &[(&'a str, &str)]) -> Result<Vec<(&'a str, PathBuf)>> {
-    let mut written = Vec::new();
+/// Client and private key (PEM).
+type NewKey<'a> = (&'a str, &'a str);
+
+/// Writes each new key into its reserved --key-out file; returns the keys
+/// that could not be written (to be printed) and the files written.
+/// Reserved files left unused are removed.
+fn write_new_keys<'a>(
+    mut reserved: Vec<Reserved>,
+    new_keys: &[NewKey<'a>],
+) -> (Vec<NewKey<'a>>, Vec<(&'a str, PathBuf)>) {
+    let mut unwritten = Vec::new();
+    let mut key_files = Vec::new();
     for &(client, pem) in new_keys {
-        let target = if new_keys.len() == 1 {
+        match write_reserved(&mut reserved, client, pem) {
+            Ok(path) => key_files.push((client, path)),
+            Err(e) => {
+                eprintln!("{e:#}; the key is printed instead");
+                unwritten.push((client, pem));
+            }
+        }
+    }
+    for (_, path, _) in reserved {
+        // Reserved for a client that needed no new key after all.
+        let _ = std::fs::remove_file(path);
+    }
+    (unwritten, key_files)
+}
+
+/// A key file created (empty, mode 0600) before the restore: client, path, file.
+type Reserved = (String, PathBuf, std::fs::File);
+
+/// Creates the --key-out file of every client that may get a new key pair
+/// (`path` for one, `path.CLIENT` for several), before anything is
+/// restored; any failure removes those created and refuses.
+fn reserve_key_files(path: &Path, regs: &[Registration]) -> Result<Vec<Reserved>> {
+    let clients: Vec<&str> = regs
+        .iter()
+        .filter(|r| jobs::restore::may_generate_key(r))
+        .filter_map(|r| r.client_name.as_deref())
+        .collect();
+    let mut reserved: Vec<Reserved> = Vec::new();
+    for client in &clients {
+        let target = if clients.len() == 1 {
             path.to_path_buf()
         } else {
             PathBuf::from(format!("{}.{client}", path.display()))
         };
-        write_key(&target, pem)?;
-        written.push((client, target));
+        match create_key_file(&target) {
+            Ok(file) => reserved.push((client.to_string(), target, file)),
+            Err(e) => {
+                for (_, p, _) in &reserved {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e.context(format!(
+                    "refusing to restore: client {client} would get a new private key that could not be saved"
+                )));
+            }
+        }
     }
-    Ok(written)
+    Ok(reserved)
 }
 
-/// The results as a JSON array; a new private key is included when it is
-/// not written to a file.
-fn print_restore_json(attempts: &[Attempt], with_keys: bool) -> Result<()> {
+/// Creates a private key file, owner-only, refusing to overwrite.
+fn create_key_file(path: &Path) -> Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path).with_context(|| {
+        format!(
+            "--key-out {}: cannot create (it must not exist)",
+            path.display()
+        )
+    })
+}
+
+/// Writes `pem` into the file reserved for `client` (or a new
+/// `--key-out`-style file when none was reserved); returns its path.
+fn write_reserved(reserved: &mut Vec<Reserved>, client: &str, pem: &str) -> Result<PathBuf> {
+    let Some(i) = reserved.iter().position(|(c, _, _)| c == client) else {
+        bail!("no --key-out file was reserved for client {client}");
+    };
+    let (_, path, mut file) = reserved.remove(i);
+    file.write_all(pem.as_bytes())
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("--key-out {}: cannot write", path.display()))?;
+    Ok(path)
+}
+
+/// The results as a JSON array; a new private key not written to a file
+/// is included.
+fn print_restore_json(attempts: &[Attempt], unwritten: &[(&str, &str)]) -> Result<()> {
+    let key_of = |client: Option<&str>| {
+        unwritten
+            .iter()
+            .find(|(c, _)| Some(*c) == client)
+            .map(|(_, pem)| serde_json::json!(pem))
+    };
     let mut results = Vec::new();
     for (reg, result) in attempts {
         results.push(match result {
             Ok(r) => {
                 let mut v = serde_json::to_value(r)?;
-                if let (Some(pem), Some(_), true) = (&r.private_key, &r.client, with_keys) {
-                    v["private_key"] = serde_json::json!(pem);
+                if let (Some(_), Some(pem)) = (&r.private_key, key_of(r.client.as_deref())) {
+                    v["private_key"] = pem;
                 }
                 v
             }
-            Err(e) => serde_json::json!({
-                "entry_id": reg.node_entry,
-                "entries": reg.entry_ids,
-                "node": reg.node_name,
-                "error": e.to_string(),
-            }),
+            Err(e) => {
+                let mut v = serde_json::json!({
+                    "entry_id": reg.node_entry,
+                    "entries": reg.entry_ids,
+                    "node": reg.node_name,
+                    "error": e.to_string(),
+                });
+                if let Some(pem) = e.new_key().and_then(|(c, _)| key_of(Some(c))) {
+                    v["private_key"] = pem;
+                }
+                v
+            }
         });
     }
     println!("{}", serde_json::to_string_pretty(&results)?);

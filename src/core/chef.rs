@@ -157,6 +157,22 @@ impl ServerInfo {
         }
         body
     }
+
+    /// The body of POST /clients that creates a client WITHOUT any key (API
+    /// v1: neither `public_key` nor `create_key`; chef_key_base.erl
+    /// `validate_public_key_fields` allows both absent when optional, and
+    /// oc_chef_wm_key_base.erl then creates no key). Its keys are added
+    /// afterwards, each with its own name and expiration date.
+    pub fn create_keyless_client_body(&self, name: &str, validator: bool) -> Value {
+        json!({ "name": name, "clientname": name, "validator": validator })
+    }
+
+    /// Are there `/groups` endpoints (Chef Infra Server organizations)?
+    /// goiardi in its default (non-organization) mode has none, and its
+    /// clients carry an `admin` flag instead.
+    pub fn has_groups_endpoint(&self) -> bool {
+        self.kind == ServerKind::ChefInfra
+    }
 }
 
 /// Paging decision after one search page.
@@ -263,16 +279,24 @@ pub struct ClientKey {
 
 impl ClientKey {
     /// A key as GET /clients/NAME/keys/KEY returns it; None unless it has the
-    /// documented shape.
+    /// documented shape. A key stored as an X.509 certificate (clients of
+    /// the Chef 11 era, `key_version` 1: chef_key.erl returns it as stored)
+    /// is backed up as the certificate's public key, which is what
+    /// POST /clients/NAME/keys accepts back (chef_key_base.erl
+    /// `public_key_spec` takes only `BEGIN PUBLIC KEY`/`BEGIN RSA PUBLIC KEY`).
     pub fn from_answer(v: &Value) -> Option<ClientKey> {
         let name = v.get("name")?.as_str()?;
-        let public_key = v.get("public_key")?.as_str()?;
-        if !public_key.contains("PUBLIC KEY") {
+        let stored = v.get("public_key")?.as_str()?;
+        let public_key = if stored.contains("BEGIN CERTIFICATE") {
+            super::x509::public_key_of_certificate(stored).ok()?
+        } else if stored.contains("PUBLIC KEY") {
+            stored.to_string()
+        } else {
             return None;
-        }
+        };
         Some(ClientKey {
             name: name.to_string(),
-            public_key: public_key.to_string(),
+            public_key,
             expiration_date: v
                 .get("expiration_date")
                 .and_then(Value::as_str)

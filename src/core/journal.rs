@@ -54,6 +54,11 @@ pub struct JournalEntry {
     /// The client's ACL, where the server has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_acl: Option<Value>,
+    /// The groups that listed the client (Chef Infra Server): deleting a
+    /// client removes it from every group, restore adds it back. None: not
+    /// read (no groups on the server, or entries written before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_groups: Option<Vec<String>>,
     /// Server kind that answered the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_kind: Option<ServerKind>,
@@ -175,6 +180,7 @@ impl JournalEntry {
             client_keys: None,
             node_acl: None,
             client_acl: None,
+            client_groups: None,
             server_kind: None,
             api_version: None,
             acl_backup: None,

@@ -27,6 +27,9 @@ pub struct ProtectConfig {
     /// Glob patterns on client names that are never deleted (besides
     /// validator and admin clients and nodereaper's own identity).
     pub client_names: Vec<String>,
+    /// Chef Infra Server groups whose member clients (directly or through
+    /// nested groups) are never deleted, besides `admins`, which always is.
+    pub client_groups: Vec<String>,
 }
 
 impl Default for ProtectConfig {
@@ -39,6 +42,7 @@ impl Default for ProtectConfig {
             instance_tag: Some("nodereaper:protect".into()),
             node_tag: Some("nodereaper:protect".into()),
             client_names: vec!["*-validator".into()],
+            client_groups: Vec::new(),
         }
     }
 }
@@ -53,6 +57,7 @@ pub struct Protection {
     instance_tag: Option<String>,
     node_tag: Option<String>,
     client_names: Vec<glob::Pattern>,
+    client_groups: Vec<String>,
     /// nodereaper's own client name: never deleted.
     own_client: Option<String>,
 }
@@ -76,6 +81,7 @@ impl Protection {
         Self {
             names: compile("protect.node_names", &cfg.node_names),
             client_names: compile("protect.client_names", &cfg.client_names),
+            client_groups: cfg.client_groups.clone(),
             node_tag: cfg.node_tag.clone().filter(|t| !t.is_empty()),
             own_client: None,
             roles: cfg.roles.clone(),
@@ -116,6 +122,24 @@ impl Protection {
             }
         }
         None
+    }
+
+    /// The groups whose member clients are never deleted: `admins` (Chef
+    /// Infra Server's admins are its members; API v1 client bodies carry no
+    /// `admin` flag) and `protect.client_groups`.
+    pub fn protected_groups(&self) -> Vec<String> {
+        let mut groups = vec![crate::core::groups::ADMINS.to_string()];
+        for g in &self.client_groups {
+            if !groups.contains(g) {
+                groups.push(g.clone());
+            }
+        }
+        groups
+    }
+
+    /// Only the configured `protect.client_groups` (not `admins`).
+    pub fn configured_client_groups(&self) -> &[String] {
+        &self.client_groups
     }
 
     /// Why a node must be left alone, if it must.
@@ -211,6 +235,7 @@ mod tests {
             instance_tag: Some("nodereaper:protect".into()),
             node_tag: Some("nodereaper:protect".into()),
             client_names: vec!["*-validator".into()],
+            client_groups: vec!["deployers".into()],
         })
         .with_own_client("nodereaper")
     }
@@ -240,6 +265,18 @@ mod tests {
         assert!(reason("nodereaper", json!({})).is_some());
         assert!(reason("web-1", json!({"validator": false, "admin": false})).is_none());
         assert!(p.client_reason("web-1", None).is_none());
+    }
+
+    #[test]
+    fn admins_and_configured_groups_are_protected_once_each() {
+        let p = protection();
+        assert_eq!(p.protected_groups(), vec!["admins", "deployers"]);
+        let twice = Protection::new(&ProtectConfig {
+            client_groups: vec!["admins".into()],
+            ..ProtectConfig::default()
+        });
+        assert_eq!(twice.protected_groups(), vec!["admins"]);
+        assert_eq!(twice.configured_client_groups(), ["admins".to_string()]);
     }
 
     #[test]

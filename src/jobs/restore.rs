@@ -18,6 +18,9 @@ use crate::core::journal::{EntryFilter, JournalEntry, Presence};
 use crate::ports::{ChefApi, Journal};
 use crate::ports::{ChefError, JournalError};
 
+mod extras;
+use extras::{back_up_live_node, restore_memberships};
+
 /// Top-level node keys the node endpoints accept on create/update. Anything
 /// else in a backup is server-managed or foreign and is dropped.
 pub const NODE_KEYS: &[&str] = &[
@@ -60,6 +63,8 @@ pub struct Registration {
     pub client_keys: Option<Vec<ClientKey>>,
     /// The client's ACL.
     pub client_acl: Option<Value>,
+    /// The groups that listed the client when it was deleted.
+    pub client_groups: Option<Vec<String>>,
     /// Every entry recorded the client as already gone when it was read.
     pub client_already_gone: bool,
     /// Damage found in the merged entries.
@@ -83,6 +88,7 @@ impl Registration {
             client: None,
             client_keys: None,
             client_acl: None,
+            client_groups: None,
             client_already_gone: false,
             damage: entries.iter().flat_map(|e| e.damage.clone()).collect(),
         };
@@ -102,6 +108,7 @@ impl Registration {
             reg.client = e.client.clone();
             reg.client_keys = e.client_keys.clone();
             reg.client_acl = e.client_acl.clone();
+            reg.client_groups = e.client_groups.clone();
             if e.client_name.is_some() {
                 reg.client_name = e.client_name.clone();
             }
@@ -253,6 +260,59 @@ pub enum RestoreError {
     /// The node exists and `force` was not given.
     #[error("node {0:?} exists on the Chef server; not overwriting it (use --force to replace it with the backup)")]
     Exists(String),
+    /// `force`, but the live node is another instance's registration.
+    #[error("node {node:?} on the Chef server records instance {live}, the backup {backup}: it is another \
+             instance's registration, which may be running; not overwriting it (if {live} is gone, \
+             `nodereaper deregister {live}` first)")]
+    LiveInstance {
+        /// The node.
+        node: String,
+        /// The instance the live node records.
+        live: String,
+        /// The instance the backup belongs to.
+        backup: String,
+    },
+    /// `force` without a journal to back the live node up to.
+    #[error(
+        "node {0:?} exists; --force backs it up to the journal first, and no journal was given"
+    )]
+    ForceNeedsJournal(String),
+    /// Backing the live node up failed: it was not overwritten.
+    #[error("node {node:?} was not overwritten: its backup could not be written: {source}")]
+    LiveBackup {
+        /// The node.
+        node: String,
+        /// The journal's failure.
+        #[source]
+        source: JournalError,
+    },
+    /// A step failed after a client was created with a NEW key pair: the
+    /// private key travels with the error so it is never lost.
+    #[error("{source} (client {client} was created with a new key pair before this failed; its private key is shown with this error)")]
+    AfterNewKey {
+        /// The client created.
+        client: String,
+        /// Its private key (PEM), shown once.
+        private_key: String,
+        /// What failed afterwards.
+        #[source]
+        source: Box<RestoreError>,
+    },
+}
+
+impl RestoreError {
+    /// The client and private key this error carries, when a client was
+    /// created with a new key pair before the failure.
+    pub fn new_key(&self) -> Option<(&str, &str)> {
+        match self {
+            RestoreError::AfterNewKey {
+                client,
+                private_key,
+                ..
+            } => Some((client, private_key)),
+            _ => None,
+        }
+    }
 }
 
 /// The node as the server will take it back.
@@ -309,22 +369,68 @@ pub async fn select(
 }
 
 /// Recreates one registration: client, node, then ACLs. Refuses, before
-/// changing anything, to overwrite an existing node unless `force`.
+/// changing anything, to overwrite an existing node unless `force`; with
+/// `force` see [`restore_with`] (the live node is backed up first, which
+/// needs a journal).
 pub async fn restore(
     chef: &dyn ChefApi,
     reg: &Registration,
     force: bool,
 ) -> Result<Restored, RestoreError> {
+    restore_with(chef, reg, force, None).await
+}
+
+/// [`restore`], with the journal the live node is backed up to before
+/// `force` replaces it. `force` refuses when the live node records another
+/// instance than the backup (another instance's registration, which may
+/// be running). A client created with a NEW key pair is never lost: a
+/// later failure returns [`RestoreError::AfterNewKey`] carrying its key.
+pub async fn restore_with(
+    chef: &dyn ChefApi,
+    reg: &Registration,
+    force: bool,
+    journal: Option<&dyn Journal>,
+) -> Result<Restored, RestoreError> {
     let info = chef.server_info().await?;
     let mut out = Restored::planned(reg);
-    let node_exists = match &reg.node {
-        Some(_) => chef.get_node(&reg.node_name).await?.is_some(),
-        None => false,
+    let live = match &reg.node {
+        Some(_) => chef.get_node(&reg.node_name).await?,
+        None => None,
     };
-    if node_exists && !force {
-        return Err(RestoreError::Exists(reg.node_name.clone()));
+    if let Some(live) = &live {
+        if !force {
+            return Err(RestoreError::Exists(reg.node_name.clone()));
+        }
+        back_up_live_node(chef, reg, live, journal, &mut out).await?;
     }
     let client_created = recreate_client(chef, &info, reg, &mut out).await?;
+    let finished = finish(chef, &info, reg, live.is_some(), client_created, &mut out).await;
+    match (finished, out.private_key.take()) {
+        (Ok(()), key) => {
+            out.private_key = key;
+            Ok(out)
+        }
+        (Err(e), None) => Err(e),
+        (Err(e), Some(private_key)) => Err(RestoreError::AfterNewKey {
+            client: reg.client_name.clone().unwrap_or_default(),
+            private_key,
+            source: Box::new(e),
+        }),
+    }
+}
+
+/// After the client: its group memberships, the node, the ACLs.
+async fn finish(
+    chef: &dyn ChefApi,
+    info: &ServerInfo,
+    reg: &Registration,
+    node_exists: bool,
+    client_created: bool,
+    out: &mut Restored,
+) -> Result<(), RestoreError> {
+    if client_created {
+        restore_memberships(chef, reg, out).await;
+    }
     if let Some(node) = &reg.node {
         let body = restorable_node(node);
         out.node_action = if node_exists {
@@ -335,8 +441,21 @@ pub async fn restore(
             NodeAction::Created
         };
     }
-    restore_acls(chef, &info, reg, client_created, &mut out).await;
-    Ok(out)
+    restore_acls(chef, info, reg, client_created, out).await;
+    Ok(())
+}
+
+/// Might restoring `reg` create its client with a NEW key pair (no key in
+/// the journal)? The CLI settles where such a key goes before restoring.
+pub fn may_generate_key(reg: &Registration) -> bool {
+    let has_client = reg.client.is_some() || reg.client_keys.is_some();
+    let has_key = reg.client_keys.as_ref().is_some_and(|k| !k.is_empty())
+        || reg
+            .client
+            .as_ref()
+            .and_then(crate::core::chef::client_public_key)
+            .is_some();
+    reg.client_name.is_some() && has_client && !has_key
 }
 
 /// The client, unless it exists or was never backed up. True when created.
@@ -440,32 +559,20 @@ async fn restore_client(
     let (admin, validator) = (flag("admin"), flag("validator"));
     let keys: Vec<&ClientKey> = reg.client_keys.iter().flatten().collect();
     if !keys.is_empty() && info.has_keys_endpoint() {
-        // POST /clients with public_key creates the key named "default"
-        // (chef_key.erl default_key_ejson); the others are added by name.
-        let primary = keys
-            .iter()
-            .find(|k| k.name == "default")
-            .copied()
-            .unwrap_or(keys[0]);
-        chef.create_client_returning_key(name, Some(&primary.public_key), admin, validator)
-            .await?;
+        // Keys exactly as they were: the client is created WITHOUT a key,
+        // then every backed-up key (`default` included) is added with its
+        // own expiration date. POST /clients with `public_key` would make
+        // `default` never expire (chef_key.erl default_key_ejson), and a
+        // client without a `default` key would gain one.
+        chef.create_keyless_client(name, validator).await?;
         out.client_action = ClientAction::CreatedWithOriginalKeys;
-        for key in keys
-            .iter()
-            .filter(|k| !(std::ptr::eq(**k, primary) && primary.name == "default"))
-        {
+        for key in keys {
             if let Err(e) = chef.add_client_key(name, key).await {
                 out.notes.push(format!(
                     "FAILED to restore key {:?} of client {name}: {e}",
                     key.name
                 ));
             }
-        }
-        if primary.name != "default" {
-            out.notes.push(format!(
-                "client {name} had no key named \"default\"; the server created one holding key {:?}'s public key",
-                primary.name
-            ));
         }
         return Ok(());
     }

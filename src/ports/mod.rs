@@ -15,6 +15,7 @@ use serde_json::Value;
 pub mod error;
 
 use crate::core::chef::{AclObject, ClientKey, ServerInfo};
+use crate::core::groups::Group;
 use crate::core::journal::{Damage, JournalEntry};
 use crate::core::placement::Placement;
 
@@ -137,6 +138,61 @@ pub trait ChefApi: Send + Sync {
             object: format!("/clients/{name}/keys"),
             detail: "this server has no keys endpoint".into(),
         })
+    }
+    /// Creates a client with no key at all (API v1 POST /clients without
+    /// `public_key` and `create_key`); its keys are added with
+    /// [`ChefApi::add_client_key`], each with its own expiration date.
+    async fn create_keyless_client(&self, name: &str, _validator: bool) -> Result<(), ChefError> {
+        Err(no_endpoint(
+            self.server(),
+            "POST",
+            format!("/clients/{name}"),
+            "keyless client",
+        ))
+    }
+    /// One group (`GET /groups/NAME`), read now; None when the server
+    /// answers 404. The default (no groups endpoint) is an error, so a
+    /// wrapper that forgets to forward it fails closed.
+    async fn get_group(&self, name: &str) -> Result<Option<Group>, ChefError> {
+        Err(no_endpoint(
+            self.server(),
+            "GET",
+            format!("/groups/{name}"),
+            "groups",
+        ))
+    }
+    /// One group, possibly as read a short while ago (adapters may cache
+    /// for up to a minute); the protection check uses it.
+    async fn get_group_cached(&self, name: &str) -> Result<Option<Group>, ChefError> {
+        self.get_group(name).await
+    }
+    /// Every group name of the organization (`GET /groups`).
+    async fn list_groups(&self) -> Result<Vec<String>, ChefError> {
+        Err(no_endpoint(
+            self.server(),
+            "GET",
+            "/groups".into(),
+            "groups",
+        ))
+    }
+    /// Gives a group exactly these members (`PUT /groups/NAME`).
+    async fn put_group(&self, group: &Group) -> Result<(), ChefError> {
+        Err(no_endpoint(
+            self.server(),
+            "PUT",
+            format!("/groups/{}", group.name),
+            "groups",
+        ))
+    }
+}
+
+/// The error of a call the server (or this adapter) has no endpoint for.
+fn no_endpoint(server: &str, method: &str, object: String, what: &str) -> ChefError {
+    ChefError::BadResponse {
+        server: server.to_string(),
+        method: method.into(),
+        object,
+        detail: format!("this server has no {what} endpoint"),
     }
 }
 

@@ -1,10 +1,10 @@
 //! Granular ACLs: GET `/_acl?detail=granular`, PUT `/_acl/PERM` replacing
 //! one permission: oc_chef_wm/src/oc_chef_wm_acl.erl,
-//! oc_chef_wm/src/oc_chef_wm_acl_permission.erl.
+//! oc_chef_wm/src/oc_chef_wm_acl_permission.erl, oc_chef_authz/src/oc_chef_authz_acl.erl.
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{answer, no_route, not_found, Req, Server};
 
@@ -27,27 +27,67 @@ pub fn acl(s: &mut Server, req: &Req, kind: &str, name: &str, rest: &[&str]) -> 
     }
 }
 
+/// oc_chef_wm_acl_permission.erl `check_json_validity`: the body holds only
+/// PERM (`strictly_valid`), `actors` and `groups` are required lists and
+/// `users`/`clients` optional (oc_chef_authz_acl.erl `acl_spec`); `users` and
+/// `clients` come together and then `actors` must be `[]`
+/// (`validate_actors_clients_users`); every client named exists
+/// (`construct_return({invalid, client, ..})`). nodereaper's own client is
+/// not in the double's client table but exists on a real server.
 fn put_permission(s: &mut Server, req: &Req, key: (String, String), perm: &str) -> Response {
-    let Some(ace) = req.body.get(perm).cloned() else {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            json!({"error": ["missing permission"]}),
+    let bad = |m: String| answer(StatusCode::BAD_REQUEST, json!({"error": [m]}));
+    let only_perm = req
+        .body
+        .as_object()
+        .is_some_and(|o| o.len() == 1 && o.contains_key(perm));
+    if !only_perm {
+        return bad(format!(
+            "Invalid key(s) in request body: expected only {perm:?}"
+        ));
+    }
+    let ace = req.body[perm].clone();
+    let list = |k: &str| -> Option<Option<Vec<String>>> {
+        match ace.get(k) {
+            None => Some(None),
+            Some(v) => v
+                .as_array()?
+                .iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .map(Some),
+        }
+    };
+    let (Some(actors), Some(groups), Some(clients), Some(users)) = (
+        list("actors"),
+        list("groups"),
+        list("clients"),
+        list("users"),
+    ) else {
+        return bad(
+            "Field 'actors', 'groups', 'clients' or 'users' is not a list of strings".into(),
         );
     };
-    // Actors must exist (oc_chef_wm_acl_permission.erl bad_actor).
-    let missing: Vec<String> = ace["clients"]
-        .as_array()
+    let (Some(actors), Some(_groups)) = (actors, groups) else {
+        return bad(format!("Field '{perm}' must hold 'actors' and 'groups'"));
+    };
+    let clients = match (clients, users) {
+        (None, None) => Vec::new(),
+        (Some(_), None) => return bad("'clients' requires 'users'".into()),
+        (None, Some(_)) => return bad("'users' requires 'clients'".into()),
+        (Some(c), Some(_)) if actors.is_empty() => c,
+        (Some(_), Some(_)) => {
+            return bad("'actors' must be empty when 'clients' and 'users' are given".into())
+        }
+    };
+    let missing: Vec<String> = clients
         .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter(|c| !s.clients.contains_key(*c) && *c != "nodereaper")
-        .map(str::to_string)
+        .filter(|c| !s.clients.contains_key(c) && c != "nodereaper")
         .collect();
     if !missing.is_empty() {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            json!({"error": [format!("The actor(s) {} do not exist in this organization as clients or users.", missing.join(", "))]}),
-        );
+        return bad(format!(
+            "The client(s) {} do not exist in this organization.",
+            missing.join(", ")
+        ));
     }
     match s.acls.get_mut(&key) {
         Some(acl) => {

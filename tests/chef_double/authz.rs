@@ -38,6 +38,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use super::groups::Members;
 use super::{answer, Req, Server};
 
 /// The identity the double's client signs as.
@@ -63,10 +64,6 @@ fn container_acl(rows: &[(&str, &[&str])]) -> Value {
         acl[*perm] = ace(&["pivotal"], &[], &groups);
     }
     acl
-}
-
-fn group(name: &str, users: &[&str], clients: &[&str], groups: &[&str]) -> Value {
-    json!({"groupname": name, "users": users, "clients": clients, "groups": groups})
 }
 
 /// The org as `oc_chef_authz_org_creator.erl` creates it (`nodes`:
@@ -104,39 +101,32 @@ pub fn seed(s: &mut Server) {
 // `Server::groups` stores a group.
 
 fn set_group(s: &mut Server, name: &str, users: &[&str], clients: &[&str], groups: &[&str]) {
-    s.groups
-        .insert(name.into(), group(name, users, clients, groups));
+    let owned = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+    s.groups.insert(
+        name.into(),
+        Members {
+            clients: owned(clients),
+            users: owned(users),
+            groups: owned(groups),
+        },
+    );
 }
 
 /// Every group: (name, its actors (clients and users), its nested groups).
 fn all_groups(s: &Server) -> Vec<(String, Vec<String>, Vec<String>)> {
-    let lists = |g: &Value, keys: &[&str]| -> Vec<String> {
-        keys.iter()
-            .flat_map(|k| g[*k].as_array().cloned().unwrap_or_default())
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect()
-    };
     s.groups
         .iter()
-        .map(|(name, g)| {
-            (
-                name.clone(),
-                lists(g, &["clients", "users", "actors"]),
-                lists(g, &["groups"]),
-            )
+        .map(|(name, m)| {
+            let actors = m.clients.iter().chain(&m.users).cloned().collect();
+            (name.clone(), actors, m.groups.clone())
         })
         .collect()
 }
 
 /// Takes `client` out of `admins` (`knife group remove client C admins`).
 pub fn demote(s: &mut Server, client: &str) {
-    if let Some(list) = s
-        .groups
-        .get_mut("admins")
-        .and_then(|g| g.get_mut("clients"))
-        .and_then(Value::as_array_mut)
-    {
-        list.retain(|c| c.as_str() != Some(client));
+    if let Some(m) = s.groups.get_mut("admins") {
+        m.clients.retain(|c| c != client);
     }
 }
 

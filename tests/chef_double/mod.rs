@@ -10,6 +10,7 @@
 //! - [`keys`]: client keys;
 //! - [`acl`]: granular ACLs;
 //! - [`authz`]: who may do what (checked before every handler).
+//! - [`groups`]: groups and the memberships a client's deletion removes.
 //!
 //! Signatures are not checked by the double (goiardi checks them for real).
 //! Test binaries use it with `mod chef_double;`.
@@ -17,6 +18,7 @@
 
 pub mod acl;
 pub mod authz;
+pub mod groups;
 pub mod keys;
 pub mod objects;
 pub mod search;
@@ -59,6 +61,8 @@ pub struct Server {
     pub clients: BTreeMap<String, (Value, Keys)>,
     /// ("nodes"|"clients", name) -> granular ACL
     pub acls: BTreeMap<(String, String), Value>,
+    /// name -> members (empty unless a test calls [`groups::default_groups`]).
+    pub groups: BTreeMap<String, groups::Members>,
     /// The search index: node names, some of them stale (no object).
     pub index: Vec<String>,
     /// The search engine behind erchef ([`search::Backend`]).
@@ -70,9 +74,12 @@ pub struct Server {
     /// "nodes"|"clients" -> the container's granular ACL ([`authz`]).
     pub containers: BTreeMap<String, Value>,
     /// name -> `{groupname, users, clients, groups}`.
-    pub groups: BTreeMap<String, Value>,
-    /// Every request [`authz`] refused (403): "METHOD path?query".
     pub denied: Vec<String>,
+    /// Every answer's status, in the order of `requests`.
+    pub statuses: Vec<u16>,
+    /// Requests whose line starts with one of these get a 500 (an outage
+    /// in the middle of a restore).
+    pub fail: Vec<String>,
 }
 
 pub type Shared = Arc<Mutex<Server>>;
@@ -153,8 +160,9 @@ async fn handle(State(server): State<Shared>, req: Request) -> Response {
         body,
     };
     let mut s = server.lock().expect("lock");
-    s.requests.push((request_line(&req), req.body.clone()));
-    if !s.fail_next.is_empty() {
+    let line = request_line(&req);
+    s.requests.push((line.clone(), req.body.clone()));
+    let response = if !s.fail_next.is_empty() {
         let (status, retry_after) = s.fail_next.remove(0);
         let mut resp = answer(
             StatusCode::from_u16(status).expect("status"),
@@ -164,9 +172,17 @@ async fn handle(State(server): State<Shared>, req: Request) -> Response {
             resp.headers_mut()
                 .insert("retry-after", v.parse().expect("header"));
         }
-        return resp;
-    }
-    route(&mut s, &req)
+        resp
+    } else if s.fail.iter().any(|f| line.starts_with(f.as_str())) {
+        answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": ["injected"]}),
+        )
+    } else {
+        route(&mut s, &req)
+    };
+    s.statuses.push(response.status().as_u16());
+    response
 }
 
 fn request_line(req: &Req) -> String {
@@ -205,6 +221,7 @@ fn route(s: &mut Server, req: &Req) -> Response {
         ("GET", ["clients"]) => list("clients", s.clients.keys()),
         (_, ["nodes", ..]) => objects::nodes(s, req, &parts[1..]),
         (_, ["clients", ..]) => objects::clients(s, req, &parts[1..]),
+        (_, ["groups", ..]) => groups::groups(s, req, &parts[1..]),
         _ => no_route(req),
     }
 }
@@ -316,4 +333,5 @@ pub fn register(s: &mut Server, name: &str, keys: &[(&str, &str)]) {
     );
     s.acls
         .insert(("clients".into(), name.into()), acl_for(name));
+    groups::client_created(s, name);
 }

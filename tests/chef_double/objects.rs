@@ -71,45 +71,63 @@ pub fn clients(s: &mut Server, req: &Req, rest: &[&str]) -> Response {
     }
 }
 
+/// oc_chef_wm/src/chef_wm_clients.erl + chef_objects/src/chef_key_base.erl
+/// `validate_public_key_fields(opt, ..)`: `private_key` -> 400, both
+/// `public_key` and `create_key: true` -> 400, neither -> a client with no
+/// key; `public_key` must be a `BEGIN PUBLIC KEY`/`BEGIN RSA PUBLIC KEY` PEM
+/// (`public_key_spec`); a duplicate name -> 409 "Client already exists".
+/// `admin` is not in v1 `client_spec` and is ignored (chef_client.erl).
 fn create_client(s: &mut Server, req: &Req) -> Response {
     let body = &req.body;
     let name = body["name"].as_str().unwrap_or_default().to_string();
+    let bad = |m: &str| answer(StatusCode::BAD_REQUEST, json!({"error": [m]}));
+    if body.get("private_key").is_some() {
+        return bad("Please use create_key: true instead of private_key: true");
+    }
+    let public = body["public_key"].as_str();
+    let create = body["create_key"] == json!(true);
+    if public.is_some() && create {
+        return bad("You must specify either create_key or public_key, but not both");
+    }
+    if public.is_some_and(|pk| !is_public_key_pem(pk)) {
+        return bad("Invalid public key");
+    }
     if s.clients.contains_key(&name) {
         return answer(
             StatusCode::CONFLICT,
             json!({"error": ["Client already exists"]}),
         );
     }
-    if body.get("admin").is_some() {
-        // v1 client_spec has no `admin`; the double refuses it to prove it is not sent.
-        return answer(
-            StatusCode::BAD_REQUEST,
-            json!({"error": ["admin is not a v1 client field"]}),
-        );
-    }
     let mut keys = BTreeMap::new();
-    let mut out = json!({"uri": format!("/clients/{name}")});
-    if let Some(pk) = body["public_key"].as_str() {
+    let uri = format!("/organizations/{ORG}/clients/{name}");
+    let mut out = json!({"uri": uri});
+    let key_uri = format!("{uri}/keys/default");
+    if let Some(pk) = public {
         keys.insert(
             "default".to_string(),
             (pk.to_string(), "infinity".to_string()),
         );
-        out["chef_key"] =
-            json!({"name": "default", "public_key": pk, "expiration_date": "infinity"});
-    } else if body["create_key"] == json!(true) {
+        out["chef_key"] = json!({"name": "default", "public_key": pk, "expiration_date": "infinity", "uri": key_uri});
+    } else if create {
         keys.insert(
             "default".to_string(),
             (public_key("generated"), "infinity".to_string()),
         );
         out["chef_key"] = json!({"name": "default", "public_key": public_key("generated"),
-            "expiration_date": "infinity", "private_key": FAKE_PRIVATE_KEY});
+            "expiration_date": "infinity", "private_key": FAKE_PRIVATE_KEY, "uri": key_uri});
     }
     let v1 = json!({"name": name, "clientname": name, "orgname": ORG, "validator": body["validator"] == json!(true),
         "json_class": "Chef::ApiClient", "chef_type": "client"});
     s.clients.insert(name.clone(), (v1, keys));
     s.acls
         .insert(("clients".into(), name.clone()), acl_for(&req.requestor));
+    super::groups::client_created(s, &name);
     answer(StatusCode::CREATED, out)
+}
+
+/// chef_key_base.erl `public_key_spec`: only these PEM kinds are accepted.
+pub fn is_public_key_pem(pk: &str) -> bool {
+    pk.starts_with("-----BEGIN PUBLIC KEY") || pk.starts_with("-----BEGIN RSA PUBLIC KEY")
 }
 
 fn delete_client(s: &mut Server, name: &str) -> Response {
@@ -117,6 +135,7 @@ fn delete_client(s: &mut Server, name: &str) -> Response {
         return not_found();
     };
     s.acls.remove(&("clients".to_string(), name.to_string()));
+    super::groups::forget_client(s, name);
     // The actor is gone: it disappears from every ACL.
     for acl in s.acls.values_mut() {
         for ace in acl.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {

@@ -19,6 +19,7 @@ use super::auth::{self, RequestToSign, SignVersion, SigningKey};
 use super::response::{error_detail, object_name, snippet};
 use super::ChefError;
 use crate::core::chef::{self as server, AclObject, ClientKey, ServerInfo, ServerKind};
+use crate::core::groups::Group;
 use crate::ports::{ChefApi, Deleted, SearchRow};
 use crate::telemetry::metrics;
 
@@ -77,6 +78,8 @@ pub struct ChefClient {
     org_seen: AtomicBool,
     /// Longest wait for a `Retry-After`.
     retry_after_cap: Duration,
+    /// Groups read recently (protection check, membership backup).
+    pub(super) groups: super::groups::GroupCache,
 }
 
 /// A response read to the end.
@@ -163,6 +166,7 @@ impl ChefClient {
             clock_offset: chrono::Duration::zero(),
             org_seen: AtomicBool::new(false),
             retry_after_cap: settings.timeout.min(MAX_RETRY_AFTER),
+            groups: Default::default(),
         })
     }
 
@@ -402,7 +406,12 @@ impl ChefClient {
     }
 
     /// Turns a non-success status into the right error.
-    fn status_error(&self, method: &Method, segments: &[&str], resp: &ChefResponse) -> ChefError {
+    pub(super) fn status_error(
+        &self,
+        method: &Method,
+        segments: &[&str],
+        resp: &ChefResponse,
+    ) -> ChefError {
         let server = self.server.clone();
         let method = method.to_string();
         let object = object_name(segments);
@@ -445,7 +454,7 @@ impl ChefClient {
         }
     }
 
-    fn parse_json(
+    pub(super) fn parse_json(
         &self,
         method: &Method,
         segments: &[&str],
@@ -459,7 +468,7 @@ impl ChefClient {
         })
     }
 
-    async fn get_object(&self, segments: &[&str]) -> Result<Option<Value>, ChefError> {
+    pub(super) async fn get_object(&self, segments: &[&str]) -> Result<Option<Value>, ChefError> {
         let resp = self.send(Method::GET, segments, &[], None).await?;
         match resp.status {
             s if s.is_success() => Ok(Some(self.parse_json(&Method::GET, segments, &resp)?)),
@@ -499,7 +508,7 @@ impl ChefClient {
         }
     }
 
-    async fn write_object(
+    pub(super) async fn write_object(
         &self,
         method: Method,
         segments: &[&str],
@@ -755,6 +764,23 @@ impl ChefApi for ChefClient {
             Some(_) => None,
             None => server::created_private_key(&answer),
         })
+    }
+
+    async fn create_keyless_client(&self, name: &str, validator: bool) -> Result<(), ChefError> {
+        self.create_keyless(name, validator).await
+    }
+    async fn get_group(&self, name: &str) -> Result<Option<Group>, ChefError> {
+        self.read_group(name, None).await
+    }
+    async fn get_group_cached(&self, name: &str) -> Result<Option<Group>, ChefError> {
+        self.read_group(name, Some(super::groups::GROUP_CACHE_TTL))
+            .await
+    }
+    async fn list_groups(&self) -> Result<Vec<String>, ChefError> {
+        self.group_names().await
+    }
+    async fn put_group(&self, group: &Group) -> Result<(), ChefError> {
+        self.write_group(group).await
     }
 
     async fn add_client_key(&self, name: &str, key: &ClientKey) -> Result<(), ChefError> {

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod credentials;
+mod groups;
 mod response;
 
 pub use crate::core::chef::{AclObject, ClientKey, ServerInfo, ServerKind};
