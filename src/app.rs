@@ -219,8 +219,8 @@ pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppE
 }
 
 /// The region nodereaper asks when neither `aws.region` nor the SDK's chain
-/// (`AWS_REGION`, the profile) names one: the sweep's default region (nodes
-/// that record no zone, and the region swept without `sweep.regions`), and
+/// (`AWS_REGION`, the profile) names one: the region swept without
+/// `sweep.regions`, and
 /// where `doctor` assumes account roles. us-east-1 is where AWS's global
 /// endpoints (STS, IAM) live.
 pub const FALLBACK_REGION: &str = "us-east-1";
