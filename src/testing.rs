@@ -147,11 +147,29 @@ impl Fleet for FakeFleet {
     }
 }
 
+/// Which instance ids live in one account and region.
+#[derive(Debug, Clone)]
+pub enum Residents {
+    /// These ids.
+    Only(Vec<String>),
+    /// Every id but these (which live elsewhere).
+    AllBut(Vec<String>),
+}
+
+impl Residents {
+    fn contains(&self, id: &String) -> bool {
+        match self {
+            Residents::Only(ids) => ids.contains(id),
+            Residents::AllBut(ids) => !ids.contains(id),
+        }
+    }
+}
+
 /// The instances that live in one account and region: EC2 there answers
 /// `answer` for them and does not know any other id.
 pub struct LivesHere {
     /// The instance ids placed here.
-    pub ids: Vec<String>,
+    pub ids: Residents,
     /// What EC2 answers about them (a failure fails every call).
     pub answer: FakeEc2,
 }

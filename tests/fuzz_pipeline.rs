@@ -36,7 +36,7 @@ use nodereaper::core::event::{self, Event};
 use nodereaper::core::verify::Protection;
 use nodereaper::ports::ReceivedMessage;
 use nodereaper::run::{Breaker, Disposition, Handled, Pipeline, Source};
-use nodereaper::testing::{FakeEc2, FakeInventory, FakeWorld, FixedFleet, World};
+use nodereaper::testing::{FakeEc2, FakeFleet, FakeWorld, LivesHere, Residents, World};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};
@@ -62,10 +62,58 @@ const MISMATCH: &str = "i-0123456789abcdef7";
 const STALE: &str = "i-0abcabcabcabcab08";
 /// Node `db-1`: the control, named in no template but reachable by id.
 const CONTROL: &str = "i-0999999999999999a";
+/// Node `acct-x` records account 111111111111 (configured), us-east-1a.
+const OTHER_ACCOUNT: &str = "i-0121212121212121b";
+/// Node `acct-y` records account 222222222222, which nodereaper cannot ask.
+const FOREIGN_ACCOUNT: &str = "i-0343434343434343c";
+/// Node `eu-z` records the own account and eu-west-1a.
+const OTHER_REGION: &str = "i-0565656565656565d";
 
-const REGISTERED: [&str; 9] = [
-    BY_NAME, BY_SEARCH, SHORT, NODE_ONLY, PROTECTED, AMBIGUOUS, MISMATCH, STALE, CONTROL,
+const REGISTERED: [&str; 12] = [
+    BY_NAME,
+    BY_SEARCH,
+    SHORT,
+    NODE_ONLY,
+    PROTECTED,
+    AMBIGUOUS,
+    MISMATCH,
+    STALE,
+    CONTROL,
+    OTHER_ACCOUNT,
+    FOREIGN_ACCOUNT,
+    OTHER_REGION,
 ];
+
+/// nodereaper's own account; the one `[[aws.accounts]]` lists; one it cannot ask.
+const OWN: &str = "123456789012";
+const CONFIGURED: &str = "111111111111";
+const FOREIGN: &str = "222222222222";
+/// The queue's region.
+const QUEUE_REGION: &str = "us-east-1";
+
+/// Where an instance really lives (account, region): EC2 knows it there
+/// and nowhere else.
+fn home(id: &str) -> (&'static str, &'static str) {
+    match id {
+        OTHER_ACCOUNT => (CONFIGURED, "us-east-1"),
+        FOREIGN_ACCOUNT => (FOREIGN, "us-east-1"),
+        OTHER_REGION => (OWN, "eu-west-1"),
+        _ => (OWN, "us-east-1"),
+    }
+}
+
+/// What the node records of where its instance lives (Ohai's account and
+/// the region of its zone), if anything.
+fn recorded(id: &str) -> (Option<&'static str>, Option<&'static str>) {
+    match id {
+        BY_NAME => (Some(OWN), Some("us-east-1")),
+        OTHER_ACCOUNT | FOREIGN_ACCOUNT | OTHER_REGION => {
+            let (account, region) = home(id);
+            (Some(account), Some(region))
+        }
+        _ => (None, None),
+    }
+}
 
 /// What a correct daemon deletes for a confirmed termination of `id`:
 /// (node, client if one exists). None: nothing may be deleted.
@@ -76,6 +124,9 @@ fn expected_target(id: &str) -> Option<(&'static str, Option<&'static str>)> {
         SHORT => Some(("web-c", Some("web-c"))),
         NODE_ONLY => Some(("web-d", None)),
         CONTROL => Some(("db-1", Some("db-1"))),
+        OTHER_ACCOUNT => Some(("acct-x", Some("acct-x"))),
+        OTHER_REGION => Some(("eu-z", Some("eu-z"))),
+        // FOREIGN_ACCOUNT: an account nodereaper cannot ask, never deleted.
         _ => None,
     }
 }
@@ -92,7 +143,21 @@ fn world() -> World {
     w.register("amb-2", AMBIGUOUS, true);
     w.register(MISMATCH, "i-0777777777777777f", true);
     w.register("db-1", CONTROL, true);
+    w.register("acct-x", OTHER_ACCOUNT, true);
+    w.register("acct-y", FOREIGN_ACCOUNT, true);
+    w.register("eu-z", OTHER_REGION, true);
     w.ghosts.push(("ghost-h".into(), STALE.into()));
+    for (name, id) in [
+        (BY_NAME, BY_NAME),
+        ("acct-x", OTHER_ACCOUNT),
+        ("acct-y", FOREIGN_ACCOUNT),
+        ("eu-z", OTHER_REGION),
+    ] {
+        let (account, region) = recorded(id);
+        let ec2 = &mut w.nodes.get_mut(name).expect("registered")["automatic"]["ec2"];
+        ec2["account_id"] = json!(account);
+        ec2["placement_availability_zone"] = json!(region.map(|r| format!("{r}a")));
+    }
     w
 }
 
@@ -185,38 +250,76 @@ const SHAPES: [Shape; 11] = [
     Shape::SnsSubscriptionConfirmation,
 ];
 
-fn payload(shape: Shape, id: &str) -> Value {
-    let asg_arn = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:0:autoScalingGroupName/web-asg";
+/// The account and region a message names (`None`: the fields are left
+/// out): right, misrouted or account-less.
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    account: Option<&'static str>,
+    region: Option<&'static str>,
+}
+
+impl Route {
+    /// Leaves out the account and region fields the route does not name.
+    fn apply(self, mut v: Value) -> Value {
+        if let Some(map) = v.as_object_mut() {
+            for (key, named) in [
+                ("AccountId", self.account.is_some()),
+                ("account", self.account.is_some()),
+                ("region", self.region.is_some()),
+                (
+                    "AutoScalingGroupARN",
+                    self.account.is_some() && self.region.is_some(),
+                ),
+            ] {
+                if !named {
+                    map.remove(key);
+                }
+            }
+            if self.region.is_none() {
+                map.remove("Details");
+            }
+        }
+        v
+    }
+}
+
+fn payload(shape: Shape, id: &str, route: Route) -> Value {
+    let account = route.account.unwrap_or(OWN);
+    let region = route.region.unwrap_or(QUEUE_REGION);
+    let asg_arn = format!(
+        "arn:aws:autoscaling:{region}:{account}:autoScalingGroup:0:autoScalingGroupName/web-asg"
+    );
+    let asg_arn = asg_arn.as_str();
     let asg_event = |event: &str| {
-        json!({
-            "Progress": 50, "AccountId": "123456789012",
+        route.apply(json!({
+            "Progress": 50, "AccountId": account,
             "Description": format!("Terminating EC2 instance: {id}"),
             "AutoScalingGroupARN": asg_arn, "Service": "AWS Auto Scaling",
             "Time": "2026-11-25T10:00:36.414Z", "EC2InstanceId": id,
             "AutoScalingGroupName": "web-asg", "Event": event,
-            "Details": {"Availability Zone": "us-east-1a"},
-        })
+            "Details": {"Availability Zone": format!("{region}a")},
+        }))
     };
     let hook = |extra: Option<(&str, &str)>| {
         let mut v = json!({
             "Origin": "AutoScalingGroup", "Destination": "EC2",
             "Service": "AWS Auto Scaling", "Time": "2026-11-25T10:00:36.414Z",
-            "AccountId": "123456789012", "AutoScalingGroupName": "web-asg",
+            "AccountId": account, "AutoScalingGroupName": "web-asg",
             "LifecycleHookName": "drain", "LifecycleActionToken": "71514b9d-6a40-4b26-8523-05e7ee35fa40",
             "EC2InstanceId": id, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
         });
         if let Some((k, val)) = extra {
             v[k] = json!(val);
         }
-        v
+        route.apply(v)
     };
     let eventbridge = |source: &str, detail_type: &str, detail: Value| {
-        json!({
+        route.apply(json!({
             "version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
-            "detail-type": detail_type, "source": source, "account": "123456789012",
-            "time": "2026-11-25T10:00:36Z", "region": "us-east-1",
+            "detail-type": detail_type, "source": source, "account": account,
+            "time": "2026-11-25T10:00:36Z", "region": region,
             "resources": [], "detail": detail,
-        })
+        }))
     };
     match shape {
         Shape::AsgTerminate => asg_event("autoscaling:EC2_INSTANCE_TERMINATE"),
@@ -264,10 +367,17 @@ fn payload(shape: Shape, id: &str) -> Value {
     }
 }
 
-fn sns_envelope(message: String) -> Value {
+/// The SNS envelope of the topic in the route's account and region (the
+/// topic ARN names them; an account-less route leaves its account empty).
+fn sns_envelope(message: String, route: Route) -> Value {
+    let topic = format!(
+        "arn:aws:sns:{}:{}:nodereaper",
+        route.region.unwrap_or(QUEUE_REGION),
+        route.account.unwrap_or("")
+    );
     json!({
         "Type": "Notification", "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
-        "TopicArn": "arn:aws:sns:us-east-1:123456789012:nodereaper",
+        "TopicArn": topic,
         "Subject": "Auto Scaling: termination", "Message": message,
         "Timestamp": "2026-11-25T10:00:36.500Z", "SignatureVersion": "1",
         "Signature": "EXAMPLE", "SigningCertURL": "https://sns.example/cert.pem",
@@ -349,6 +459,7 @@ enum Body {
     Shaped {
         shape: Shape,
         id: String,
+        route: Route,
         sns: bool,
         inner: Vec<Mutation>,
         outer: Vec<Mutation>,
@@ -367,14 +478,15 @@ impl Body {
             Body::Shaped {
                 shape,
                 id,
+                route,
                 sns,
                 inner,
                 outer,
             } => {
-                let mut p = payload(*shape, id);
+                let mut p = payload(*shape, id, *route);
                 apply_value(&mut p, inner);
                 let mut v = if *sns && !matches!(shape, Shape::SnsSubscriptionConfirmation) {
-                    sns_envelope(apply_bytes(p.to_string(), inner))
+                    sns_envelope(apply_bytes(p.to_string(), inner), *route)
                 } else {
                     p
                 };
@@ -488,6 +600,23 @@ fn shape() -> impl Strategy<Value = Shape> {
     ]
 }
 
+/// Mostly right (own account, the queue's region), often misrouted or
+/// without an account.
+fn route() -> impl Strategy<Value = Route> {
+    let account = prop_oneof![
+        6 => Just(Some(OWN)),
+        2 => Just(Some(CONFIGURED)),
+        1 => Just(Some(FOREIGN)),
+        2 => Just(None),
+    ];
+    let region = prop_oneof![
+        6 => Just(Some(QUEUE_REGION)),
+        2 => Just(Some("eu-west-1")),
+        1 => Just(None),
+    ];
+    (account, region).prop_map(|(account, region)| Route { account, region })
+}
+
 fn body() -> impl Strategy<Value = Body> {
     let mutations = || {
         prop_oneof![
@@ -499,11 +628,12 @@ fn body() -> impl Strategy<Value = Body> {
         8 => (
             shape(),
             instance_id(),
+            route(),
             any::<bool>(),
             mutations(),
             mutations(),
         )
-            .prop_map(|(shape, id, sns, inner, outer)| Body::Shaped { shape, id, sns, inner, outer }),
+            .prop_map(|(shape, id, route, sns, inner, outer)| Body::Shaped { shape, id, route, sns, inner, outer }),
         1 => any::<String>().prop_map(Body::Raw),
         1 => random_json().prop_map(Body::Json),
     ]
@@ -560,6 +690,12 @@ struct Stats {
     with_deletions: usize,
     dispositions: BTreeMap<&'static str, usize>,
     parse_errors: usize,
+    /// Terminations naming an account nodereaper cannot ask.
+    unaskable: usize,
+    /// Registered instances asked where they do not live.
+    misrouted: usize,
+    /// Nodes recording another account or region than the one asked.
+    misplaced: usize,
 }
 
 fn label(d: &Disposition) -> &'static str {
@@ -596,11 +732,8 @@ fn pipeline(world: &FakeWorld, case: &Case) -> (Pipeline, Source) {
     };
     let source = Source {
         queue: world.queue(),
-        fleet: Arc::new(FixedFleet::new(
-            Arc::new(FakeInventory(case.ec2.fake())),
-            world.lifecycle(),
-        )),
-        region: "us-east-1".into(),
+        fleet: Arc::new(fleet(world, case)),
+        region: QUEUE_REGION.into(),
     };
     let p = Pipeline {
         sources: vec![source.clone()],
@@ -609,6 +742,33 @@ fn pipeline(world: &FakeWorld, case: &Case) -> (Pipeline, Source) {
         breaker: Arc::new(Breaker::new("chef", 5, Duration::from_secs(30))),
     };
     (p, source)
+}
+
+/// EC2 per account and region: each instance is known (as `case.ec2`) only
+/// where it lives ([`home`]); the fleet can ask its own account and
+/// CONFIGURED, not FOREIGN.
+fn fleet(world: &FakeWorld, case: &Case) -> FakeFleet {
+    let elsewhere = [OTHER_ACCOUNT, FOREIGN_ACCOUNT, OTHER_REGION];
+    let lives = |ids: Residents| {
+        Arc::new(LivesHere {
+            ids,
+            answer: case.ec2.fake(),
+        })
+    };
+    let mut fleet = FakeFleet::new(OWN, &[CONFIGURED], world.lifecycle()).place(
+        OWN,
+        QUEUE_REGION,
+        lives(Residents::AllBut(elsewhere.map(str::to_string).to_vec())),
+    );
+    for id in elsewhere {
+        let (account, region) = home(id);
+        fleet = fleet.place(
+            account,
+            region,
+            lives(Residents::Only(vec![id.to_string()])),
+        );
+    }
+    fleet
 }
 
 /// What a worker does with one message (parse, one EC2 lookup, handle, settle).
@@ -724,7 +884,9 @@ fn check_first(
         }
         return Ok(None);
     }
-    let allowed = expected_target(t.instance_id.as_str());
+    let Some((seen, allowed)) = check_placement(t, case, disposition, w, s)? else {
+        return Ok(None);
+    };
     // Only the registration of this very instance may go.
     for (kind, name) in &w.deleted {
         let ok = match (allowed, *kind) {
@@ -741,7 +903,7 @@ fn check_first(
             ));
         }
     }
-    if case.ec2.alive() {
+    if seen.alive() {
         s.forged += 1;
         if !w.deleted.is_empty() || !w.journal.is_empty() || !w.completed.is_empty() {
             return fail("a termination of a live instance changed something".into());
@@ -755,11 +917,11 @@ fn check_first(
         return fail("a dry run changed something".into());
     }
     let confirmed = matches!(
-        case.ec2,
+        seen,
         Ec2::Unknown | Ec2::Terminated | Ec2::ShuttingDown | Ec2::TerminatingWait
     );
     if !confirmed && !w.deleted.is_empty() {
-        return fail(format!("deleted although EC2 said {:?}", case.ec2));
+        return fail(format!("deleted although EC2 said {seen:?}"));
     }
     let healthy = !case.journal_broken && case.chef_fails_at.is_none() && !case.dry_run;
     if case.journal_broken && !w.deleted.is_empty() {
@@ -794,6 +956,81 @@ fn check_first(
         return fail("completed a lifecycle action without a finished termination".into());
     }
     Ok(allowed)
+}
+
+/// Where the event sent EC2 and what the node records of where its
+/// instance lives: `None` when the message ends there (an account
+/// nodereaper cannot ask: refused); else what EC2 answered where it was
+/// asked and what may be deleted (nothing when the node records another
+/// account or region than the one asked).
+#[allow(clippy::type_complexity)]
+fn check_placement(
+    t: &nodereaper::core::event::Termination,
+    case: &Case,
+    disposition: &Disposition,
+    w: &World,
+    s: &mut Stats,
+) -> Result<Option<(Ec2, Option<(&'static str, Option<&'static str>)>)>, String> {
+    let changed = !w.deleted.is_empty() || !w.journal.is_empty() || !w.completed.is_empty();
+    let fail = |why: &str| {
+        Err(format!("{why}\n  event: {t:?}\n  disposition: {disposition:?}\n  deleted: {:?}\n  case: {case:?}", w.deleted))
+    };
+    let asked = (
+        t.account.as_deref().unwrap_or(OWN),
+        t.region.as_deref().unwrap_or(QUEUE_REGION),
+    );
+    if asked.0 != OWN && asked.0 != CONFIGURED {
+        s.unaskable += 1;
+        if changed || !matches!(disposition, Disposition::DeadLetter { .. }) {
+            return fail(
+                "an event from an account nodereaper cannot ask must be refused, changing nothing",
+            );
+        }
+        return Ok(None);
+    }
+    let id = t.instance_id.as_str();
+    let placed = [
+        (OWN, QUEUE_REGION),
+        (CONFIGURED, "us-east-1"),
+        (OWN, "eu-west-1"),
+    ];
+    // EC2 knows the instance only where it lives; a failing EC2 fails there.
+    let seen = if case.ec2 == Ec2::Error && placed.contains(&asked) {
+        Ec2::Error
+    } else if home(id) == asked {
+        case.ec2
+    } else {
+        Ec2::Unknown
+    };
+    if home(id) != asked && REGISTERED.contains(&id) {
+        s.misrouted += 1;
+    }
+    let (account, region) = recorded(id);
+    if account.is_none_or(|a| a == asked.0) && region.is_none_or(|r| r == asked.1) {
+        return Ok(Some((seen, expected_target(id))));
+    }
+    // The node says its instance lives elsewhere: never deleted.
+    s.misplaced += 1;
+    if changed {
+        return fail(
+            "a node recording another account or region than the one asked changed something",
+        );
+    }
+    let healthy = case.chef_fails_at.is_none() && !case.journal_broken;
+    let refused = matches!(
+        seen,
+        Ec2::Unknown
+            | Ec2::Terminated
+            | Ec2::ShuttingDown
+            | Ec2::TerminatingWait
+            | Ec2::Running
+            | Ec2::Stopped
+            | Ec2::Pending
+    );
+    if healthy && refused && !matches!(disposition, Disposition::DeadLetter { .. }) {
+        return fail("a node recording another account or region must be refused to the DLQ");
+    }
+    Ok(Some((seen, None)))
 }
 
 async fn run_case(case: &Case, stats: &RefCell<Stats>) -> Result<(), String> {
@@ -886,5 +1123,11 @@ fn pipeline_decisions_hold_for_random_and_mutated_messages() {
         assert!(share(s.with_deletions) > 0.04, "too few deletions: {s:?}");
         assert!(share(s.forged) > 0.03, "too few forged terminations: {s:?}");
         assert!(share(s.parse_errors) > 0.05, "too few parse errors: {s:?}");
+        assert!(
+            share(s.unaskable) > 0.01,
+            "too few unaskable accounts: {s:?}"
+        );
+        assert!(share(s.misrouted) > 0.02, "too few misrouted events: {s:?}");
+        assert!(share(s.misplaced) > 0.01, "too few misplaced nodes: {s:?}");
     }
 }
