@@ -45,7 +45,8 @@ pub struct SweepSettings {
     pub grace_period: Duration,
     /// At most this many candidates (else nothing is deleted).
     pub max_candidates: usize,
-    /// At most this share (0..=1) of the EC2-backed nodes may be candidates.
+    /// At most this share (0..=1) of the nodes EC2 was asked about may be
+    /// candidates.
     pub max_candidate_share: f64,
     /// Override the blast-radius caps.
     pub force: bool,
