@@ -1,7 +1,7 @@
 //! Wiring: builds the adapters and the core from a [`Config`], and runs the
 //! daemon's tasks ([`run_daemon`]) under one shutdown signal.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use crate::act::backup::AclBackupPolicy;
 use crate::act::resolve::Resolver;
 use crate::act::{DeletionLimiter, Reaper};
-use crate::adapters::aws::{self, ec2::Ec2Inventory, fleet::AwsFleet, sqs::SqsQueue, AwsError};
+use crate::adapters::aws::{self, fleet::AwsFleet, sqs::SqsQueue, AwsError};
 use crate::adapters::chef::credentials::{self, CredentialsError, KeySource};
 use crate::adapters::chef::{ChefClient, ChefError, ChefSettings};
 use aws_config::SdkConfig;
@@ -21,7 +21,7 @@ use crate::adapters::secrets::{self, KeyStore, RotatingChef};
 use crate::config::{Config, QueueConfig};
 use crate::core::verify::Protection;
 use crate::jobs::{self, sweep::SweepSettings};
-use crate::ports::{ChefApi, InstanceInventory, Journal};
+use crate::ports::{ChefApi, Fleet, Journal};
 use crate::run::{Breaker, Pipeline, Shutdown, Source, Summary};
 use crate::telemetry::http::HttpServer;
 
@@ -221,60 +221,37 @@ pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppE
 }
 
 /// The region nodereaper asks when neither `aws.region` nor the SDK's chain
-/// (`AWS_REGION`, the profile) names one: the sweep's default region (nodes
-/// that record no zone, and the region swept without `sweep.regions`), and
+/// (`AWS_REGION`, the profile) names one: the region swept without
+/// `sweep.regions`, and
 /// where `doctor` assumes account roles. us-east-1 is where AWS's global
 /// endpoints (STS, IAM) live.
 pub const FALLBACK_REGION: &str = "us-east-1";
 
-/// EC2 inventory for one region, for sweeps: EC2 states only (a sweep acts
-/// on terminated or unknown instances, so Auto Scaling lifecycle states of
-/// alive ones would be requests for nothing).
-pub async fn inventory(cfg: &Config, region: &str) -> Ec2Inventory {
-    let sdk = aws::sdk_config(&cfg.aws, Some(region)).await;
-    Ec2Inventory::new(
-        aws_sdk_ec2::Client::new(&sdk),
-        aws_sdk_autoscaling::Client::new(&sdk),
-        region,
-    )
-    .states_only()
-}
-
-/// The sweep's default region (`aws.region`, else the SDK's chain, else
-/// [`FALLBACK_REGION`]) and one EC2 inventory per region to sweep
-/// (`sweep.regions`, else the default region).
-pub async fn sweep_inventories(config: &Config) -> (String, HashMap<String, Arc<Ec2Inventory>>) {
-    let default_region = match config.aws.region.clone() {
+/// The regions a sweep asks EC2 in: `sweep.regions`, else the default
+/// region (`aws.region`, else the SDK's chain, else [`FALLBACK_REGION`]).
+pub async fn sweep_regions(config: &Config) -> Vec<String> {
+    if !config.sweep.regions.is_empty() {
+        return config.sweep.regions.clone();
+    }
+    vec![match config.aws.region.clone() {
         Some(r) => r,
         None => aws::sdk_config(&config.aws, None)
             .await
             .region()
             .map_or_else(|| FALLBACK_REGION.to_string(), |r| r.to_string()),
-    };
-    let mut regions = config.sweep.regions.clone();
-    if regions.is_empty() {
-        regions.push(default_region.clone());
-    }
-    let mut map: HashMap<String, Arc<Ec2Inventory>> = HashMap::new();
-    for r in regions {
-        map.insert(r.clone(), Arc::new(inventory(config, &r).await));
-    }
-    (default_region, map)
+    }]
 }
 
-/// The inventories of [`sweep_inventories`] behind the port the sweep takes.
-pub fn as_inventories(
-    ec2: &HashMap<String, Arc<Ec2Inventory>>,
-) -> HashMap<String, Arc<dyn InstanceInventory>> {
-    ec2.iter()
-        .map(|(r, i)| (r.clone(), i.clone() as Arc<dyn InstanceInventory>))
-        .collect()
+/// The fleet a sweep asks EC2 through: nodereaper's own credentials and the
+/// `[[aws.accounts]]` roles, EC2 states only.
+pub fn sweep_fleet(config: &Config) -> AwsFleet {
+    AwsFleet::new(&config.aws).states_only()
 }
 
 /// Sweep settings from `[sweep]`, with the run's `apply` and `force`.
 pub fn sweep_settings(
     config: &Config,
-    default_region: String,
+    regions: Vec<String>,
     apply: bool,
     force: bool,
 ) -> SweepSettings {
@@ -286,7 +263,7 @@ pub fn sweep_settings(
         apply,
         instance_id_attribute: config.sweep.instance_id_attribute.clone(),
         region_attribute: config.sweep.region_attribute.clone(),
-        default_region,
+        regions,
     }
 }
 
@@ -389,8 +366,8 @@ pub async fn pipeline(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Pipeline, 
 
 /// The daemon's periodic sweep, as wired from the configuration.
 pub struct PeriodicSweep {
-    /// EC2 inventories by region.
-    pub inventories: HashMap<String, Arc<dyn InstanceInventory>>,
+    /// EC2 in every account and region (own credentials, account roles).
+    pub fleet: Arc<dyn Fleet>,
     /// The settings of every run (`apply` off in a dry run).
     pub settings: SweepSettings,
     /// Time between runs (`sweep.interval`).
@@ -404,11 +381,11 @@ impl PeriodicSweep {
     /// every path: in a dry run the sweep never deletes.
     pub async fn from_config(config: &Config) -> Option<Self> {
         let every = config.sweep.interval?;
-        let (default_region, ec2) = sweep_inventories(config).await;
+        let regions = sweep_regions(config).await;
         let apply = config.sweep.apply_in_daemon && !config.pipeline.dry_run;
         Some(Self {
-            inventories: as_inventories(&ec2),
-            settings: sweep_settings(config, default_region, apply, false),
+            fleet: Arc::new(sweep_fleet(config)),
+            settings: sweep_settings(config, regions, apply, false),
             every,
             per_day: config.sweep.max_deletions_per_day,
         })
@@ -540,7 +517,7 @@ async fn periodic_sweep(reaper: Arc<Reaper>, sweep: PeriodicSweep, mut shutdown:
         let now = tokio::time::Instant::now();
         let run = deleted.capped(&sweep.settings, sweep.per_day, now);
         let result =
-            jobs::sweep::sweep(&reaper, &sweep.inventories, &run, &jobs::sweep::Silent).await;
+            jobs::sweep::sweep(&reaper, sweep.fleet.as_ref(), &run, &jobs::sweep::Silent).await;
         match result {
             Ok(r) => {
                 deleted.add(now, r.deleted);

@@ -2,10 +2,15 @@
 //! with the `testing` feature (which the integration tests turn on through
 //! the crate's dev-dependency on itself); the release binary has none of it.
 //!
-//! - [`FixedFleet`]: a [`Fleet`] that serves every placement from the same
-//!   services; [`LifecycleOverride`] sends lifecycle calls elsewhere (moto
-//!   5.2 does not implement CompleteLifecycleAction, so the integration
-//!   tests record them on a local endpoint);
+//! - [`FakeFleet`]: a [`Fleet`] per account AND region, as AWS is: an
+//!   instance lives in one account and region, and asked anywhere else EC2
+//!   does not know it; an account that is neither the fleet's own nor
+//!   configured is refused ([`PlacementError::UnknownAccount`]);
+//! - [`FixedFleet`]: serves every placement from the same services (for
+//!   tests where placement does not matter); [`LifecycleOverride`] sends
+//!   lifecycle calls elsewhere (moto 5.2 does not implement
+//!   CompleteLifecycleAction, so the integration tests record them on a
+//!   local endpoint);
 //! - [`FakeWorld`]: one shared in-memory world (Chef registrations, the
 //!   journal, the queue and lifecycle calls in order) behind [`FakeChef`],
 //!   [`FakeJournal`], [`FakeQueue`] and [`FakeLifecycle`], plus
@@ -64,6 +69,123 @@ impl Fleet for FixedFleet {
             inventory: self.inventory.clone(),
             lifecycle: self.lifecycle.clone(),
         })
+    }
+}
+
+/// EC2 per account and region, as AWS answers: each placement has its own
+/// inventory; asked where nothing was placed, EC2 knows no instance. The
+/// returned [`Regional`] names the account it answers for (the own account
+/// when asked for `None`), as the real fleet does.
+pub struct FakeFleet {
+    own: String,
+    others: Vec<String>,
+    places: BTreeMap<(String, String), Arc<dyn InstanceInventory>>,
+    lifecycle: Arc<dyn Lifecycle>,
+    asked: Mutex<Vec<Placement>>,
+}
+
+impl FakeFleet {
+    /// A fleet whose own account is `own`, also able to ask `others` (as
+    /// `[[aws.accounts]]` would), with no instances anywhere yet.
+    pub fn new(own: &str, others: &[&str], lifecycle: Arc<dyn Lifecycle>) -> Self {
+        Self {
+            own: own.to_string(),
+            others: others.iter().map(|a| a.to_string()).collect(),
+            places: BTreeMap::new(),
+            lifecycle,
+            asked: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// EC2 in `account`, `region` answers with `inventory`.
+    pub fn place(
+        mut self,
+        account: &str,
+        region: &str,
+        inventory: Arc<dyn InstanceInventory>,
+    ) -> Self {
+        self.places
+            .insert((account.to_string(), region.to_string()), inventory);
+        self
+    }
+
+    /// The placements asked for so far, in order.
+    pub fn asked(&self) -> Vec<Placement> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Fleet for FakeFleet {
+    async fn regional(&self, placement: &Placement) -> Result<Regional, PlacementError> {
+        if let Ok(mut a) = self.asked.lock() {
+            a.push(placement.clone());
+        }
+        let account = placement
+            .account
+            .clone()
+            .unwrap_or_else(|| self.own.clone());
+        if account != self.own && !self.others.contains(&account) {
+            return Err(PlacementError::UnknownAccount {
+                account,
+                own: self.own.clone(),
+            });
+        }
+        let inventory = self
+            .places
+            .get(&(account.clone(), placement.region.clone()))
+            .cloned()
+            .unwrap_or_else(|| Arc::new(FakeInventory(FakeEc2::Unknown)));
+        Ok(Regional {
+            placement: Placement {
+                account: Some(account),
+                region: placement.region.clone(),
+            },
+            inventory,
+            lifecycle: self.lifecycle.clone(),
+        })
+    }
+}
+
+/// Which instance ids live in one account and region.
+#[derive(Debug, Clone)]
+pub enum Residents {
+    /// These ids.
+    Only(Vec<String>),
+    /// Every id but these (which live elsewhere).
+    AllBut(Vec<String>),
+}
+
+impl Residents {
+    fn contains(&self, id: &String) -> bool {
+        match self {
+            Residents::Only(ids) => ids.contains(id),
+            Residents::AllBut(ids) => !ids.contains(id),
+        }
+    }
+}
+
+/// The instances that live in one account and region: EC2 there answers
+/// `answer` for them and does not know any other id.
+pub struct LivesHere {
+    /// The instance ids placed here.
+    pub ids: Residents,
+    /// What EC2 answers about them (a failure fails every call).
+    pub answer: FakeEc2,
+}
+
+#[async_trait]
+impl InstanceInventory for LivesHere {
+    async fn describe(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>, AwsError> {
+        let here: Vec<String> = ids
+            .iter()
+            .filter(|id| self.ids.contains(id))
+            .cloned()
+            .collect();
+        if let FakeEc2::Fails(e) = &self.answer {
+            return Err(e.clone());
+        }
+        FakeInventory(self.answer.clone()).describe(&here).await
     }
 }
 

@@ -36,10 +36,10 @@ use nodereaper::core::event::{self, Event};
 use nodereaper::core::verify::Protection;
 use nodereaper::ports::ReceivedMessage;
 use nodereaper::run::{Breaker, Disposition, Handled, Pipeline, Source};
-use nodereaper::testing::{FakeEc2, FakeInventory, FakeWorld, FixedFleet, World};
+use nodereaper::testing::{FakeEc2, FakeFleet, FakeWorld, LivesHere, Residents, World};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
-use serde_json::{json, Value};
+use serde_json::json;
 
 // ---------------------------------------------------------------------------
 // The fake world: registrations on the Chef server.
@@ -62,10 +62,58 @@ const MISMATCH: &str = "i-0123456789abcdef7";
 const STALE: &str = "i-0abcabcabcabcab08";
 /// Node `db-1`: the control, named in no template but reachable by id.
 const CONTROL: &str = "i-0999999999999999a";
+/// Node `acct-x` records account 111111111111 (configured), us-east-1a.
+const OTHER_ACCOUNT: &str = "i-0121212121212121b";
+/// Node `acct-y` records account 222222222222, which nodereaper cannot ask.
+const FOREIGN_ACCOUNT: &str = "i-0343434343434343c";
+/// Node `eu-z` records the own account and eu-west-1a.
+const OTHER_REGION: &str = "i-0565656565656565d";
 
-const REGISTERED: [&str; 9] = [
-    BY_NAME, BY_SEARCH, SHORT, NODE_ONLY, PROTECTED, AMBIGUOUS, MISMATCH, STALE, CONTROL,
+const REGISTERED: [&str; 12] = [
+    BY_NAME,
+    BY_SEARCH,
+    SHORT,
+    NODE_ONLY,
+    PROTECTED,
+    AMBIGUOUS,
+    MISMATCH,
+    STALE,
+    CONTROL,
+    OTHER_ACCOUNT,
+    FOREIGN_ACCOUNT,
+    OTHER_REGION,
 ];
+
+/// nodereaper's own account; the one `[[aws.accounts]]` lists; one it cannot ask.
+const OWN: &str = "123456789012";
+const CONFIGURED: &str = "111111111111";
+const FOREIGN: &str = "222222222222";
+/// The queue's region.
+const QUEUE_REGION: &str = "us-east-1";
+
+/// Where an instance really lives (account, region): EC2 knows it there
+/// and nowhere else.
+fn home(id: &str) -> (&'static str, &'static str) {
+    match id {
+        OTHER_ACCOUNT => (CONFIGURED, "us-east-1"),
+        FOREIGN_ACCOUNT => (FOREIGN, "us-east-1"),
+        OTHER_REGION => (OWN, "eu-west-1"),
+        _ => (OWN, "us-east-1"),
+    }
+}
+
+/// What the node records of where its instance lives (Ohai's account and
+/// the region of its zone), if anything.
+fn recorded(id: &str) -> (Option<&'static str>, Option<&'static str>) {
+    match id {
+        BY_NAME => (Some(OWN), Some("us-east-1")),
+        OTHER_ACCOUNT | FOREIGN_ACCOUNT | OTHER_REGION => {
+            let (account, region) = home(id);
+            (Some(account), Some(region))
+        }
+        _ => (None, None),
+    }
+}
 
 /// What a correct daemon deletes for a confirmed termination of `id`:
 /// (node, client if one exists). None: nothing may be deleted.
@@ -76,6 +124,9 @@ fn expected_target(id: &str) -> Option<(&'static str, Option<&'static str>)> {
         SHORT => Some(("web-c", Some("web-c"))),
         NODE_ONLY => Some(("web-d", None)),
         CONTROL => Some(("db-1", Some("db-1"))),
+        OTHER_ACCOUNT => Some(("acct-x", Some("acct-x"))),
+        OTHER_REGION => Some(("eu-z", Some("eu-z"))),
+        // FOREIGN_ACCOUNT: an account nodereaper cannot ask, never deleted.
         _ => None,
     }
 }
@@ -92,7 +143,21 @@ fn world() -> World {
     w.register("amb-2", AMBIGUOUS, true);
     w.register(MISMATCH, "i-0777777777777777f", true);
     w.register("db-1", CONTROL, true);
+    w.register("acct-x", OTHER_ACCOUNT, true);
+    w.register("acct-y", FOREIGN_ACCOUNT, true);
+    w.register("eu-z", OTHER_REGION, true);
     w.ghosts.push(("ghost-h".into(), STALE.into()));
+    for (name, id) in [
+        (BY_NAME, BY_NAME),
+        ("acct-x", OTHER_ACCOUNT),
+        ("acct-y", FOREIGN_ACCOUNT),
+        ("eu-z", OTHER_REGION),
+    ] {
+        let (account, region) = recorded(id);
+        let ec2 = &mut w.nodes.get_mut(name).expect("registered")["automatic"]["ec2"];
+        ec2["account_id"] = json!(account);
+        ec2["placement_availability_zone"] = json!(region.map(|r| format!("{r}a")));
+    }
     w
 }
 
@@ -152,242 +217,9 @@ impl Ec2 {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Inputs.
-
-/// The message shapes nodereaper receives, with `{id}` for the instance id.
-#[derive(Debug, Clone, Copy)]
-enum Shape {
-    AsgTerminate,
-    HookTerminating,
-    EventBridgeLifecycleAction,
-    EventBridgeTerminateSuccessful,
-    Ec2StateTerminated,
-    Ec2StateShuttingDown,
-    Ec2StateRunning,
-    AsgLaunch,
-    AsgTest,
-    HookWarmPool,
-    SnsSubscriptionConfirmation,
-}
-
-const SHAPES: [Shape; 11] = [
-    Shape::AsgTerminate,
-    Shape::HookTerminating,
-    Shape::EventBridgeLifecycleAction,
-    Shape::EventBridgeTerminateSuccessful,
-    Shape::Ec2StateTerminated,
-    Shape::Ec2StateShuttingDown,
-    Shape::Ec2StateRunning,
-    Shape::AsgLaunch,
-    Shape::AsgTest,
-    Shape::HookWarmPool,
-    Shape::SnsSubscriptionConfirmation,
-];
-
-fn payload(shape: Shape, id: &str) -> Value {
-    let asg_arn = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:0:autoScalingGroupName/web-asg";
-    let asg_event = |event: &str| {
-        json!({
-            "Progress": 50, "AccountId": "123456789012",
-            "Description": format!("Terminating EC2 instance: {id}"),
-            "AutoScalingGroupARN": asg_arn, "Service": "AWS Auto Scaling",
-            "Time": "2026-11-25T10:00:36.414Z", "EC2InstanceId": id,
-            "AutoScalingGroupName": "web-asg", "Event": event,
-            "Details": {"Availability Zone": "us-east-1a"},
-        })
-    };
-    let hook = |extra: Option<(&str, &str)>| {
-        let mut v = json!({
-            "Origin": "AutoScalingGroup", "Destination": "EC2",
-            "Service": "AWS Auto Scaling", "Time": "2026-11-25T10:00:36.414Z",
-            "AccountId": "123456789012", "AutoScalingGroupName": "web-asg",
-            "LifecycleHookName": "drain", "LifecycleActionToken": "71514b9d-6a40-4b26-8523-05e7ee35fa40",
-            "EC2InstanceId": id, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
-        });
-        if let Some((k, val)) = extra {
-            v[k] = json!(val);
-        }
-        v
-    };
-    let eventbridge = |source: &str, detail_type: &str, detail: Value| {
-        json!({
-            "version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
-            "detail-type": detail_type, "source": source, "account": "123456789012",
-            "time": "2026-11-25T10:00:36Z", "region": "us-east-1",
-            "resources": [], "detail": detail,
-        })
-    };
-    match shape {
-        Shape::AsgTerminate => asg_event("autoscaling:EC2_INSTANCE_TERMINATE"),
-        Shape::AsgLaunch => asg_event("autoscaling:EC2_INSTANCE_LAUNCH"),
-        Shape::AsgTest => json!({
-            "AccountId": "123456789012", "RequestId": "x", "AutoScalingGroupARN": asg_arn,
-            "AutoScalingGroupName": "web-asg", "Service": "AWS Auto Scaling",
-            "Event": "autoscaling:TEST_NOTIFICATION", "Time": "2026-11-25T10:00:36.414Z",
-        }),
-        Shape::HookTerminating => hook(None),
-        Shape::HookWarmPool => hook(Some(("Destination", "WarmPool"))),
-        Shape::EventBridgeLifecycleAction => eventbridge(
-            "aws.autoscaling",
-            "EC2 Instance-terminate Lifecycle Action",
-            json!({
-                "LifecycleActionToken": "87654321-4321-4321-4321-210987654321",
-                "AutoScalingGroupName": "web-asg", "LifecycleHookName": "drain",
-                "EC2InstanceId": id, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
-            }),
-        ),
-        Shape::EventBridgeTerminateSuccessful => eventbridge(
-            "aws.autoscaling",
-            "EC2 Instance Terminate Successful",
-            json!({"EC2InstanceId": id, "AutoScalingGroupName": "web-asg", "StatusCode": "InProgress"}),
-        ),
-        Shape::Ec2StateTerminated | Shape::Ec2StateShuttingDown | Shape::Ec2StateRunning => {
-            let state = match shape {
-                Shape::Ec2StateTerminated => "terminated",
-                Shape::Ec2StateShuttingDown => "shutting-down",
-                _ => "running",
-            };
-            eventbridge(
-                "aws.ec2",
-                "EC2 Instance State-change Notification",
-                json!({"instance-id": id, "state": state}),
-            )
-        }
-        Shape::SnsSubscriptionConfirmation => json!({
-            "Type": "SubscriptionConfirmation", "MessageId": "165545c9",
-            "Token": "2336412f37", "TopicArn": "arn:aws:sns:us-east-1:123456789012:nodereaper",
-            "Message": "You have chosen to subscribe to the topic",
-            "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription",
-            "Timestamp": "2026-11-25T10:00:36.500Z",
-        }),
-    }
-}
-
-fn sns_envelope(message: String) -> Value {
-    json!({
-        "Type": "Notification", "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
-        "TopicArn": "arn:aws:sns:us-east-1:123456789012:nodereaper",
-        "Subject": "Auto Scaling: termination", "Message": message,
-        "Timestamp": "2026-11-25T10:00:36.500Z", "SignatureVersion": "1",
-        "Signature": "EXAMPLE", "SigningCertURL": "https://sns.example/cert.pem",
-    })
-}
-
-/// One edit of a message.
-#[derive(Debug, Clone)]
-enum Mutation {
-    /// Remove the n-th object member (pre-order, all depths).
-    Remove(usize),
-    /// Replace the n-th member's value.
-    Replace(usize, Value),
-    /// Byte-level damage to the serialized body.
-    Flip(usize, u8),
-    Truncate(usize),
-    Insert(usize, String),
-}
-
-fn edit_member(value: &mut Value, n: &mut usize, m: &Mutation) -> bool {
-    match value {
-        Value::Object(map) => {
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
-                if *n == 0 {
-                    match m {
-                        Mutation::Remove(_) => {
-                            map.remove(&k);
-                        }
-                        Mutation::Replace(_, v) => {
-                            map.insert(k, v.clone());
-                        }
-                        _ => {}
-                    }
-                    return true;
-                }
-                *n -= 1;
-                if let Some(child) = map.get_mut(&k) {
-                    if edit_member(child, n, m) {
-                        return true;
-                    }
-                }
-            }
-            false
-        }
-        Value::Array(items) => items.iter_mut().any(|item| edit_member(item, n, m)),
-        _ => false,
-    }
-}
-
-fn apply_value(value: &mut Value, mutations: &[Mutation]) {
-    for m in mutations {
-        if let Mutation::Remove(n) | Mutation::Replace(n, _) = m {
-            edit_member(value, &mut n.clone(), m);
-        }
-    }
-}
-
-fn apply_bytes(body: String, mutations: &[Mutation]) -> String {
-    let mut bytes = body.into_bytes();
-    for m in mutations {
-        let len = bytes.len().max(1);
-        match m {
-            Mutation::Flip(at, b) if !bytes.is_empty() => bytes[at % len] = *b,
-            Mutation::Truncate(at) => bytes.truncate(at % len),
-            Mutation::Insert(at, text) => {
-                let at = at % (bytes.len() + 1);
-                bytes.splice(at..at, text.bytes());
-            }
-            _ => {}
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-#[derive(Debug, Clone)]
-enum Body {
-    /// A message shape, perhaps wrapped in SNS, perhaps mutated.
-    Shaped {
-        shape: Shape,
-        id: String,
-        sns: bool,
-        inner: Vec<Mutation>,
-        outer: Vec<Mutation>,
-    },
-    /// Any string at all.
-    Raw(String),
-    /// Random JSON.
-    Json(Value),
-}
-
-impl Body {
-    fn render(&self) -> String {
-        match self {
-            Body::Raw(s) => s.clone(),
-            Body::Json(v) => v.to_string(),
-            Body::Shaped {
-                shape,
-                id,
-                sns,
-                inner,
-                outer,
-            } => {
-                let mut p = payload(*shape, id);
-                apply_value(&mut p, inner);
-                let mut v = if *sns && !matches!(shape, Shape::SnsSubscriptionConfirmation) {
-                    sns_envelope(apply_bytes(p.to_string(), inner))
-                } else {
-                    p
-                };
-                apply_value(&mut v, outer);
-                apply_bytes(v.to_string(), outer)
-            }
-        }
-    }
-
-    fn unmutated(&self) -> bool {
-        matches!(self, Body::Shaped { inner, outer, .. } if inner.is_empty() && outer.is_empty())
-    }
-}
+#[path = "fuzz_pipeline/inputs.rs"]
+mod inputs;
+use inputs::*;
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -399,114 +231,6 @@ struct Case {
     journal_broken: bool,
     chef_fails_at: Option<usize>,
     redeliver: bool,
-}
-
-fn leaf() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-        instance_id().prop_map(Value::from),
-        prop::sample::select(vec![
-            "autoscaling:EC2_INSTANCE_TERMINATE",
-            "autoscaling:EC2_INSTANCE_TERMINATING",
-            "autoscaling:TEST_NOTIFICATION",
-            "Notification",
-            "terminated",
-            "WarmPool",
-            "aws.autoscaling",
-            "EC2 Instance Terminate Successful",
-            "{\"Event\":\"autoscaling:EC2_INSTANCE_TERMINATE\",\"EC2InstanceId\":\"i-0aaaaaaaaaaaaaaa1\"}",
-        ])
-        .prop_map(Value::from),
-        Just(json!({})),
-        Just(json!([])),
-    ]
-}
-
-fn random_json() -> impl Strategy<Value = Value> {
-    let keys = prop::sample::select(vec![
-        "Type",
-        "Message",
-        "Event",
-        "EC2InstanceId",
-        "AutoScalingGroupName",
-        "LifecycleTransition",
-        "LifecycleHookName",
-        "detail-type",
-        "source",
-        "detail",
-        "instance-id",
-        "state",
-        "region",
-        "TopicArn",
-    ]);
-    leaf().prop_recursive(3, 48, 8, move |inner| {
-        prop_oneof![
-            prop::collection::btree_map(keys.clone(), inner.clone(), 0..8).prop_map(|m| {
-                Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
-            }),
-            inner.clone().prop_map(|v| Value::String(v.to_string())),
-            prop::collection::vec(inner, 0..3).prop_map(Value::Array),
-        ]
-    })
-}
-
-fn instance_id() -> impl Strategy<Value = String> {
-    prop_oneof![
-        6 => prop::sample::select(REGISTERED.to_vec()).prop_map(str::to_string),
-        2 => "i-[0-9a-f]{17}",
-        1 => "i-[0-9a-f]{8}",
-        1 => prop_oneof![
-            Just(String::new()),
-            "i-[0-9A-F]{17}",
-            "i-[0-9a-f]{0,20}",
-            " ?i-0aaaaaaaaaaaaaaa1 ?",
-            "[a-z*:() ]{0,12}",
-            ".{0,24}",
-        ],
-    ]
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        3 => (0usize..24).prop_map(Mutation::Remove),
-        3 => ((0usize..24), leaf()).prop_map(|(n, v)| Mutation::Replace(n, v)),
-        1 => (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Mutation::Flip(at, b)),
-        1 => any::<usize>().prop_map(Mutation::Truncate),
-        1 => (any::<usize>(), prop::sample::select(vec!["\"", "{", "}", ",", "null", "\\u0000", "\u{1F980}", "]"]))
-            .prop_map(|(at, t)| Mutation::Insert(at, t.to_string())),
-    ]
-}
-
-/// Termination shapes twice as often as the others.
-fn shape() -> impl Strategy<Value = Shape> {
-    prop_oneof![
-        2 => prop::sample::select(SHAPES[..5].to_vec()),
-        1 => prop::sample::select(SHAPES[5..].to_vec()),
-    ]
-}
-
-fn body() -> impl Strategy<Value = Body> {
-    let mutations = || {
-        prop_oneof![
-            3 => Just(Vec::new()),
-            1 => prop::collection::vec(mutation(), 1..4),
-        ]
-    };
-    prop_oneof![
-        8 => (
-            shape(),
-            instance_id(),
-            any::<bool>(),
-            mutations(),
-            mutations(),
-        )
-            .prop_map(|(shape, id, sns, inner, outer)| Body::Shaped { shape, id, sns, inner, outer }),
-        1 => any::<String>().prop_map(Body::Raw),
-        1 => random_json().prop_map(Body::Json),
-    ]
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -560,6 +284,12 @@ struct Stats {
     with_deletions: usize,
     dispositions: BTreeMap<&'static str, usize>,
     parse_errors: usize,
+    /// Terminations naming an account nodereaper cannot ask.
+    unaskable: usize,
+    /// Registered instances asked where they do not live.
+    misrouted: usize,
+    /// Nodes recording another account or region than the one asked.
+    misplaced: usize,
 }
 
 fn label(d: &Disposition) -> &'static str {
@@ -597,11 +327,8 @@ fn pipeline(world: &FakeWorld, case: &Case) -> (Pipeline, Source) {
     };
     let source = Source {
         queue: world.queue(),
-        fleet: Arc::new(FixedFleet::new(
-            Arc::new(FakeInventory(case.ec2.fake())),
-            world.lifecycle(),
-        )),
-        region: "us-east-1".into(),
+        fleet: Arc::new(fleet(world, case)),
+        region: QUEUE_REGION.into(),
     };
     let p = Pipeline {
         sources: vec![source.clone()],
@@ -610,6 +337,33 @@ fn pipeline(world: &FakeWorld, case: &Case) -> (Pipeline, Source) {
         breaker: Arc::new(Breaker::new("chef", 5, Duration::from_secs(30))),
     };
     (p, source)
+}
+
+/// EC2 per account and region: each instance is known (as `case.ec2`) only
+/// where it lives ([`home`]); the fleet can ask its own account and
+/// CONFIGURED, not FOREIGN.
+fn fleet(world: &FakeWorld, case: &Case) -> FakeFleet {
+    let elsewhere = [OTHER_ACCOUNT, FOREIGN_ACCOUNT, OTHER_REGION];
+    let lives = |ids: Residents| {
+        Arc::new(LivesHere {
+            ids,
+            answer: case.ec2.fake(),
+        })
+    };
+    let mut fleet = FakeFleet::new(OWN, &[CONFIGURED], world.lifecycle()).place(
+        OWN,
+        QUEUE_REGION,
+        lives(Residents::AllBut(elsewhere.map(str::to_string).to_vec())),
+    );
+    for id in elsewhere {
+        let (account, region) = home(id);
+        fleet = fleet.place(
+            account,
+            region,
+            lives(Residents::Only(vec![id.to_string()])),
+        );
+    }
+    fleet
 }
 
 /// What a worker does with one message (parse, one EC2 lookup, handle, settle).
@@ -725,7 +479,9 @@ fn check_first(
         }
         return Ok(None);
     }
-    let allowed = expected_target(t.instance_id.as_str());
+    let Some((seen, allowed)) = check_placement(t, case, disposition, w, s)? else {
+        return Ok(None);
+    };
     // Only the registration of this very instance may go.
     for (kind, name) in &w.deleted {
         let ok = match (allowed, *kind) {
@@ -742,7 +498,7 @@ fn check_first(
             ));
         }
     }
-    if case.ec2.alive() {
+    if seen.alive() {
         s.forged += 1;
         if !w.deleted.is_empty() || !w.journal.is_empty() || !w.completed.is_empty() {
             return fail("a termination of a live instance changed something".into());
@@ -756,11 +512,11 @@ fn check_first(
         return fail("a dry run changed something".into());
     }
     let confirmed = matches!(
-        case.ec2,
+        seen,
         Ec2::Unknown | Ec2::Terminated | Ec2::ShuttingDown | Ec2::TerminatingWait
     );
     if !confirmed && !w.deleted.is_empty() {
-        return fail(format!("deleted although EC2 said {:?}", case.ec2));
+        return fail(format!("deleted although EC2 said {seen:?}"));
     }
     let healthy = !case.journal_broken && case.chef_fails_at.is_none() && !case.dry_run;
     if case.journal_broken && !w.deleted.is_empty() {
@@ -795,6 +551,81 @@ fn check_first(
         return fail("completed a lifecycle action without a finished termination".into());
     }
     Ok(allowed)
+}
+
+/// Where the event sent EC2 and what the node records of where its
+/// instance lives: `None` when the message ends there (an account
+/// nodereaper cannot ask: refused); else what EC2 answered where it was
+/// asked and what may be deleted (nothing when the node records another
+/// account or region than the one asked).
+#[allow(clippy::type_complexity)]
+fn check_placement(
+    t: &nodereaper::core::event::Termination,
+    case: &Case,
+    disposition: &Disposition,
+    w: &World,
+    s: &mut Stats,
+) -> Result<Option<(Ec2, Option<(&'static str, Option<&'static str>)>)>, String> {
+    let changed = !w.deleted.is_empty() || !w.journal.is_empty() || !w.completed.is_empty();
+    let fail = |why: &str| {
+        Err(format!("{why}\n  event: {t:?}\n  disposition: {disposition:?}\n  deleted: {:?}\n  case: {case:?}", w.deleted))
+    };
+    let asked = (
+        t.account.as_deref().unwrap_or(OWN),
+        t.region.as_deref().unwrap_or(QUEUE_REGION),
+    );
+    if asked.0 != OWN && asked.0 != CONFIGURED {
+        s.unaskable += 1;
+        if changed || !matches!(disposition, Disposition::DeadLetter { .. }) {
+            return fail(
+                "an event from an account nodereaper cannot ask must be refused, changing nothing",
+            );
+        }
+        return Ok(None);
+    }
+    let id = t.instance_id.as_str();
+    let placed = [
+        (OWN, QUEUE_REGION),
+        (CONFIGURED, "us-east-1"),
+        (OWN, "eu-west-1"),
+    ];
+    // EC2 knows the instance only where it lives; a failing EC2 fails there.
+    let seen = if case.ec2 == Ec2::Error && placed.contains(&asked) {
+        Ec2::Error
+    } else if home(id) == asked {
+        case.ec2
+    } else {
+        Ec2::Unknown
+    };
+    if home(id) != asked && REGISTERED.contains(&id) {
+        s.misrouted += 1;
+    }
+    let (account, region) = recorded(id);
+    if account.is_none_or(|a| a == asked.0) && region.is_none_or(|r| r == asked.1) {
+        return Ok(Some((seen, expected_target(id))));
+    }
+    // The node says its instance lives elsewhere: never deleted.
+    s.misplaced += 1;
+    if changed {
+        return fail(
+            "a node recording another account or region than the one asked changed something",
+        );
+    }
+    let healthy = case.chef_fails_at.is_none() && !case.journal_broken;
+    let refused = matches!(
+        seen,
+        Ec2::Unknown
+            | Ec2::Terminated
+            | Ec2::ShuttingDown
+            | Ec2::TerminatingWait
+            | Ec2::Running
+            | Ec2::Stopped
+            | Ec2::Pending
+    );
+    if healthy && refused && !matches!(disposition, Disposition::DeadLetter { .. }) {
+        return fail("a node recording another account or region must be refused to the DLQ");
+    }
+    Ok(Some((seen, None)))
 }
 
 async fn run_case(case: &Case, stats: &RefCell<Stats>) -> Result<(), String> {
@@ -887,5 +718,11 @@ fn pipeline_decisions_hold_for_random_and_mutated_messages() {
         assert!(share(s.with_deletions) > 0.04, "too few deletions: {s:?}");
         assert!(share(s.forged) > 0.03, "too few forged terminations: {s:?}");
         assert!(share(s.parse_errors) > 0.05, "too few parse errors: {s:?}");
+        assert!(
+            share(s.unaskable) > 0.01,
+            "too few unaskable accounts: {s:?}"
+        );
+        assert!(share(s.misrouted) > 0.02, "too few misrouted events: {s:?}");
+        assert!(share(s.misplaced) > 0.01, "too few misplaced nodes: {s:?}");
     }
 }

@@ -390,22 +390,32 @@ async fn queue_visibility_below_the_heartbeat_is_refused_at_start() {
 
 #[tokio::test]
 async fn dot_and_dot_dot_are_never_addressed() {
-    let journal = tempfile::tempdir().expect("tempdir");
-    let cfg = daemon_config(&[], journal.path());
-    let chef = std::sync::Arc::new(nodereaper::app::chef_client(&cfg).expect("chef"));
-    let reaper = nodereaper::app::reaper(&cfg, chef).await.expect("reaper");
-    let before = admin().list_nodes().await.expect("list").len();
+    // The in-memory Chef server counts every request: a refused name must
+    // not reach the server at all (URL joining would turn `.` into the
+    // collection), while its happy twin, a plain name, is deleted.
+    let world = nodereaper::testing::FakeWorld::default();
+    world.lock().register("web-1", "i-0123456789abcdef0", true);
+    let reaper = nodereaper::act::Reaper {
+        chef: world.chef(),
+        journal: world.journal(),
+        resolver: nodereaper::act::resolve::Resolver::default(),
+        protection: nodereaper::core::verify::Protection::new(
+            &nodereaper::config::ProtectConfig::default(),
+        ),
+        limiter: std::sync::Arc::new(nodereaper::act::DeletionLimiter::new(0)),
+    };
+    let request = |name: &str| nodereaper::act::Request {
+        target: nodereaper::act::Target::Node(name.into()),
+        source: nodereaper::act::RequestSource::Deregister,
+        reason: "test".into(),
+        message_id: None,
+        dry_run: false,
+        recheck: None,
+        verified_region: None,
+    };
     for name in [".", "..", "a/b", ""] {
         let err = reaper
-            .reap(&nodereaper::act::Request {
-                target: nodereaper::act::Target::Node(name.into()),
-                source: nodereaper::act::RequestSource::Deregister,
-                reason: "test".into(),
-                message_id: None,
-                dry_run: false,
-                recheck: None,
-                verified_region: None,
-            })
+            .reap(&request(name))
             .await
             .err()
             .unwrap_or_else(|| panic!("{name:?} accepted"));
@@ -413,6 +423,126 @@ async fn dot_and_dot_dot_are_never_addressed() {
             err.to_string().contains("cannot be addressed safely"),
             "{err}"
         );
+        assert_eq!(world.lock().chef_calls, 0, "{name:?} reached the server");
     }
-    assert!(admin().list_nodes().await.expect("list").len() >= before);
+    let outcome = reaper.reap(&request("web-1")).await.expect("plain name");
+    assert_eq!(outcome.label(), "deleted");
+    let w = world.lock();
+    assert!(w.chef_calls > 0);
+    assert!(!w.nodes.contains_key("web-1") && !w.clients.contains_key("web-1"));
+}
+
+const OTHER_ACCOUNT: &str = "111111111111";
+const OTHER_ROLE: &str = "arn:aws:iam::111111111111:role/nodereaper-verify";
+
+/// Registers node + client as Ohai records an instance of `account` in `zone`.
+async fn register_placed(chef: &ChefClient, name: &str, id: &str, account: &str, zone: &str) {
+    let mut node = node_json(name, Some(id), Duration::from_secs(3 * 3600));
+    node["automatic"]["ec2"]["placement_availability_zone"] = json!(zone);
+    node["automatic"]["ec2"]["account_id"] = json!(account);
+    chef.create_node(&node).await.expect("create node");
+    chef.create_client(name, None, false)
+        .await
+        .expect("create client");
+}
+
+/// A state change naming no account at all (and no ARN that would carry one).
+fn state_change_without_account(instance_id: &str, region: &str) -> String {
+    let mut v: Value =
+        serde_json::from_str(&state_change(instance_id, OWN_ACCOUNT, region)).expect("json");
+    let event = v.as_object_mut().expect("object");
+    event.remove("account");
+    event.insert("resources".into(), json!([]));
+    v.to_string()
+}
+
+/// H1: an event naming nodereaper's own account, or none, about an instance
+/// living in another account is asked where the instance is unknown; the
+/// node's Ohai account says it is not that instance: refused, naming both
+/// accounts. The happy twin: the same account asked through its role.
+#[tokio::test]
+async fn forged_own_account_event_for_another_accounts_instance_is_refused() {
+    let chef = admin();
+    let theirs = aws_as(OTHER_ROLE, "us-east-1").await;
+    let ids = run_instances_with(&theirs, 3).await;
+    terminate_with(&theirs, &ids[2..]).await;
+    let names: Vec<String> = (0..3).map(|i| unique(&format!("acct-{i}"))).collect();
+    for (name, id) in names.iter().zip(&ids) {
+        register_placed(&chef, name, id, OTHER_ACCOUNT, "us-east-1a").await;
+    }
+    // A node of an account nodereaper cannot ask at all (not configured).
+    let (c_id, c_name) = (fake_instance_id(), unique("acct-c"));
+    register_placed(&chef, &c_name, &c_id, "222222222222", "us-east-1a").await;
+
+    let (queue, dlq) = queue_with_dlq(&unique("forged-acct"), 5).await;
+    send(&queue, &state_change(&ids[0], OWN_ACCOUNT, "us-east-1")).await;
+    send(&queue, &state_change_without_account(&ids[1], "us-east-1")).await;
+    send(&queue, &state_change(&ids[2], OTHER_ACCOUNT, "us-east-1")).await;
+    send(&queue, &state_change(&c_id, OWN_ACCOUNT, "us-east-1")).await;
+    let journal = tempfile::tempdir().expect("tempdir");
+    let mut cfg = daemon_config(&[&queue], journal.path());
+    cfg.aws.accounts = vec![nodereaper::config::AccountConfig {
+        id: OTHER_ACCOUNT.into(),
+        role_arn: OTHER_ROLE.into(),
+        external_id: None,
+    }];
+    drain(&cfg, None).await;
+
+    for name in [&names[0], &names[1], &c_name] {
+        assert!(registered(&chef, name).await, "{name} deleted");
+    }
+    assert!(
+        node_gone(&chef, &names[2]).await,
+        "the happy twin, asked in its own account, was not cleaned up"
+    );
+    let letters = dead_letters(&dlq).await;
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    for id in [&ids[0], &ids[1]] {
+        let reason = reason_for(&letters, id);
+        assert!(
+            reason.contains(OTHER_ACCOUNT) && reason.contains(OWN_ACCOUNT),
+            "{reason}"
+        );
+    }
+    let reason = reason_for(&letters, &c_id);
+    assert!(
+        reason.contains("222222222222") && reason.contains(OWN_ACCOUNT),
+        "{reason}"
+    );
+}
+
+/// The node-in-another-region refusal: an event naming the queue's region
+/// for an instance running in eu-central-1 is asked in us-east-1, where the
+/// instance is unknown; the node's zone says eu-central-1: refused, naming
+/// both regions. The happy twin records the region asked.
+#[tokio::test]
+async fn node_placed_in_another_region_than_the_one_asked_is_refused() {
+    let chef = admin();
+    let eu = aws_in("eu-central-1").await;
+    let alive = run_instances_with(&eu, 1).await.remove(0);
+    let (east_id, east, eu_name) = (fake_instance_id(), unique("east"), unique("eu-node"));
+    register_in_zone(&chef, &eu_name, &alive, "eu-central-1b").await;
+    register_in_zone(&chef, &east, &east_id, "us-east-1d").await;
+
+    let (queue, dlq) = queue_with_dlq(&unique("misrouted"), 5).await;
+    send(&queue, &state_change(&alive, OWN_ACCOUNT, "us-east-1")).await;
+    send(&queue, &state_change(&east_id, OWN_ACCOUNT, "us-east-1")).await;
+    let journal = tempfile::tempdir().expect("tempdir");
+    drain(&daemon_config(&[&queue], journal.path()), None).await;
+
+    assert!(
+        registered(&chef, &eu_name).await,
+        "a running eu-central-1 instance's node was deleted on a us-east-1 event"
+    );
+    assert!(
+        node_gone(&chef, &east).await,
+        "the happy twin was not cleaned up"
+    );
+    let letters = dead_letters(&dlq).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let reason = reason_for(&letters, &alive);
+    assert!(
+        reason.contains("eu-central-1b") && reason.contains("us-east-1"),
+        "{reason}"
+    );
 }

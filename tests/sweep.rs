@@ -14,13 +14,14 @@ use async_trait::async_trait;
 use common::*;
 use nodereaper::act::resolve::Resolver;
 use nodereaper::act::{DeletionLimiter, Reaper};
+use nodereaper::adapters::aws::fleet::AwsFleet;
 use nodereaper::adapters::chef::{ChefClient, ChefError};
 use nodereaper::adapters::journal::LocalJournal;
 use nodereaper::config::ProtectConfig;
 use nodereaper::core::verify::Protection;
 use nodereaper::jobs::restore::{ClientAction, NodeAction};
 use nodereaper::jobs::sweep::{sweep, Report, Silent, SweepSettings, Verdict};
-use nodereaper::ports::{ChefApi, Deleted, InstanceInventory, Journal, SearchRow};
+use nodereaper::ports::{ChefApi, Deleted, Journal, SearchRow};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -35,19 +36,28 @@ fn settings(apply: bool) -> SweepSettings {
         apply,
         instance_id_attribute: vec!["ec2".into(), "instance_id".into()],
         region_attribute: vec!["ec2".into(), "placement_availability_zone".into()],
-        default_region: "us-east-1".into(),
+        regions: vec!["us-east-1".into()],
     }
 }
 
-async fn inventories() -> HashMap<String, Arc<dyn InstanceInventory>> {
-    let sdk = aws().await;
-    let inv: Arc<dyn InstanceInventory> =
-        Arc::new(nodereaper::adapters::aws::ec2::Ec2Inventory::new(
-            aws_sdk_ec2::Client::new(&sdk),
-            aws_sdk_autoscaling::Client::new(&sdk),
-            "us-east-1",
-        ));
-    HashMap::from([("us-east-1".to_string(), inv)])
+/// The sweep's fleet on moto: nodereaper's own account (123456789012) plus
+/// `accounts` (id, role) as `[[aws.accounts]]` would configure them.
+fn fleet_with(accounts: &[(&str, &str)]) -> AwsFleet {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = daemon_config(&[], dir.path());
+    cfg.aws.accounts = accounts
+        .iter()
+        .map(|(id, role)| nodereaper::config::AccountConfig {
+            id: id.to_string(),
+            role_arn: role.to_string(),
+            external_id: None,
+        })
+        .collect();
+    AwsFleet::new(&cfg.aws).states_only()
+}
+
+fn own_fleet() -> AwsFleet {
+    fleet_with(&[])
 }
 
 fn reaper(chef: Arc<dyn ChefApi>, journal: &std::path::Path) -> Reaper {
@@ -147,7 +157,7 @@ async fn sweep_reports_then_applies_exactly_the_terminated() {
     let fleet = fleet(&chef).await;
     let journal = tempfile::tempdir().expect("tempdir");
     let reaper = reaper(chef.clone(), journal.path());
-    let inv = inventories().await;
+    let inv = own_fleet();
 
     let report = sweep(&reaper, &inv, &settings(false), &Silent)
         .await
@@ -215,7 +225,7 @@ async fn blast_radius_caps_abort_unless_forced() {
     let fleet = fleet(&chef).await;
     let journal = tempfile::tempdir().expect("tempdir");
     let reaper = reaper(chef.clone(), journal.path());
-    let inv = inventories().await;
+    let inv = own_fleet();
 
     let mut capped = settings(true);
     capped.max_candidates = 2;
@@ -225,7 +235,7 @@ async fn blast_radius_caps_abort_unless_forced() {
     assert_eq!(report.deleted, 0);
 
     let mut share = settings(true);
-    share.max_candidate_share = 0.2; // 4 of 14 EC2-backed nodes is ~29%
+    share.max_candidate_share = 0.2; // 4 of the 14 nodes asked about is ~29%
     let report = sweep(&reaper, &inv, &share, &Silent).await.expect("sweep");
     let reason = report.aborted.clone().expect("share cap must abort");
     assert!(reason.contains("max_candidate_share"), "{reason}");
@@ -297,7 +307,7 @@ async fn stale_index_aborts_the_sweep() {
     let fleet = fleet(&chef).await;
     let journal = tempfile::tempdir().expect("tempdir");
     let reaper = reaper(Arc::new(StaleIndex(chef.clone())), journal.path());
-    let report = sweep(&reaper, &inventories().await, &settings(true), &Silent)
+    let report = sweep(&reaper, &own_fleet(), &settings(true), &Silent)
         .await
         .expect("sweep");
     let reason = report.aborted.expect("stale index must abort");
@@ -393,4 +403,226 @@ async fn deleted_node_restores_equal_to_the_original() {
         comparable(chef.get_node(&name).await.expect("get").expect("node")),
         comparable(original_node)
     );
+}
+
+const OWN_ACCOUNT: &str = "123456789012";
+const OTHER_ACCOUNT: &str = "111111111111";
+const OTHER_ROLE: &str = "arn:aws:iam::111111111111:role/nodereaper-verify";
+
+/// Registers a node (3 h old) recording `account` and `zone` as Ohai does
+/// (`automatic.ec2.account_id` from the identity document, `None`: not
+/// recorded), with its client.
+async fn register_placed(
+    chef: &ChefClient,
+    name: &str,
+    id: &str,
+    account: Option<&str>,
+    zone: Option<&str>,
+) {
+    let mut node = node_json(name, Some(id), Duration::from_secs(3 * 3600));
+    let ec2 = node["automatic"]["ec2"]
+        .as_object_mut()
+        .expect("node_json records ec2");
+    ec2.remove("placement_availability_zone");
+    if let Some(zone) = zone {
+        ec2.insert("placement_availability_zone".into(), zone.into());
+    }
+    if let Some(account) = account {
+        ec2.insert("account_id".into(), account.into());
+    }
+    chef.create_node(&node).await.expect("create node");
+    chef.create_client(name, None, false)
+        .await
+        .expect("create client");
+}
+
+fn verdict_of(report: &Report, node: &str) -> Verdict {
+    report
+        .rows
+        .iter()
+        .find(|r| r.node == node)
+        .unwrap_or_else(|| panic!("{node} not in the report"))
+        .verdict
+}
+
+async fn exists(chef: &ChefClient, name: &str) -> bool {
+    chef.get_node(name).await.expect("get node").is_some()
+        && chef.get_client(name).await.expect("get client").is_some()
+}
+
+/// H2: the nodes of another account sharing the Chef server are asked in
+/// their account (through its `[[aws.accounts]]` role), or, when nodereaper
+/// cannot ask that account, never become candidates.
+#[tokio::test]
+async fn nodes_of_another_account_are_asked_there_or_never_candidates() {
+    use_private_stack("sweep");
+    let _serial = SERIAL.lock().await;
+    let chef = Arc::new(admin());
+    wipe(&chef).await;
+    let theirs = aws_as(OTHER_ROLE, "us-east-1").await;
+    let ids = run_instances_with(&theirs, 2).await;
+    terminate_with(&theirs, &ids[1..]).await;
+    let (their_alive, their_gone) = (unique("b-alive"), unique("b-gone"));
+    let b = Some(OTHER_ACCOUNT);
+    register_placed(&chef, &their_alive, &ids[0], b, Some("us-east-1a")).await;
+    register_placed(&chef, &their_gone, &ids[1], b, Some("us-east-1b")).await;
+    // An account nobody configured: never asked, never deleted.
+    let unknown = unique("c-node");
+    let c = Some("222222222222");
+    register_placed(&chef, &unknown, &fake_instance_id(), c, Some("us-east-1a")).await;
+    // The happy twin in our own account (recording it, as Ohai does).
+    let own = run_instances(1).await;
+    terminate_instances(&own).await;
+    let own_gone = unique("a-gone");
+    register_placed(
+        &chef,
+        &own_gone,
+        &own[0],
+        Some(OWN_ACCOUNT),
+        Some("us-east-1a"),
+    )
+    .await;
+    let journal = tempfile::tempdir().expect("tempdir");
+    let reaper = reaper(chef.clone(), journal.path());
+
+    // Without [[aws.accounts]]: account B cannot be asked.
+    let report = sweep(&reaper, &own_fleet(), &settings(true), &Silent)
+        .await
+        .expect("sweep");
+    assert!(report.aborted.is_none(), "{:?}", report.aborted);
+    for name in [&their_alive, &their_gone, &unknown] {
+        assert_eq!(verdict_of(&report, name), Verdict::NotChecked, "{name}");
+        assert!(exists(&chef, name).await, "{name} deleted: {report:?}");
+    }
+    assert_eq!(verdict_of(&report, &own_gone), Verdict::Deleted);
+    assert!(!exists(&chef, &own_gone).await);
+    assert_eq!(
+        report.asked, 1,
+        "only the own account's node was asked about"
+    );
+
+    // With B's role: asked there, alive is kept, gone is deleted.
+    let with_b = fleet_with(&[(OTHER_ACCOUNT, OTHER_ROLE)]);
+    let report = sweep(&reaper, &with_b, &settings(true), &Silent)
+        .await
+        .expect("sweep");
+    assert!(report.aborted.is_none(), "{:?}", report.aborted);
+    assert_eq!(verdict_of(&report, &their_alive), Verdict::Keep);
+    assert!(
+        exists(&chef, &their_alive).await,
+        "B's running instance deleted"
+    );
+    assert_eq!(verdict_of(&report, &their_gone), Verdict::Deleted);
+    assert!(
+        !exists(&chef, &their_gone).await,
+        "B's terminated instance kept"
+    );
+    assert_eq!(verdict_of(&report, &unknown), Verdict::NotChecked);
+    assert!(exists(&chef, &unknown).await);
+    let row = report
+        .rows
+        .iter()
+        .find(|r| r.node == their_gone)
+        .expect("row");
+    assert_eq!(row.account.as_deref(), Some(OTHER_ACCOUNT), "{row:?}");
+}
+
+/// M12: the share cap's base is the nodes EC2 was asked about, and a node
+/// recording no zone is never asked in a default region.
+#[tokio::test]
+async fn share_cap_counts_only_nodes_asked_about_and_zoneless_nodes_are_not_asked() {
+    use_private_stack("sweep");
+    let _serial = SERIAL.lock().await;
+    let chef = Arc::new(admin());
+    wipe(&chef).await;
+    // Swept region: 3 running, 1 terminated -> 1 candidate of 4 asked (25 %).
+    let ids = run_instances(4).await;
+    terminate_instances(&ids[3..]).await;
+    let names: Vec<String> = (0..4).map(|i| unique(&format!("east-{i}"))).collect();
+    for (name, id) in names.iter().zip(&ids) {
+        register_placed(&chef, name, id, None, Some("us-east-1c")).await;
+    }
+    let gone = &names[3];
+    // 16 nodes in a region not swept: not asked, so not in the base.
+    let mut elsewhere = Vec::new();
+    for i in 0..16 {
+        let name = unique(&format!("west-{i}"));
+        register_placed(&chef, &name, &fake_instance_id(), None, Some("eu-west-1a")).await;
+        elsewhere.push(name);
+    }
+    // No zone recorded: EC2 in a default region would not know them.
+    let mut zoneless = Vec::new();
+    for i in 0..2 {
+        let name = unique(&format!("nozone-{i}"));
+        register_placed(&chef, &name, &fake_instance_id(), None, None).await;
+        zoneless.push(name);
+    }
+    let journal = tempfile::tempdir().expect("tempdir");
+    let reaper = reaper(chef.clone(), journal.path());
+
+    let mut capped = settings(true);
+    capped.max_candidate_share = 0.2;
+    let report = sweep(&reaper, &own_fleet(), &capped, &Silent)
+        .await
+        .expect("sweep");
+    assert_eq!(report.asked, 4, "{report:?}");
+    let reason = report.aborted.clone().expect("1 of 4 asked is above 20 %");
+    assert!(reason.contains("max_candidate_share"), "{reason}");
+    assert!(exists(&chef, gone).await, "a capped sweep deleted {gone}");
+
+    // The happy twin: the cap allows it, only the gone node asked about goes.
+    let report = sweep(&reaper, &own_fleet(), &settings(true), &Silent)
+        .await
+        .expect("sweep");
+    assert!(report.aborted.is_none(), "{:?}", report.aborted);
+    assert_eq!(
+        names_with(&report, Verdict::Deleted),
+        BTreeSet::from([gone.clone()])
+    );
+    assert!(!exists(&chef, gone).await);
+    for name in elsewhere.iter().chain(&zoneless) {
+        assert_eq!(verdict_of(&report, name), Verdict::NotChecked, "{name}");
+        assert!(exists(&chef, name).await, "{name} deleted");
+    }
+}
+
+/// M5: when the node vanished between the sweep's listing and its deletion,
+/// the same-named client (a re-registration in progress) is left alone.
+#[tokio::test]
+async fn sweep_recheck_stops_when_the_node_vanished() {
+    use_private_stack("sweep");
+    let _serial = SERIAL.lock().await;
+    let chef = Arc::new(admin());
+    let journal = tempfile::tempdir().expect("tempdir");
+    let reaper = reaper(chef.clone(), journal.path());
+    let request = |name: &str, id: &str| nodereaper::act::Request {
+        target: nodereaper::act::Target::Node(name.into()),
+        source: nodereaper::act::RequestSource::Sweep,
+        reason: "test".into(),
+        message_id: None,
+        dry_run: false,
+        recheck: Some(nodereaper::act::Recheck {
+            instance_id: id.into(),
+            not_seen_since: chrono::Utc::now() - chrono::Duration::hours(1),
+        }),
+        verified_region: None,
+    };
+    // Only the client is there: the old node is gone, the new instance's
+    // first run has not saved its node yet.
+    let (id, name) = (fake_instance_id(), unique("reregistering"));
+    chef.create_client(&name, None, false)
+        .await
+        .expect("client");
+    let outcome = reaper.reap(&request(&name, &id)).await.expect("reap");
+    assert_eq!(outcome.label(), "changed", "{outcome:?}");
+    assert!(
+        chef.get_client(&name).await.expect("get").is_some(),
+        "the new registration's client was deleted"
+    );
+    // The happy twin: node and client as listed are deleted.
+    let (id, name) = (fake_instance_id(), unique("listed"));
+    register(&chef, &name, Some(&id)).await;
+    let outcome = reaper.reap(&request(&name, &id)).await.expect("reap");
+    assert_eq!(outcome.label(), "deleted", "{outcome:?}");
+    assert!(!exists(&chef, &name).await);
 }

@@ -19,6 +19,7 @@ use crate::adapters::chef::ChefError;
 use crate::adapters::journal::{JournalEntry, JournalError};
 use crate::core::error::{Classify, Retry};
 use crate::core::ids::InstanceId;
+use crate::core::placement::{misplaced, Misplaced, Placement};
 use crate::core::verify::{ohai_time, Protection};
 use crate::ports::{ChefApi, Deleted, Journal};
 use crate::telemetry::events::{self, ChefObject};
@@ -78,9 +79,11 @@ pub struct Request {
     /// Second look before deleting (sweep): the node must still record this
     /// instance id and must not have checked in after `not_seen_since`.
     pub recheck: Option<Recheck>,
-    /// The region EC2 was asked in (events and sweep): a node whose Ohai data
-    /// places it in another region is not this instance's.
-    pub verified_region: Option<String>,
+    /// The account and region EC2 was asked in (events and sweep; the
+    /// account as the fleet identified it): a node whose Ohai data records
+    /// another account, or a zone of another region, is not this instance's
+    /// ([`misplaced`]). `None` (deregister): nothing was asked.
+    pub verified_region: Option<Placement>,
 }
 
 /// How long after reading node and client a second read is due before the
@@ -101,7 +104,14 @@ pub struct Recheck {
 impl Recheck {
     /// Why the node no longer qualifies, if it does not.
     fn violation(&self, node: Option<&serde_json::Value>) -> Option<String> {
-        let node = node?;
+        // A vanished node ties the same-named client to nothing any more
+        // (a new instance may be registering under that name): stop.
+        let Some(node) = node else {
+            return Some(format!(
+                "the node vanished after the sweep listed it (instance {}); not deleting a same-named client",
+                self.instance_id
+            ));
+        };
         let recorded = crate::act::resolve::recorded_instance_id(node);
         if recorded != Some(self.instance_id.as_str()) {
             return Some(format!(
@@ -438,9 +448,14 @@ impl Reaper {
                 plan.node_name, plan.client_name
             )));
         }
-        if let Some(reason) = region_mismatch(node, req.verified_region.as_deref()) {
-            events::refused(events::Refusal::OtherRegion);
-            return Some(Refusal::NotOwned(reason));
+        if let (Some(node), Some(asked)) = (node, req.verified_region.as_ref()) {
+            if let Some(wrong) = misplaced(node, asked) {
+                events::refused(match wrong {
+                    Misplaced::OtherAccount(_) => events::Refusal::OtherAccount,
+                    Misplaced::OtherRegion(_) => events::Refusal::OtherRegion,
+                });
+                return Some(Refusal::NotOwned(wrong.reason().to_string()));
+            }
         }
         req.recheck
             .as_ref()
@@ -573,22 +588,6 @@ fn already_gone(target: &Target) -> Outcome {
     };
     events::registration_already_gone();
     Outcome::AlreadyGone { target }
-}
-
-/// Why the node is not the instance verified in `region`: Ohai records the
-/// instance's Availability Zone, and a zone of another region means the
-/// event named the wrong region (or was forged to).
-fn region_mismatch(node: Option<&serde_json::Value>, region: Option<&str>) -> Option<String> {
-    let region = region?;
-    let zone = node?
-        .pointer("/automatic/ec2/placement_availability_zone")
-        .and_then(serde_json::Value::as_str)?;
-    let node_region = crate::core::zone::region_of_zone(zone)?;
-    (node_region != region).then(|| {
-        format!(
-            "the node records Availability Zone {zone} (region {node_region}) but the instance was verified in {region}; refusing to delete it"
-        )
-    })
 }
 
 /// What differs between the backed-up read and the one right before the

@@ -1,9 +1,9 @@
 //! `nodereaper sweep`: reconciliation report or cleanup.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use nodereaper::adapters::aws::ec2::Ec2Inventory;
+use nodereaper::adapters::aws::fleet::AwsFleet;
 use nodereaper::adapters::chef::ChefClient;
 use nodereaper::app;
 use nodereaper::config::Config;
@@ -89,14 +89,14 @@ pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
     }
     let chef = Arc::new(app::chef_client(&config)?);
     let reaper = app::reaper(&config, chef.clone()).await?;
-    let (default_region, ec2) = app::sweep_inventories(&config).await;
-    let inventories = app::as_inventories(&ec2);
-    let settings = app::sweep_settings(&config, default_region, args.apply, args.force);
+    let regions = app::sweep_regions(&config).await;
+    let fleet = app::sweep_fleet(&config);
+    let settings = app::sweep_settings(&config, regions, args.apply, args.force);
     let bar = Bar::new(args.output == Output::Text);
-    let report = nodereaper::jobs::sweep::sweep(&reaper, &inventories, &settings, &bar).await;
+    let report = nodereaper::jobs::sweep::sweep(&reaper, &fleet, &settings, &bar).await;
     bar.finish();
     let report = report?;
-    let requests = request_counts(&chef, &ec2);
+    let requests = request_counts(&chef, &fleet).await;
     if args.output == Output::Json {
         let mut out = serde_json::to_value(&report)?;
         out["requests"] = serde_json::to_value(&requests)?;
@@ -112,18 +112,13 @@ pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
 }
 
 /// What the sweep cost, by endpoint.
-fn request_counts(
-    chef: &ChefClient,
-    ec2: &HashMap<String, Arc<Ec2Inventory>>,
-) -> BTreeMap<String, u64> {
+async fn request_counts(chef: &ChefClient, fleet: &AwsFleet) -> BTreeMap<String, u64> {
     let mut requests = chef.request_counts();
-    for inv in ec2.values() {
-        let (pages, asg) = inv.request_counts();
-        *requests.entry("EC2 DescribeInstances".into()).or_default() += pages;
-        *requests
-            .entry("AutoScaling DescribeAutoScalingInstances".into())
-            .or_default() += asg;
-    }
+    let (pages, asg) = fleet.request_counts().await;
+    *requests.entry("EC2 DescribeInstances".into()).or_default() += pages;
+    *requests
+        .entry("AutoScaling DescribeAutoScalingInstances".into())
+        .or_default() += asg;
     requests
 }
 
@@ -154,9 +149,10 @@ fn print_text(report: &Report, requests: &BTreeMap<String, u64>) -> Result<()> {
         .map(|(k, v)| format!("{v} {k}"))
         .collect();
     println!(
-        "{} nodes ({} with an EC2 instance id): {} candidates, {} deleted{} [{}] in {} ms",
+        "{} nodes ({} with an EC2 instance id, {} asked about): {} candidates, {} deleted{} [{}] in {} ms",
         report.nodes,
         report.ec2_nodes,
+        report.asked,
         report.candidates,
         report.deleted,
         if report.applied {

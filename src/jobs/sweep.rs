@@ -2,16 +2,20 @@
 //! exist, and (with `apply`) remove them under a strict safety model.
 //!
 //! The algorithm ([`sweep`]): read the Chef inventory; refuse a stale search
-//! index; ask EC2 about every recorded instance; classify each node with the
+//! index; ask EC2 about every recorded instance where the node says it lives
+//! (Ohai's account and zone, through the [`Fleet`]: nodereaper's own
+//! credentials or an `[[aws.accounts]]` role); classify each node with the
 //! core "gone" rule ([`Departure::is_gone`]), protections and the grace
-//! period; stop at the blast-radius caps; then re-check and delete each
-//! candidate through the [`Reaper`].
+//! period; stop at the blast-radius caps (the share counts only nodes EC2
+//! was asked about); then re-check and delete each candidate through the
+//! [`Reaper`]. A node is never a candidate when it records no zone, or an
+//! account nodereaper cannot ask: "unknown to EC2" means gone only where the
+//! instance lives.
 //!
 //! Cost: one partial-search page per 1000 nodes, one `GET /nodes`, one
 //! DescribeInstances per 200 ids, plus a handful of requests per deletion.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -21,13 +25,18 @@ use serde_json::{json, Value};
 use crate::act::{Outcome, Reaper, Recheck, Request, Target};
 use crate::core::ec2::IDS_PER_DESCRIBE;
 use crate::core::event::is_instance_id;
+use crate::core::placement::Placement;
 use crate::core::verify::{check_in_time, Departure, Protection};
-use crate::ports::{AwsError, ChefError};
-use crate::ports::{ChefApi, InstanceInfo, InstanceInventory};
+use crate::ports::{AwsError, ChefError, PlacementError};
+use crate::ports::{ChefApi, Fleet, InstanceInfo};
 use crate::telemetry::events::{self, SweepSkip};
 
 /// Ids re-checked against EC2 in one call right before their deletion.
 const RECHECK_CHUNK: usize = 50;
+
+/// Where Ohai records the instance's AWS account (from the instance
+/// identity document), beside `ec2.instance_id` and the zone.
+pub const ACCOUNT_ATTRIBUTE: [&str; 2] = ["ec2", "account_id"];
 
 /// How a sweep runs (from the `[sweep]` configuration and the command line).
 #[derive(Debug, Clone)]
@@ -36,7 +45,8 @@ pub struct SweepSettings {
     pub grace_period: Duration,
     /// At most this many candidates (else nothing is deleted).
     pub max_candidates: usize,
-    /// At most this share (0..=1) of the EC2-backed nodes may be candidates.
+    /// At most this share (0..=1) of the nodes EC2 was asked about may be
+    /// candidates.
     pub max_candidate_share: f64,
     /// Override the blast-radius caps.
     pub force: bool,
@@ -46,8 +56,9 @@ pub struct SweepSettings {
     pub instance_id_attribute: Vec<String>,
     /// Node attribute path of the Availability Zone.
     pub region_attribute: Vec<String>,
-    /// Region for nodes that do not record one.
-    pub default_region: String,
+    /// The regions swept (`sweep.regions`, else the default region); nodes
+    /// placed elsewhere are not checked.
+    pub regions: Vec<String>,
 }
 
 /// Per node: what the sweep concluded.
@@ -66,7 +77,8 @@ pub enum Verdict {
     TooRecent,
     /// Gone, but a protection rule (node or instance) applies.
     Protected,
-    /// Region not swept.
+    /// Not asked: region not swept, no (or an unknown) zone recorded, or an
+    /// account nodereaper cannot ask. Never deleted.
     NotChecked,
     /// Changed between report and deletion, or the deletion failed.
     Skipped,
@@ -79,6 +91,9 @@ pub struct Row {
     pub node: String,
     /// The instance id the node records, if any.
     pub instance_id: Option<String>,
+    /// The AWS account EC2 was asked in (as the fleet identified it), else
+    /// the one the node records.
+    pub account: Option<String>,
     /// The region EC2 was (or would be) asked in.
     pub region: Option<String>,
     /// EC2 state, `not-found` when EC2 does not know the id.
@@ -100,6 +115,10 @@ pub struct Report {
     pub nodes: usize,
     /// Nodes recording an EC2 instance id.
     pub ec2_nodes: usize,
+    /// Nodes whose instance EC2 was asked about: the base of
+    /// `sweep.max_candidate_share` (a node never asked can never show that
+    /// EC2 answers wrongly).
+    pub asked: usize,
     /// Nodes whose instance is gone and that may be deleted.
     pub candidates: usize,
     /// Registrations deleted.
@@ -124,6 +143,9 @@ pub enum SweepError {
     /// Asking EC2 failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// Reaching an account (its role, or nodereaper's own identity) failed.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
 }
 
 /// Where a sweep reports progress (a terminal progress bar, or nothing).
@@ -145,6 +167,8 @@ impl Progress for Silent {}
 struct InventoryNode {
     name: String,
     instance_id: Option<String>,
+    /// The AWS account Ohai recorded, if any.
+    account: Option<String>,
     located: Located,
     ohai_time: Option<DateTime<Utc>>,
     /// Enough of the node for the protection rules.
@@ -152,12 +176,13 @@ struct InventoryNode {
 }
 
 impl InventoryNode {
-    /// The region to ask EC2 in; `None` for an unparseable zone.
-    fn region(&self, default_region: &str) -> Option<String> {
+    /// Where to ask EC2: the recorded account (nodereaper's own when none
+    /// is recorded) and the region of the recorded zone; `None` without a
+    /// zone that names a region.
+    fn placement(&self) -> Option<Placement> {
         match &self.located {
-            Located::Region(r) => Some(r.clone()),
-            Located::Unrecorded => Some(default_region.to_string()),
-            Located::Unparseable(_) => None,
+            Located::Region(r) => Some(Placement::new(self.account.as_deref(), r)),
+            Located::Unrecorded | Located::Unparseable(_) => None,
         }
     }
 
@@ -181,18 +206,28 @@ enum Located {
     Region(String),
     /// A zone nodereaper cannot map to a region: never asked, never gone.
     Unparseable(String),
-    /// No zone recorded: the sweep's default region is asked.
+    /// No zone recorded: no region to ask (a default region could not know
+    /// the instance and would call it gone), never asked, never gone.
     Unrecorded,
 }
 
-/// EC2's answers, by (region, instance id).
-type States = HashMap<(String, String), InstanceInfo>;
+/// What EC2 said, per placement asked (the node's account, else own; the
+/// region of its zone).
+#[derive(Default)]
+struct States {
+    /// EC2's answers, by (placement, instance id).
+    info: HashMap<(Placement, String), InstanceInfo>,
+    /// Each placement asked: the placement EC2 answered for (the account as
+    /// the fleet identified it), or why it could not be asked.
+    asked: HashMap<Placement, Result<Placement, String>>,
+}
 
-/// Runs a sweep. `inventories` maps region -> EC2 inventory; nodes in other
-/// regions are reported as not checked.
+/// Runs a sweep, asking EC2 through `fleet` where each node says its
+/// instance lives; nodes outside `settings.regions` are reported as not
+/// checked.
 pub async fn sweep(
     reaper: &Reaper,
-    inventories: &HashMap<String, Arc<dyn InstanceInventory>>,
+    fleet: &dyn Fleet,
     settings: &SweepSettings,
     progress: &dyn Progress,
 ) -> Result<Report, SweepError> {
@@ -206,10 +241,9 @@ pub async fn sweep(
     if report.aborted.is_some() {
         return Ok(finish(report, started));
     }
-    let states = ask_ec2(&nodes, inventories, settings, progress).await?;
+    let states = ask_ec2(&nodes, fleet, settings, progress).await?;
     let judge = Judge {
         states: &states,
-        inventories,
         protection: &reaper.protection,
         settings,
         cutoff: cutoff(settings.grace_period),
@@ -217,7 +251,7 @@ pub async fn sweep(
     judge.classify_all(&nodes, &mut report);
     report.aborted = blast_radius(&report, settings);
     if report.aborted.is_none() && settings.apply {
-        delete_candidates(reaper, inventories, &mut report, judge.cutoff, progress).await?;
+        delete_candidates(reaper, fleet, &mut report, judge.cutoff, progress).await?;
     }
     Ok(finish(report, started))
 }
@@ -229,6 +263,7 @@ impl Report {
             rows: Vec::new(),
             nodes,
             ec2_nodes: 0,
+            asked: 0,
             candidates: 0,
             deleted: 0,
             aborted: None,
@@ -255,9 +290,10 @@ async fn inventory(
         .iter()
         .map(String::as_str)
         .collect();
-    let keys: [(&str, &[&str]); 9] = [
+    let keys: [(&str, &[&str]); 10] = [
         ("name", &["name"]),
         ("instance_id", &id_path),
+        ("account", &ACCOUNT_ATTRIBUTE),
         ("zone", &region_path),
         ("ohai_time", &["ohai_time"]),
         ("chef_environment", &["chef_environment"]),
@@ -283,6 +319,7 @@ fn inventory_node(row: &HashMap<String, Value>) -> Option<InventoryNode> {
     Some(InventoryNode {
         name: str_at(row, "name")?.to_string(),
         instance_id: str_at(row, "instance_id").map(str::to_string),
+        account: str_at(row, "account").map(str::to_string),
         located: match str_at(row, "zone") {
             None => Located::Unrecorded,
             Some(zone) => region_of_zone(zone)
@@ -310,34 +347,45 @@ fn stale_index(nodes: &[InventoryNode], listed: &[String]) -> Option<String> {
     })
 }
 
-/// Asks EC2, per swept region, about every recorded instance id, in batches
-/// of one DescribeInstances call each (progress advances per batch).
+/// Asks EC2 about every recorded instance id where its node says it lives:
+/// one group per (account, region) in the swept regions, each through the
+/// fleet (own credentials or the account's role), in batches of one
+/// DescribeInstances call each (progress advances per batch). An account
+/// nodereaper cannot ask is recorded as such, never asked elsewhere.
 async fn ask_ec2(
     nodes: &[InventoryNode],
-    inventories: &HashMap<String, Arc<dyn InstanceInventory>>,
+    fleet: &dyn Fleet,
     settings: &SweepSettings,
     progress: &dyn Progress,
-) -> Result<States, AwsError> {
-    let mut by_region: BTreeMap<String, Vec<String>> = BTreeMap::new();
+) -> Result<States, PlacementError> {
+    let mut groups: BTreeMap<Placement, Vec<String>> = BTreeMap::new();
     for n in nodes {
-        if let (Some(id), Some(region)) = (n.ec2_instance_id(), n.region(&settings.default_region))
-        {
-            by_region.entry(region).or_default().push(id.clone());
+        if let (Some(id), Some(placement)) = (n.ec2_instance_id(), n.placement()) {
+            if settings.regions.contains(&placement.region) {
+                groups.entry(placement).or_default().push(id.clone());
+            }
         }
     }
-    let total_ids: usize = by_region.values().map(Vec::len).sum();
+    let total_ids: usize = groups.values().map(Vec::len).sum();
     progress.stage("asking EC2", total_ids as u64);
-    let mut states = States::new();
-    for (region, ids) in &by_region {
-        let Some(inv) = inventories.get(region) else {
-            continue;
+    let mut states = States::default();
+    for (placement, ids) in groups {
+        let regional = match fleet.regional(&placement).await {
+            Ok(regional) => regional,
+            Err(e @ PlacementError::UnknownAccount { .. }) => {
+                progress.advance(ids.len() as u64);
+                states.asked.insert(placement, Err(e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         for chunk in ids.chunks(IDS_PER_DESCRIBE) {
-            for (id, info) in inv.describe(chunk).await? {
-                states.insert((region.clone(), id), info);
+            for (id, info) in regional.inventory.describe(chunk).await? {
+                states.info.insert((placement.clone(), id), info);
             }
             progress.advance(chunk.len() as u64);
         }
+        states.asked.insert(placement, Ok(regional.placement));
     }
     Ok(states)
 }
@@ -350,21 +398,23 @@ fn cutoff(grace_period: Duration) -> DateTime<Utc> {
 /// What classification weighs a node against.
 struct Judge<'a> {
     states: &'a States,
-    inventories: &'a HashMap<String, Arc<dyn InstanceInventory>>,
     protection: &'a Protection,
     settings: &'a SweepSettings,
     cutoff: DateTime<Utc>,
 }
 
 impl Judge<'_> {
-    /// Classifies every node into `report` and counts EC2-backed nodes and
-    /// candidates.
+    /// Classifies every node into `report` and counts EC2-backed nodes,
+    /// nodes asked about and candidates.
     fn classify_all(&self, nodes: &[InventoryNode], report: &mut Report) {
         for n in nodes {
             if n.ec2_instance_id().is_some() {
                 report.ec2_nodes += 1;
             }
             let row = self.classify(n);
+            if row.ec2_state.is_some() {
+                report.asked += 1;
+            }
             if row.verdict == Verdict::Delete {
                 report.candidates += 1;
             }
@@ -375,25 +425,21 @@ impl Judge<'_> {
     /// One node: where its instance is, whether it was asked, then what EC2
     /// said ([`Judge::gone_verdict`]).
     fn classify(&self, n: &InventoryNode) -> Row {
-        let region = n.region(&self.settings.default_region).unwrap_or_default();
         let row = Row {
             node: n.name.clone(),
             instance_id: n.instance_id.clone(),
-            region: Some(region.clone()),
+            account: n.account.clone(),
+            region: None,
             ec2_state: None,
             last_check_in: n.ohai_time,
             verdict: Verdict::Keep,
             reason: String::new(),
         };
         let Some(id) = n.instance_id.as_ref() else {
-            let row = row.judged(
+            return row.judged(
                 Verdict::UnknownProvenance,
                 "no EC2 instance id recorded; never deleted",
             );
-            return Row {
-                region: None,
-                ..row
-            };
         };
         if !is_instance_id(id) {
             return row.judged(
@@ -401,25 +447,39 @@ impl Judge<'_> {
                 format!("recorded instance id {id:?} is not an EC2 instance id"),
             );
         }
-        if let Located::Unparseable(zone) = &n.located {
-            let row = row.judged(
+        let placement = match (&n.located, n.placement()) {
+            (_, Some(p)) => p,
+            (Located::Unparseable(zone), None) => return row.judged(
                 Verdict::NotChecked,
                 format!("Availability Zone {zone:?} names no region nodereaper recognises; not asked, never deleted"),
-            );
-            return Row {
-                region: None,
-                ..row
-            };
-        }
-        if !self.inventories.contains_key(&region) {
-            return row.judged(
+            ),
+            _ => return row.judged(
                 Verdict::NotChecked,
-                format!("region {region} is not swept (sweep.regions)"),
-            );
+                "no Availability Zone recorded: no region to ask EC2 in (elsewhere it would look gone); never deleted",
+            ),
+        };
+        let row = Row {
+            region: Some(placement.region.clone()),
+            ..row
+        };
+        if !self.settings.regions.contains(&placement.region) {
+            let reason = format!("region {} is not swept (sweep.regions)", placement.region);
+            return row.judged(Verdict::NotChecked, reason);
         }
-        let info = self.states.get(&(region, id.clone()));
+        let asked = match self.states.asked.get(&placement) {
+            Some(Ok(asked)) => asked,
+            Some(Err(why)) => {
+                return row.judged(
+                    Verdict::NotChecked,
+                    format!("not asked, never deleted: {why}"),
+                )
+            }
+            None => return row.judged(Verdict::NotChecked, "not asked"),
+        };
+        let info = self.states.info.get(&(placement, id.clone()));
         let (verdict, reason) = self.gone_verdict(n, info);
         Row {
+            account: asked.account.clone(),
             ec2_state: Some(info.map_or("not-found", |i| i.state.as_str()).to_string()),
             ..row.judged(verdict, reason)
         }
@@ -472,15 +532,15 @@ impl Row {
 }
 
 /// Blast-radius caps: why nothing may be deleted, if too many candidates
-/// (by count or by share of EC2-backed nodes) and not forced.
+/// (by count, or by share of the nodes EC2 was asked about) and not forced.
 fn blast_radius(report: &Report, settings: &SweepSettings) -> Option<String> {
     if settings.force || report.candidates == 0 {
         return None;
     }
-    let share = if report.ec2_nodes == 0 {
+    let share = if report.asked == 0 {
         0.0
     } else {
-        report.candidates as f64 / report.ec2_nodes as f64
+        report.candidates as f64 / report.asked as f64
     };
     if report.candidates > settings.max_candidates {
         Some(format!(
@@ -489,10 +549,10 @@ fn blast_radius(report: &Report, settings: &SweepSettings) -> Option<String> {
         ))
     } else if share > settings.max_candidate_share {
         Some(format!(
-            "{} candidates are {:.1}% of {} EC2-backed nodes, above sweep.max_candidate_share = {:.1}%; nothing deleted (rerun with --force if this is expected)",
+            "{} candidates are {:.1}% of the {} nodes EC2 was asked about, above sweep.max_candidate_share = {:.1}%; nothing deleted (rerun with --force if this is expected)",
             report.candidates,
             share * 100.0,
-            report.ec2_nodes,
+            report.asked,
             settings.max_candidate_share * 100.0
         ))
     } else {
@@ -500,33 +560,39 @@ fn blast_radius(report: &Report, settings: &SweepSettings) -> Option<String> {
     }
 }
 
-/// Phase two: re-checks each candidate against EC2 (in chunks) and Chef (in
-/// the reaper), then deletes it.
+/// Phase two: re-checks each candidate against EC2 (in chunks, where it
+/// was asked first) and Chef (in the reaper), then deletes it.
 async fn delete_candidates(
     reaper: &Reaper,
-    inventories: &HashMap<String, Arc<dyn InstanceInventory>>,
+    fleet: &dyn Fleet,
     report: &mut Report,
     cutoff: DateTime<Utc>,
     progress: &dyn Progress,
-) -> Result<(), AwsError> {
+) -> Result<(), SweepError> {
     let candidates: Vec<usize> = (0..report.rows.len())
         .filter(|&i| report.rows[i].verdict == Verdict::Delete)
         .collect();
     progress.stage("deleting", candidates.len() as u64);
     for chunk in candidates.chunks(RECHECK_CHUNK) {
-        let fresh = recheck_ec2(inventories, &report.rows, chunk).await?;
+        let fresh = recheck_ec2(fleet, &report.rows, chunk).await?;
         for &i in chunk {
             let row = &mut report.rows[i];
             let id = row.instance_id.clone().unwrap_or_default();
-            let info = fresh.get(&id);
-            if !Departure::of(info).is_gone() {
+            let Some((asked, info)) = fresh.get(&i) else {
+                row.verdict = Verdict::Skipped;
+                row.reason = "not asked again: no account and region to ask".into();
+                events::sweep_skipped(SweepSkip::RecheckEc2);
+                progress.advance(1);
+                continue;
+            };
+            if !Departure::of(info.as_ref()).is_gone() {
                 row.verdict = Verdict::Skipped;
                 row.reason = format!(
                     "EC2 now reports the instance {}",
-                    info.map_or("", |i| i.state.as_str())
+                    info.as_ref().map_or("", |i| i.state.as_str())
                 );
                 events::sweep_skipped(SweepSkip::RecheckEc2);
-            } else if delete_one(reaper, row, id, cutoff).await {
+            } else if delete_one(reaper, row, asked.clone(), id, cutoff).await {
                 report.deleted += 1;
             }
             progress.advance(1);
@@ -535,25 +601,28 @@ async fn delete_candidates(
     Ok(())
 }
 
-/// EC2's view, now, of the instances of `chunk` (indexes into `rows`).
+/// EC2's view, now, of the instances of `chunk` (indexes into `rows`), asked
+/// in the account and region each was asked in first: per row, the
+/// placement EC2 answered for and its answer.
 async fn recheck_ec2(
-    inventories: &HashMap<String, Arc<dyn InstanceInventory>>,
+    fleet: &dyn Fleet,
     rows: &[Row],
     chunk: &[usize],
-) -> Result<HashMap<String, InstanceInfo>, AwsError> {
-    let mut per_region: BTreeMap<String, Vec<String>> = BTreeMap::new();
+) -> Result<HashMap<usize, (Placement, Option<InstanceInfo>)>, SweepError> {
+    let mut groups: BTreeMap<Placement, Vec<(usize, String)>> = BTreeMap::new();
     for &i in chunk {
         if let (Some(region), Some(id)) = (&rows[i].region, &rows[i].instance_id) {
-            per_region
-                .entry(region.clone())
-                .or_default()
-                .push(id.clone());
+            let placement = Placement::new(rows[i].account.as_deref(), region);
+            groups.entry(placement).or_default().push((i, id.clone()));
         }
     }
     let mut fresh = HashMap::new();
-    for (region, ids) in per_region {
-        if let Some(inv) = inventories.get(&region) {
-            fresh.extend(inv.describe(&ids).await?);
+    for (placement, rows) in groups {
+        let regional = fleet.regional(&placement).await?;
+        let ids: Vec<String> = rows.iter().map(|(_, id)| id.clone()).collect();
+        let mut answers = regional.inventory.describe(&ids).await?;
+        for (i, id) in rows {
+            fresh.insert(i, (regional.placement.clone(), answers.remove(&id)));
         }
     }
     Ok(fresh)
@@ -561,9 +630,15 @@ async fn recheck_ec2(
 
 /// Deletes one candidate's registration through the reaper (which re-checks
 /// the node) and records the outcome in its row. True when deleted.
-async fn delete_one(reaper: &Reaper, row: &mut Row, id: String, cutoff: DateTime<Utc>) -> bool {
+async fn delete_one(
+    reaper: &Reaper,
+    row: &mut Row,
+    asked: Placement,
+    id: String,
+    cutoff: DateTime<Utc>,
+) -> bool {
     let request = Request {
-        verified_region: row.region.clone(),
+        verified_region: Some(asked),
         target: Target::Node(row.node.clone()),
         source: crate::act::RequestSource::Sweep,
         reason: format!(

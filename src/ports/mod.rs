@@ -207,7 +207,9 @@ pub trait InstanceInventory: Send + Sync {
 /// The AWS services of one account and region.
 #[derive(Clone)]
 pub struct Regional {
-    /// The account and region these clients talk to.
+    /// The account and region these clients talk to. A real fleet always
+    /// names the account (nodereaper's own id when asked for `None`), so
+    /// EC2's answers can be matched against the account a node records.
     pub placement: Placement,
     /// EC2 `DescribeInstances` in that account and region.
     pub inventory: Arc<dyn InstanceInventory>,

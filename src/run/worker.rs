@@ -527,7 +527,8 @@ impl Pipeline {
             message_id: Some(work.msg.message_id.clone()),
             dry_run: self.settings.dry_run,
             recheck: None,
-            verified_region: Some(work.placement.region.clone()),
+            // Where EC2 was asked, the account as the fleet identified it.
+            verified_region: Some(regional.placement.clone()),
         };
         let outcome = self
             .reap_with_keepalive(work, regional, &request)

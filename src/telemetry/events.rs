@@ -25,6 +25,8 @@ pub enum Refusal {
     ClientNotOwned,
     /// The node's Ohai zone is in another region than the one verified.
     OtherRegion,
+    /// The node's Ohai account is not the one the instance was verified in.
+    OtherAccount,
     /// The node or client changed between the backup read and the delete.
     Changed,
     /// A lifecycle message of a hook nodereaper does not own.
@@ -42,6 +44,7 @@ impl Refusal {
             Refusal::Protected => "protected",
             Refusal::ClientNotOwned => "client_not_owned",
             Refusal::OtherRegion => "other_region",
+            Refusal::OtherAccount => "other_account",
             Refusal::Changed => "changed",
             Refusal::ForeignHook => "foreign_hook",
             Refusal::UnknownAccount => "unknown_account",

@@ -19,13 +19,18 @@ use crate::config::{AccountConfig, AwsConfig};
 use crate::core::placement::Placement;
 use crate::ports::{Fleet, PlacementError, Regional};
 
+/// One (account, region)'s services, with its EC2 inventory kept concrete
+/// for its request counts.
+type Cached = (Regional, Arc<Ec2Inventory>);
+
 /// [`Fleet`] backed by real AWS SDK clients: one set of EC2 and Auto Scaling
 /// clients per (account, region), built on first use and kept.
 pub struct AwsFleet {
     aws: AwsConfig,
     accounts: HashMap<String, AccountConfig>,
     own_account: OnceCell<String>,
-    cache: Mutex<HashMap<(String, String), Regional>>,
+    cache: Mutex<HashMap<(String, String), Cached>>,
+    states_only: bool,
 }
 
 impl AwsFleet {
@@ -40,7 +45,26 @@ impl AwsFleet {
                 .collect(),
             own_account: OnceCell::new(),
             cache: Mutex::new(HashMap::new()),
+            states_only: false,
         }
+    }
+
+    /// For sweeps: EC2 states only, no Auto Scaling lifecycle states (a
+    /// sweep acts on terminated or unknown instances, so lifecycle states of
+    /// alive ones would be requests for nothing).
+    pub fn states_only(mut self) -> Self {
+        self.states_only = true;
+        self
+    }
+
+    /// DescribeInstances pages and DescribeAutoScalingInstances calls made
+    /// so far, over every account and region.
+    pub async fn request_counts(&self) -> (u64, u64) {
+        let cache = self.cache.lock().await;
+        cache.values().fold((0, 0), |(pages, asg), (_, inv)| {
+            let (p, a) = inv.request_counts();
+            (pages + p, asg + a)
+        })
     }
 
     /// The account nodereaper's own credentials belong to (STS
@@ -126,11 +150,13 @@ impl AwsFleet {
 #[async_trait::async_trait]
 impl Fleet for AwsFleet {
     async fn regional(&self, placement: &Placement) -> Result<Regional, PlacementError> {
-        // Which credentials: our own, or a configured account's role.
+        // Which credentials: our own, or a configured account's role. The
+        // account is always identified (GetCallerIdentity, asked once), so
+        // the answer says which account it came from.
+        let own = self.own_account().await?.to_string();
         let account = match placement.account.as_deref() {
             None => None,
             Some(a) => {
-                let own = self.own_account().await?;
                 if a == own {
                     None
                 } else {
@@ -139,7 +165,7 @@ impl Fleet for AwsFleet {
                         None => {
                             return Err(PlacementError::UnknownAccount {
                                 account: a.to_string(),
-                                own: own.to_string(),
+                                own,
                             })
                         }
                     }
@@ -151,21 +177,29 @@ impl Fleet for AwsFleet {
             placement.region.clone(),
         );
         let mut cache = self.cache.lock().await;
-        if let Some(r) = cache.get(&key) {
+        if let Some((r, _)) = cache.get(&key) {
             return Ok(r.clone());
         }
         let sdk = self.sdk_for(account, &placement.region).await;
         let autoscaling = aws_sdk_autoscaling::Client::new(&sdk);
+        let mut inventory = Ec2Inventory::new(
+            aws_sdk_ec2::Client::new(&sdk),
+            autoscaling.clone(),
+            placement.region.clone(),
+        );
+        if self.states_only {
+            inventory = inventory.states_only();
+        }
+        let inventory = Arc::new(inventory);
         let regional = Regional {
-            placement: placement.clone(),
-            inventory: Arc::new(Ec2Inventory::new(
-                aws_sdk_ec2::Client::new(&sdk),
-                autoscaling.clone(),
-                placement.region.clone(),
-            )),
+            placement: Placement {
+                account: Some(account.map_or(own, |a| a.id.clone())),
+                region: placement.region.clone(),
+            },
+            inventory: inventory.clone(),
             lifecycle: Arc::new(AsgLifecycle::new(autoscaling)),
         };
-        cache.insert(key, regional.clone());
+        cache.insert(key, (regional.clone(), inventory));
         Ok(regional)
     }
 }
