@@ -15,7 +15,7 @@ use nodereaper::adapters::aws::fleet::AwsFleet;
 use nodereaper::config::{AccountConfig, AwsConfig};
 use nodereaper::core::ec2::Ec2State;
 use nodereaper::core::placement::Placement;
-use nodereaper::ports::{Fleet, PlacementError};
+use nodereaper::ports::{ChefApi, Fleet, PlacementError};
 
 const THEIRS: &str = "111111111111";
 const ELSEWHERE: &str = "222222222222";
