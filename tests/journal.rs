@@ -652,7 +652,8 @@ async fn pruning_s3_proxy(target: &str) -> String {
     format!("http://{addr}")
 }
 
-#[tokio::test]
+// Multi-threaded: the proxy keeps serving while the test waits on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_unreadable_objects_are_skipped_named_not_fatal() {
     let sdk = aws().await;
     let s3 = aws_sdk_s3::Client::from_conf(
