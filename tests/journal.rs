@@ -652,42 +652,16 @@ async fn pruning_s3_proxy(target: &str) -> String {
     format!("http://{addr}")
 }
 
-// Multi-threaded: the proxy keeps serving while the test waits on the CLI.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_unreadable_objects_are_skipped_named_not_fatal() {
-    let sdk = aws().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    let bucket = unique("journal");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket");
-    let prefix = "nodereaper/journal/";
-    let admin = admin();
-    let name = unique("s3skip");
-    register_with_key(&admin, &name).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path());
-    let mut text_cfg = std::fs::read_to_string(&config).expect("config");
-    // [journal] is the last table of write_config: s3_bucket joins it.
-    text_cfg.push_str(&format!(
-        "s3_bucket = \"{bucket}\"\ns3_prefix = \"{prefix}\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
-        pruning_s3_proxy(stack().moto_url()).await
-    ));
-    std::fs::write(&config, text_cfg).expect("config");
-    let out = nodereaper(&config, &["deregister", "--node", &name]);
-    assert!(out.status.success(), "deregister: {}", text(&out.stderr));
-    assert!(admin.get_node(&name).await.expect("get").is_none());
-
-    // Three unreadable objects beside the good entry: a valid entry
-    // archived to Glacier (moto answers InvalidObjectState, as S3 does, and
-    // as it answers a KMS key this identity may not use: a refused GET), one
-    // pruned between the listing and the GET, and one that is not JSON.
+/// Three unreadable objects beside the good entry: a valid entry archived
+/// to Glacier (moto answers InvalidObjectState, as S3 does, and as it
+/// answers a KMS key this identity may not use: a refused GET), one the
+/// proxy prunes between the listing and the GET, and one that is not JSON.
+/// Their keys.
+async fn put_unreadable_objects(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> [String; 3] {
     let valid = |node: &str| {
         let mut e = JournalEntry::new(
             "event",
@@ -724,7 +698,7 @@ async fn s3_unreadable_objects_are_skipped_named_not_fatal() {
         ),
     ] {
         s3.put_object()
-            .bucket(&bucket)
+            .bucket(bucket)
             .key(key)
             .storage_class(class)
             .body(aws_sdk_s3::primitives::ByteStream::from(body))
@@ -732,6 +706,42 @@ async fn s3_unreadable_objects_are_skipped_named_not_fatal() {
             .await
             .expect("put");
     }
+    [glacier, pruned, corrupt]
+}
+
+// Multi-threaded: the proxy keeps serving while the test waits on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_unreadable_objects_are_skipped_named_not_fatal() {
+    let sdk = aws().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = unique("journal");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let prefix = "nodereaper/journal/";
+    let admin = admin();
+    let name = unique("s3skip");
+    register_with_key(&admin, &name).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path());
+    let mut text_cfg = std::fs::read_to_string(&config).expect("config");
+    // [journal] is the last table of write_config: s3_bucket joins it.
+    text_cfg.push_str(&format!(
+        "s3_bucket = \"{bucket}\"\ns3_prefix = \"{prefix}\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        pruning_s3_proxy(stack().moto_url()).await
+    ));
+    std::fs::write(&config, text_cfg).expect("config");
+    let out = nodereaper(&config, &["deregister", "--node", &name]);
+    assert!(out.status.success(), "deregister: {}", text(&out.stderr));
+    assert!(admin.get_node(&name).await.expect("get").is_none());
+
+    let [glacier, pruned, corrupt] = put_unreadable_objects(&s3, &bucket, prefix).await;
 
     // journal lists the good entry and names each skipped key.
     let listed = nodereaper(&config, &["journal", "--output", "json"]);
