@@ -76,6 +76,7 @@ pub fn chef_identity(cfg: &Config) -> Result<credentials::Credentials, AppError>
     if let (Some(server_url), Some(client_name), Some(key)) =
         (&c.server_url, &c.client_name, &explicit_key)
     {
+        credentials::require_https(server_url, "chef.server_url", c.allow_plain_http)?;
         return Ok(credentials::Credentials {
             client_name: client_name.clone(),
             server_url: server_url.clone(),
@@ -109,6 +110,15 @@ pub fn chef_identity(cfg: &Config) -> Result<credentials::Credentials, AppError>
     if let Some(key) = explicit_key {
         creds.key = key;
     }
+    // The plain-http guard, for a URL from the profile as for chef.server_url.
+    let origin = match &c.server_url {
+        Some(_) => "chef.server_url".to_string(),
+        None => format!(
+            "chef_server_url of profile '{profile}' in {}",
+            file.display()
+        ),
+    };
+    credentials::require_https(&creds.server_url, &origin, c.allow_plain_http)?;
     Ok(creds)
 }
 

@@ -249,6 +249,14 @@ async fn doctor_reports_chef_infra_server_and_its_api_version() {
         stdout.contains("PASS chef server kind: Chef Infra Server, API v1: client keys"),
         "{stdout}"
     );
+    // A 404 there proves nothing about the delete permission: UNKNOWN, never PASS.
+    for kind in ["nodes", "clients"] {
+        assert!(
+            stdout.contains(&format!("UNKNOWN chef delete permission on {kind}"))
+                && !stdout.contains(&format!("PASS chef delete permission on {kind}")),
+            "{stdout}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -6,7 +6,6 @@
 mod chef_double;
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,10 @@ use nodereaper::core::error::{error_policy, ErrorDisposition};
 use nodereaper::core::verify::Protection;
 use nodereaper::jobs::sweep::{sweep, Silent, SweepSettings, Verdict};
 use nodereaper::ports::{ChefApi, InstanceInventory};
-use nodereaper::testing::{FakeEc2, FakeInventory};
+use nodereaper::testing::{FakeEc2, FakeFleet, FakeInventory, FakeWorld};
+
+/// The fleet's own account: nodes recording no account are asked there.
+const OWN_ACCOUNT: &str = "123456789012";
 use serde_json::json;
 
 /// The sweep's own keys (src/jobs/sweep.rs `inventory`).
@@ -143,7 +145,11 @@ async fn sweep_on(backend: Backend, n: usize) -> (Double, nodereaper::jobs::swee
         asg_lifecycle_state: None,
         tags: Default::default(),
     }));
-    let inventories = HashMap::from([("us-east-1".to_string(), inv)]);
+    let fleet = FakeFleet::new(OWN_ACCOUNT, &[], FakeWorld::default().lifecycle()).place(
+        OWN_ACCOUNT,
+        "us-east-1",
+        inv,
+    );
     let settings = SweepSettings {
         grace_period: Duration::from_secs(3600),
         max_candidates: 100,
@@ -152,9 +158,9 @@ async fn sweep_on(backend: Backend, n: usize) -> (Double, nodereaper::jobs::swee
         apply: false,
         instance_id_attribute: vec!["ec2".into(), "instance_id".into()],
         region_attribute: vec!["ec2".into(), "placement_availability_zone".into()],
-        default_region: "us-east-1".into(),
+        regions: vec!["us-east-1".into()],
     };
-    let report = sweep(&reaper(chef, dir.path()), &inventories, &settings, &Silent)
+    let report = sweep(&reaper(chef, dir.path()), &fleet, &settings, &Silent)
         .await
         .expect("sweep");
     (double, report)

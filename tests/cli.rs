@@ -471,3 +471,64 @@ async fn dry_run_daemon_sweep_deletes_nothing() {
         "a dry run deleted a node"
     );
 }
+
+/// A config naming only a `~/.chef/credentials` profile whose
+/// `chef_server_url` is plain http (the local goiardi).
+fn write_profile_config(dir: &Path, allow_plain_http: bool) -> PathBuf {
+    let credentials = dir.join("credentials");
+    std::fs::write(
+        &credentials,
+        format!(
+            "['prod']\nclient_name = \"admin\"\nclient_key = \"{}\"\nchef_server_url = \"{}\"\n",
+            stack().admin_key().display(),
+            stack().chef_url()
+        ),
+    )
+    .expect("credentials");
+    let path = dir.join("nodereaper.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[chef]\nprofile = \"prod\"\ncredentials_file = \"{}\"\nallow_plain_http = {allow_plain_http}\n\
+             [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n[journal]\ndir = \"{}\"\n",
+            credentials.display(),
+            stack().moto_url(),
+            dir.join("journal").display(),
+        ),
+    )
+    .expect("config");
+    path
+}
+
+#[tokio::test]
+async fn profile_http_url_needs_the_opt_in_and_is_logged_when_used() {
+    let chef = admin();
+    let node = unique("plainhttp");
+    register(&chef, &node, Some(&fake_instance_id())).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // The profile's http:// URL goes through the same guard as chef.server_url.
+    let config = write_profile_config(dir.path(), false);
+    let out = nodereaper(&config, &["deregister", "--node", &node]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("allow_plain_http") && stderr.contains("profile 'prod'"),
+        "{stderr}"
+    );
+    assert!(
+        chef.get_node(&node).await.expect("get").is_some(),
+        "deleted over plain http without the opt-in"
+    );
+
+    // Happy twin: with the opt-in it works, and says so in a warning.
+    let config = write_profile_config(dir.path(), true);
+    let out = nodereaper(&config, &["deregister", "--node", &node]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("plain http"),
+        "no warning: {stderr}"
+    );
+    assert!(node_gone(&chef, &node).await, "{stderr}");
+}

@@ -150,11 +150,9 @@ async fn torn_index_line_then_journal_lists_and_restore_restores() {
     let full: Value = serde_json::from_slice(&show.stdout).expect("show json");
     assert_eq!(full["node"]["name"], name.as_str());
     assert_eq!(full["client"]["public_key"], original_client["public_key"]);
-    // Once the reaper records the server extras, they must say goiardi, API v0.
-    if !full["server_kind"].is_null() {
-        assert_eq!(full["server_kind"], "goiardi");
-        assert_eq!(full["api_version"], 0);
-    }
+    // The reaper records what kind of server it backed up from: goiardi, API v0.
+    assert_eq!(full["server_kind"], "goiardi", "{full}");
+    assert_eq!(full["api_version"], 0, "{full}");
 
     let restored = nodereaper(&config, &["restore", &name]);
     assert!(
@@ -596,4 +594,188 @@ async fn doctor_reports_the_server_kind() {
         stdout.contains("PASS chef server kind: goiardi (API v0)"),
         "{stdout}"
     );
+}
+
+/// A proxy in front of moto that, before forwarding a GET of an object whose
+/// key contains `-pruned-`, deletes it in moto: the object was listed, then
+/// pruned (the daemon's daily prune) before it could be read.
+async fn pruning_s3_proxy(target: &str) -> String {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::{Request as AxRequest, State};
+    use axum::response::Response;
+    type Shared = (String, reqwest::Client);
+    async fn forward(State((target, http)): State<Shared>, req: AxRequest) -> Response {
+        let method = req.method().clone();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        if method == axum::http::Method::GET && path.contains("-pruned-") {
+            let gone = http
+                .delete(format!("{target}{path}"))
+                .send()
+                .await
+                .expect("delete in moto");
+            assert!(gone.status().is_success(), "{}", gone.status());
+        }
+        let mut out = http.request(
+            reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("method"),
+            format!("{target}{path}"),
+        );
+        for (k, v) in req.headers() {
+            if k.as_str() != "host" && k.as_str() != "content-length" {
+                out = out.header(k.as_str(), v.as_bytes());
+            }
+        }
+        let body = to_bytes(req.into_body(), 16 << 20).await.expect("body");
+        let resp = out.body(body.to_vec()).send().await.expect("forward");
+        let mut builder = Response::builder().status(resp.status().as_u16());
+        for (k, v) in resp.headers() {
+            if k.as_str() != "content-length" && k.as_str() != "transfer-encoding" {
+                builder = builder.header(k.as_str(), v.as_bytes());
+            }
+        }
+        let bytes = resp.bytes().await.expect("body");
+        builder.body(Body::from(bytes)).expect("response")
+    }
+    let app = axum::Router::new().fallback(forward).with_state((
+        target.trim_end_matches('/').to_string(),
+        reqwest::Client::new(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// Three unreadable objects beside the good entry: a valid entry archived
+/// to Glacier (moto answers InvalidObjectState, as S3 does, and as it
+/// answers a KMS key this identity may not use: a refused GET), one the
+/// proxy prunes between the listing and the GET, and one that is not JSON.
+/// Their keys.
+async fn put_unreadable_objects(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> [String; 3] {
+    let valid = |node: &str| {
+        let mut e = JournalEntry::new(
+            "event",
+            "test",
+            None,
+            None,
+            node,
+            Some(node.into()),
+            "http://chef",
+            Some(json!({"name": node})),
+            None,
+        );
+        e.id = format!("20261125T000000.000Z-{node}-00000000");
+        serde_json::to_vec(&e).expect("json")
+    };
+    let glacier = format!("{prefix}20261125T000000.000Z-archived-00000000.json");
+    let pruned = format!("{prefix}20261125T000000.000Z-pruned-00000000.json");
+    let corrupt = format!("{prefix}20261125T000000.000Z-corrupt-00000000.json");
+    for (key, body, class) in [
+        (
+            &glacier,
+            valid("archived"),
+            aws_sdk_s3::types::StorageClass::Glacier,
+        ),
+        (
+            &pruned,
+            valid("pruned"),
+            aws_sdk_s3::types::StorageClass::Standard,
+        ),
+        (
+            &corrupt,
+            b"{\"id\": ".to_vec(),
+            aws_sdk_s3::types::StorageClass::Standard,
+        ),
+    ] {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .storage_class(class)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+            .await
+            .expect("put");
+    }
+    [glacier, pruned, corrupt]
+}
+
+// Multi-threaded: the proxy keeps serving while the test waits on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_unreadable_objects_are_skipped_named_not_fatal() {
+    let sdk = aws().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = unique("journal");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let prefix = "nodereaper/journal/";
+    let admin = admin();
+    let name = unique("s3skip");
+    register_with_key(&admin, &name).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path());
+    let mut text_cfg = std::fs::read_to_string(&config).expect("config");
+    // [journal] is the last table of write_config: s3_bucket joins it.
+    text_cfg.push_str(&format!(
+        "s3_bucket = \"{bucket}\"\ns3_prefix = \"{prefix}\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        pruning_s3_proxy(stack().moto_url()).await
+    ));
+    std::fs::write(&config, text_cfg).expect("config");
+    let out = nodereaper(&config, &["deregister", "--node", &name]);
+    assert!(out.status.success(), "deregister: {}", text(&out.stderr));
+    assert!(admin.get_node(&name).await.expect("get").is_none());
+
+    let [glacier, pruned, corrupt] = put_unreadable_objects(&s3, &bucket, prefix).await;
+
+    // journal lists the good entry and names each skipped key.
+    let listed = nodereaper(&config, &["journal", "--output", "json"]);
+    let stderr = text(&listed.stderr);
+    assert!(listed.status.success(), "journal: {stderr}");
+    let entries: Vec<Value> = serde_json::from_slice(&listed.stdout).expect("json list");
+    let names: Vec<_> = entries.iter().map(|e| e["node_name"].clone()).collect();
+    assert_eq!(names, [json!(name)], "{}", text(&listed.stdout));
+    for key in [&glacier, &pruned, &corrupt] {
+        assert!(
+            stderr.contains(key.as_str()),
+            "no warning naming {key}: {stderr}"
+        );
+    }
+    assert!(stderr.contains("InvalidObjectState"), "{stderr}");
+
+    // verify reports the damaged objects (the pruned one is simply gone).
+    let verify = nodereaper(&config, &["journal", "verify"]);
+    let report = text(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&glacier) && report.contains(&corrupt),
+        "{report}"
+    );
+
+    // restore still restores.
+    let restored = nodereaper(&config, &["restore", &name]);
+    assert!(
+        restored.status.success(),
+        "restore: {}{}",
+        text(&restored.stdout),
+        text(&restored.stderr)
+    );
+    assert!(admin.get_node(&name).await.expect("get").is_some());
+    assert!(admin.get_client(&name).await.expect("get").is_some());
 }

@@ -403,6 +403,7 @@ async fn dot_and_dot_dot_are_never_addressed() {
             &nodereaper::config::ProtectConfig::default(),
         ),
         limiter: std::sync::Arc::new(nodereaper::act::DeletionLimiter::new(0)),
+        acl_backup: Default::default(),
     };
     let request = |name: &str| nodereaper::act::Request {
         target: nodereaper::act::Target::Node(name.into()),

@@ -64,6 +64,39 @@ fn accounts_are_validated() {
 }
 
 #[test]
+fn role_arn_must_belong_to_its_account() {
+    // A role of another account: that account's instances would be looked
+    // up there, where each is "unknown", which counts as gone.
+    let other = "[[aws.accounts]]\nid = \"111111111111\"\nrole_arn = \"arn:aws:iam::222222222222:role/nodereaper\"\n";
+    let err = parse(other).unwrap_err().to_string();
+    assert!(
+        err.contains("aws.accounts[0].role_arn")
+            && err.contains("111111111111")
+            && err.contains("222222222222"),
+        "{err}"
+    );
+    // Its happy twin: the same role in the entry's own account, in any
+    // partition and with a role path.
+    for arn in [
+        "arn:aws:iam::111111111111:role/nodereaper",
+        "arn:aws-cn:iam::111111111111:role/ops/nodereaper",
+    ] {
+        let ok = other.replace("arn:aws:iam::222222222222:role/nodereaper", arn);
+        parse(&ok).expect(arn);
+    }
+    // Not an account field at all.
+    for arn in [
+        "arn:aws:iam::11111111111:role/r",
+        "arn:aws:iam:us-east-1:111111111111:role/r",
+        "arn:aws:iam::111111111111:role/",
+    ] {
+        let bad = other.replace("arn:aws:iam::222222222222:role/nodereaper", arn);
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("aws.accounts[0].role_arn"), "{arn}: {err}");
+    }
+}
+
+#[test]
 fn unknown_key_names_file_and_key() {
     let err = parse("[pipeline]\nworkerz = 3\n").unwrap_err().to_string();
     assert!(err.contains("/etc/nodereaper.toml"), "{err}");

@@ -16,6 +16,27 @@ fn invalid(file: &Path, key: &str, expected: String) -> ConfigError {
     }
 }
 
+/// The account field of an IAM role ARN (`arn:PARTITION:iam::ACCOUNT:role/NAME`),
+/// or None when `arn` is not one.
+pub(crate) fn role_arn_account(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let named = resource
+        .strip_prefix("role/")
+        .is_some_and(|n| !n.is_empty());
+    (!partition.is_empty() && crate::core::event::is_account_id(account) && named)
+        .then_some(account)
+}
+
 impl Config {
     /// Checks every rule serde cannot express.
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
@@ -209,14 +230,24 @@ impl Config {
                     format!("a 12-digit AWS account id, listed once, got {:?}", a.id),
                 ));
             }
-            if !(a.role_arn.starts_with("arn:")
-                && a.role_arn.contains(":iam::")
-                && a.role_arn.contains(":role/"))
-            {
+            let key = format!("aws.accounts[{i}].role_arn");
+            let Some(role_account) = role_arn_account(&a.role_arn) else {
                 return Err(invalid(
-                    &format!("aws.accounts[{i}].role_arn"),
+                    &key,
                     format!(
                         "an IAM role ARN like arn:aws:iam::{}:role/nodereaper, got {:?}",
+                        a.id, a.role_arn
+                    ),
+                ));
+            };
+            // A role of another account would verify this account's
+            // instances elsewhere, where every one of them looks gone.
+            if role_account != a.id {
+                return Err(invalid(
+                    &key,
+                    format!(
+                        "a role in account {} (the id of this entry), got {:?}, a role in account {role_account}: \
+                         its instances would be looked up in the wrong account, where every one looks gone",
                         a.id, a.role_arn
                     ),
                 ));

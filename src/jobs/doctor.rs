@@ -20,8 +20,11 @@ pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 pub struct Check {
     /// What was checked.
     pub name: String,
-    /// Whether it passed.
+    /// Whether it did not fail (true also for an `unknown` check).
     pub ok: bool,
+    /// The check ran but proves nothing either way (reported `UNKNOWN`, not
+    /// `PASS`; does not fail `doctor`): confirm by the means `fix` names.
+    pub unknown: bool,
     /// What was found.
     pub detail: String,
     /// What to do about a failure.
@@ -33,8 +36,19 @@ impl Check {
         Self {
             name: name.into(),
             ok: true,
+            unknown: false,
             detail: detail.into(),
             fix: None,
+        }
+    }
+
+    fn unknown(name: impl Into<String>, detail: impl Into<String>, how: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: true,
+            unknown: true,
+            detail: detail.into(),
+            fix: Some(how.into()),
         }
     }
 
@@ -46,6 +60,7 @@ impl Check {
         Self {
             name: name.into(),
             ok: false,
+            unknown: false,
             detail: detail.into(),
             fix: Some(fix.into()),
         }
@@ -396,8 +411,10 @@ async fn server_kind_check(chef: &ChefClient) -> Check {
 /// Delete permission without deleting: DELETE a node and a client that
 /// cannot exist. A 403 proves the permission is missing. goiardi checks
 /// permission first, so its 404 proves it is granted; Chef Infra Server
-/// answers 404 for a missing object before looking at ACLs, so there a 404
-/// only means "not refused".
+/// answers 404 for a missing object before looking at ACLs (`auth_info` in
+/// oc_chef_wm/src/chef_wm_named_node.erl halts with 404 when the node is
+/// not found, before the authz check), so there a 404 proves nothing: the
+/// check is reported `UNKNOWN`.
 async fn delete_permission_checks(chef: &ChefClient, checks: &mut Vec<Check>) {
     let probe = format!("nodereaper-doctor-probe-{:08x}", rand::random::<u32>());
     for (kind, result) in [
@@ -410,9 +427,10 @@ async fn delete_permission_checks(chef: &ChefClient, checks: &mut Vec<Check>) {
                 name,
                 "granted (goiardi checks permission before existence)",
             ),
-            Ok(_) => Check::pass(
+            Ok(_) => Check::unknown(
                 name,
-                format!("not refused; Chef Infra Server answers 404 before checking ACLs, so confirm with `knife acl show containers {kind}`"),
+                "not proven: Chef Infra Server answers 404 for a missing object before checking ACLs",
+                format!("confirm the client's delete permission with `knife acl show containers {kind}`"),
             ),
             Err(e) => {
                 let fix = chef_fix(&e);
@@ -426,13 +444,21 @@ async fn delete_permission_checks(chef: &ChefClient, checks: &mut Vec<Check>) {
 pub fn render(checks: &[Check]) -> String {
     let mut out = String::new();
     for c in checks {
-        let status = if c.ok { "PASS" } else { "FAIL" };
+        let (status, then) = match (c.ok, c.unknown) {
+            (true, true) => ("UNKNOWN", "check"),
+            (true, false) => ("PASS", "fix"),
+            (false, _) => ("FAIL", "fix"),
+        };
         out.push_str(&format!("{status} {}: {}\n", c.name, c.detail));
         if let Some(fix) = &c.fix {
-            out.push_str(&format!("     fix: {fix}\n"));
+            out.push_str(&format!("     {then}: {fix}\n"));
         }
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
-    out.push_str(&format!("{} checks, {failed} failed\n", checks.len()));
+    let unknown = checks.iter().filter(|c| c.unknown).count();
+    out.push_str(&format!(
+        "{} checks, {failed} failed, {unknown} unknown\n",
+        checks.len()
+    ));
     out
 }

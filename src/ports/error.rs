@@ -336,6 +336,19 @@ pub enum PlacementError {
         /// nodereaper's own account id (from STS `GetCallerIdentity`).
         own: String,
     },
+    /// The role of a configured account gave credentials of another
+    /// account: asking there would find none of this account's instances,
+    /// so each would look gone. nodereaper's configuration, not the
+    /// message, is wrong: the message is held.
+    #[error("[[aws.accounts]] {account}: role {role_arn} gives credentials of account {actual} (STS GetCallerIdentity), not {account}; refusing to verify this account's instances elsewhere")]
+    WrongRoleAccount {
+        /// The configured account id.
+        account: String,
+        /// The configured role.
+        role_arn: String,
+        /// The account STS says the assumed credentials belong to.
+        actual: String,
+    },
     /// Finding our own account or assuming the account's role failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
@@ -344,7 +357,9 @@ pub enum PlacementError {
 impl Classify for PlacementError {
     fn retry(&self) -> Retry {
         match self {
-            PlacementError::UnknownAccount { .. } => Retry::Permanent,
+            PlacementError::UnknownAccount { .. } | PlacementError::WrongRoleAccount { .. } => {
+                Retry::Permanent
+            }
             PlacementError::Aws(e) => e.retry(),
         }
     }
@@ -352,6 +367,7 @@ impl Classify for PlacementError {
     fn blames_message(&self) -> bool {
         match self {
             PlacementError::UnknownAccount { .. } => true,
+            PlacementError::WrongRoleAccount { .. } => false,
             PlacementError::Aws(e) => e.blames_message(),
         }
     }

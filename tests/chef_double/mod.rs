@@ -297,7 +297,7 @@ impl Double {
 pub fn node(name: &str, instance: &str) -> Value {
     json!({"name": name, "chef_type": "node", "json_class": "Chef::Node", "chef_environment": "_default",
         "run_list": [], "normal": {}, "default": {}, "override": {},
-        "automatic": {"ec2": {"instance_id": instance}, "ohai_time": 1.0}})
+        "automatic": {"ec2": {"instance_id": instance, "placement_availability_zone": "us-east-1a"}, "ohai_time": 1.0}})
 }
 
 /// `n` nodes in the index, every 7th index entry stale (no object).

@@ -99,30 +99,27 @@ impl AwsFleet {
     }
 
     /// Assumes the role of a configured account and asks STS who that is:
-    /// the account must be the one configured (`doctor`).
+    /// the account must be the one configured (`doctor`). Returns the
+    /// assumed identity's ARN.
     pub async fn check_account(
         &self,
         account: &AccountConfig,
         region: &str,
     ) -> Result<String, AwsError> {
         let sdk = self.sdk_for(Some(account), region).await;
-        let answer = aws_sdk_sts::Client::new(&sdk)
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("STS", "GetCallerIdentity", &account.role_arn, e))?;
-        match answer.account() {
-            Some(a) if a == account.id => Ok(answer.arn().unwrap_or_default().to_string()),
-            other => Err(AwsError::invalid(
+        let (actual, arn) = assumed_identity(&sdk, account).await?;
+        if actual == account.id {
+            Ok(arn)
+        } else {
+            Err(AwsError::invalid(
                 "STS",
                 "GetCallerIdentity",
                 &account.role_arn,
                 format!(
-                    "the role's credentials belong to account {}, not {}",
-                    other.unwrap_or("(none)"),
+                    "the role's credentials belong to account {actual}, not {}",
                     account.id
                 ),
-            )),
+            ))
         }
     }
 
@@ -145,6 +142,39 @@ impl AwsFleet {
             )
             .build()
     }
+}
+
+/// The account and ARN STS GetCallerIdentity names for `sdk`'s credentials
+/// (those of `account`'s role).
+async fn assumed_identity(
+    sdk: &SdkConfig,
+    account: &AccountConfig,
+) -> Result<(String, String), AwsError> {
+    let started = std::time::Instant::now();
+    let result = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await;
+    crate::telemetry::metrics::aws_request(
+        "sts",
+        "GetCallerIdentity",
+        result.is_ok(),
+        started.elapsed(),
+    );
+    let answer =
+        result.map_err(|e| AwsError::from_sdk("STS", "GetCallerIdentity", &account.role_arn, e))?;
+    let actual = answer.account().ok_or_else(|| {
+        AwsError::invalid(
+            "STS",
+            "GetCallerIdentity",
+            &account.role_arn,
+            "the answer names no account",
+        )
+    })?;
+    Ok((
+        actual.to_string(),
+        answer.arn().unwrap_or_default().to_string(),
+    ))
 }
 
 #[async_trait::async_trait]
@@ -181,6 +211,18 @@ impl Fleet for AwsFleet {
             return Ok(r.clone());
         }
         let sdk = self.sdk_for(account, &placement.region).await;
+        if let Some(account) = account {
+            // The role must give this account's credentials: anywhere else
+            // none of its instances exists, so each would look gone.
+            let (actual, _) = assumed_identity(&sdk, account).await?;
+            if actual != account.id {
+                return Err(PlacementError::WrongRoleAccount {
+                    account: account.id.clone(),
+                    role_arn: account.role_arn.clone(),
+                    actual,
+                });
+            }
+        }
         let autoscaling = aws_sdk_autoscaling::Client::new(&sdk);
         let mut inventory = Ec2Inventory::new(
             aws_sdk_ec2::Client::new(&sdk),

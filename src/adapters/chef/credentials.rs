@@ -174,6 +174,17 @@ pub enum CredentialsError {
         /// `Secrets Manager secret ID` or `SSM parameter NAME`.
         origin: String,
     },
+    /// A plain `http://` server URL without `chef.allow_plain_http`.
+    #[error(
+        "{origin}: expected an https:// Chef server URL, got {url:?}: plain http sends signed \
+         requests and node data in clear text; set chef.allow_plain_http = true for a local test server"
+    )]
+    PlainHttp {
+        /// Where the URL came from (`chef.server_url`, or the profile and file).
+        origin: String,
+        /// The URL.
+        url: String,
+    },
     /// The key material is not a usable RSA private key.
     #[error("{origin}: {source}")]
     InvalidKey {
@@ -183,6 +194,35 @@ pub enum CredentialsError {
         #[source]
         source: AuthError,
     },
+}
+
+/// The plain-http guard for the Chef server URL, wherever it came from
+/// (`origin`: `chef.server_url`, or a credentials profile): `http://` only
+/// with `chef.allow_plain_http`, and then with a warning on every use.
+pub fn require_https(
+    url: &str,
+    origin: &str,
+    allow_plain_http: bool,
+) -> Result<(), CredentialsError> {
+    let plain = url::Url::parse(url).map_or_else(
+        |_| url.to_ascii_lowercase().starts_with("http:"),
+        |u| u.scheme() == "http",
+    );
+    if !plain {
+        return Ok(());
+    }
+    if !allow_plain_http {
+        return Err(CredentialsError::PlainHttp {
+            origin: origin.to_string(),
+            url: url.to_string(),
+        });
+    }
+    tracing::warn!(
+        server_url = url,
+        origin,
+        "chef.allow_plain_http: talking to the Chef server over plain http; signed requests and node data travel in clear text (local test servers only)"
+    );
+    Ok(())
 }
 
 /// `~/.chef/credentials`, or `None` if the home directory is unknown. (Chef

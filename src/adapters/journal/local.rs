@@ -140,20 +140,48 @@ fn write_durably(dir: &Path, entry: &JournalEntry) -> Result<(), JournalError> {
     let mut line = serde_json::to_vec(&entry.summary())
         .map_err(|e| io_err(&index, "cannot encode", e.into()))?;
     line.push(b'\n');
-    let _lock = DirLock::acquire(dir)?;
+    let (_lock, mut f, torn) = open_index_for_append(dir)?;
+    // A line torn by a crash has no newline: end it, so it stays one bad
+    // line instead of swallowing this entry.
+    if torn {
+        line.insert(0, b'\n');
+    }
+    f.write_all(&line)
+        .map_err(|source| io_err(&index, "cannot append", source))?;
+    f.sync_all()
+        .map_err(|source| io_err(&index, "cannot fsync", source))?;
+    sync_dir(dir)
+}
+
+/// What every append to the index starts with (a backup, and the probe):
+/// the directory lock (`index.lock` opened for writing), then `index.jsonl`
+/// opened for appending; true when its last line has no newline (torn).
+fn open_index_for_append(dir: &Path) -> Result<(DirLock, File, bool), JournalError> {
+    let index = index_path(dir);
+    let lock = DirLock::acquire(dir)?;
     let mut f = private_file()
         .create(true)
         .read(true)
         .append(true)
         .open(&index)
-        .map_err(|source| io_err(&index, "cannot open", source))?;
-    // A line torn by a crash has no newline: end it, so it stays one bad
-    // line instead of swallowing this entry.
-    if !ends_with_newline(&mut f).map_err(|source| io_err(&index, "cannot read", source))? {
-        line.insert(0, b'\n');
-    }
-    f.write_all(&line)
-        .map_err(|source| io_err(&index, "cannot append", source))?;
+        .map_err(|source| io_err(&index, "cannot open for appending", source))?;
+    let torn =
+        !ends_with_newline(&mut f).map_err(|source| io_err(&index, "cannot read", source))?;
+    Ok((lock, f, torn))
+}
+
+/// Does what a backup does, leaving nothing a reader could take for an
+/// entry: writes, fsyncs and removes `objects/.probe.json` like an entry's
+/// objects, then takes the lock and opens the index for appending like
+/// [`write_durably`], and fsyncs it with nothing appended. An error names
+/// the file that cannot be written.
+fn probe(dir: &Path) -> Result<(), JournalError> {
+    let path = dir.join("objects").join(".probe.json");
+    write_file_synced(&path, b"{}")?;
+    fs::remove_file(&path).map_err(|source| io_err(&path, "cannot remove", source))?;
+    sync_dir(&dir.join("objects"))?;
+    let (_lock, f, _) = open_index_for_append(dir)?;
+    let index = index_path(dir);
     f.sync_all()
         .map_err(|source| io_err(&index, "cannot fsync", source))?;
     sync_dir(dir)
@@ -424,21 +452,12 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 
 #[async_trait]
 impl Journal for LocalJournal {
-    /// Writes, fsyncs and removes `objects/.probe.json` like an entry's objects.
+    /// Exercises a backup's every write (see [`probe`]): the objects
+    /// directory, `index.lock` and `index.jsonl`.
     async fn probe(&self) -> Result<(), JournalError> {
-        let path = self.dir.join("objects").join(".probe.json");
-        tokio::task::spawn_blocking(move || {
-            write_file_synced(&path, b"{}")?;
-            fs::remove_file(&path).map_err(|source| io_err(&path, "cannot remove", source))
-        })
-        .await
-        .map_err(|e| {
-            io_err(
-                &self.dir,
-                "journal probe task failed",
-                std::io::Error::other(e.to_string()),
-            )
-        })?
+        let _guard = self.lock.lock().await;
+        self.blocking("journal probe task failed", |dir| probe(&dir))
+            .await
     }
 
     async fn record(&self, entry: &JournalEntry) -> Result<(), JournalError> {
@@ -618,6 +637,90 @@ mod tests {
         assert_eq!(left[0].node_name, "new");
         assert!(!object_path(dir.path(), &old.id, "node").exists());
         assert!(object_path(dir.path(), &new.id, "node").exists());
+    }
+
+    #[tokio::test]
+    async fn probe_passes_and_leaves_nothing_a_reader_sees() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = LocalJournal::open(dir.path()).expect("open");
+        journal.record(&entry("web-1")).await.expect("record");
+        let index = dir.path().join("index.jsonl");
+        let before = fs::read(&index).expect("index");
+        let listing = |d: &Path| {
+            let mut names: Vec<_> = fs::read_dir(d)
+                .expect("list")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let objects = listing(&dir.path().join("objects"));
+        journal.probe().await.expect("probe");
+        assert_eq!(fs::read(&index).expect("index"), before);
+        assert_eq!(listing(&dir.path().join("objects")), objects);
+        assert_eq!(journal.entries().await.expect("entries").len(), 1);
+        assert!(journal.verify().await.expect("verify").is_empty());
+        // On an empty journal too.
+        let empty = tempfile::tempdir().expect("tempdir");
+        let journal = LocalJournal::open(empty.path()).expect("open");
+        journal.probe().await.expect("probe");
+        assert!(journal.entries().await.expect("entries").is_empty());
+        assert!(journal.verify().await.expect("verify").is_empty());
+    }
+
+    /// Replaces `name` in the journal directory by a directory: opening it
+    /// for writing then fails for every user. The case met in production is
+    /// a root-owned 0600 `index.jsonl`/`index.lock` (left by `sudo nodereaper
+    /// journal prune`) that the daemon's user cannot open (EACCES); these
+    /// tests run as root, who opens any file whatever its mode
+    /// (CAP_DAC_OVERRIDE), `chattr +i` is not available and a read-only bind
+    /// mount would change the host's mounts. EISDIR fails the same open()
+    /// call for root as well.
+    fn unwritable(dir: &Path, name: &str) {
+        let path = dir.join(name);
+        let _ = fs::remove_file(&path);
+        fs::create_dir(&path).expect("directory in the file's place");
+    }
+
+    #[tokio::test]
+    async fn probe_fails_naming_the_index_when_it_cannot_be_appended() {
+        for name in ["index.jsonl", "index.lock"] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let journal = LocalJournal::open(dir.path()).expect("open");
+            journal.record(&entry("web-1")).await.expect("record");
+            unwritable(dir.path(), name);
+            // objects/ is still writable: only the index part can fail.
+            let err = journal
+                .probe()
+                .await
+                .expect_err("probe must fail")
+                .to_string();
+            assert!(err.contains(name), "{name}: {err}");
+            // It fails exactly where a backup fails.
+            let backup = journal.record(&entry("web-2")).await;
+            assert!(
+                backup.as_ref().is_err_and(|e| e.to_string().contains(name)),
+                "{name}: {backup:?}"
+            );
+        }
+    }
+
+    /// Off root, the production case itself: an index the user may not write.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn probe_fails_on_a_read_only_index_when_not_root() {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid has no preconditions and touches no memory.
+        if unsafe { libc::geteuid() } == 0 {
+            return; // root writes any file; see `unwritable` for the root case.
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = LocalJournal::open(dir.path()).expect("open");
+        journal.record(&entry("web-1")).await.expect("record");
+        let index = dir.path().join("index.jsonl");
+        fs::set_permissions(&index, fs::Permissions::from_mode(0o400)).expect("chmod");
+        let err = journal.probe().await.expect_err("probe").to_string();
+        assert!(err.contains("index.jsonl"), "{err}");
     }
 
     #[test]

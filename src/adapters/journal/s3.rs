@@ -75,43 +75,74 @@ impl S3Journal {
         Ok(keys)
     }
 
-    /// Reads every entry; damaged objects are listed instead of failing all.
+    /// Reads every entry. One object that cannot be read (archived to
+    /// Glacier, a KMS key this identity may not use, pruned between the
+    /// listing and the read, not JSON) is skipped with a warning naming its
+    /// key, as the local journal skips a torn line: the others still list
+    /// and restore. Only the listing itself failing fails the read.
     async fn read_all(&self) -> Result<(Vec<JournalEntry>, Vec<Damage>), JournalError> {
         let mut out = Vec::new();
         let mut damage = Vec::new();
         for key in self.keys().await? {
-            let object = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .send()
-                .await
-                .map_err(|e| self.s3_err(AwsError::from_sdk("S3", "GetObject", &key, e)))?;
-            let bytes = object
-                .body
-                .collect()
-                .await
-                .map_err(|e| {
-                    self.s3_err(AwsError::invalid("S3", "GetObject", &key, e.to_string()))
-                })?
-                .into_bytes();
             let location = format!("s3://{}/{key}", self.bucket);
-            match serde_json::from_slice::<JournalEntry>(&bytes) {
-                Ok(entry) => out.push(entry),
-                Err(e) => {
-                    let problem = format!("expected a JSON journal entry: {e}");
-                    tracing::warn!(object = %location, line = e.line(), "journal: skipping a damaged entry: {problem}");
-                    damage.push(Damage {
-                        location,
-                        line: Some(e.line()),
-                        entry_id: None,
-                        problem,
-                    });
+            let (problem, line) = match self.read_entry(&key).await {
+                Ok(entry) => {
+                    out.push(entry);
+                    continue;
                 }
-            }
+                Err(Unreadable::Gone) => {
+                    tracing::warn!(object = %location, "journal: skipping an entry removed while it was read (pruned?)");
+                    continue;
+                }
+                Err(Unreadable::Read(e)) => (format!("cannot read: {e}"), None),
+                Err(Unreadable::Json(e)) => (
+                    format!("expected a JSON journal entry: {e}"),
+                    Some(e.line()),
+                ),
+            };
+            tracing::warn!(object = %location, "journal: skipping an unreadable entry: {problem}");
+            damage.push(Damage {
+                location,
+                line,
+                entry_id: None,
+                problem,
+            });
         }
         Ok((out, damage))
+    }
+
+    /// One entry object, GET and parsed.
+    async fn read_entry(&self, key: &str) -> Result<JournalEntry, Unreadable> {
+        let object = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Err(Unreadable::Gone)
+            }
+            Err(e) => {
+                return Err(Unreadable::Read(AwsError::from_sdk(
+                    "S3",
+                    "GetObject",
+                    key,
+                    e,
+                )))
+            }
+        };
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| {
+                Unreadable::Read(AwsError::invalid("S3", "GetObject", key, e.to_string()))
+            })?
+            .into_bytes();
+        serde_json::from_slice(&bytes).map_err(Unreadable::Json)
     }
 
     /// PUTs one JSON object, encrypted at rest with the configured KMS key,
@@ -157,6 +188,16 @@ impl S3Journal {
             source: Box::new(source),
         }
     }
+}
+
+/// Why one entry object could not be read.
+enum Unreadable {
+    /// It was deleted after it was listed.
+    Gone,
+    /// S3 (or KMS behind it) refused or failed the GET.
+    Read(AwsError),
+    /// Not a journal entry.
+    Json(serde_json::Error),
 }
 
 #[async_trait]
