@@ -4,6 +4,7 @@
 pub mod ec2;
 pub mod fleet;
 pub mod lifecycle;
+pub mod permissions;
 pub mod sqs;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -98,13 +99,22 @@ impl AwsError {
                 },
             ),
         };
+        // An answer the SDK could not parse may still carry AWS's error: moto
+        // answers an SQS denial in XML even on the JSON protocol.
+        let (code, message) = match (code, &err) {
+            (None, _) => match err.raw_response().and_then(xml_error) {
+                Some((c, m)) => (Some(c), m),
+                None => (None, message),
+            },
+            (code, _) => (code, message),
+        };
         let message = match (&code, status) {
             (Some(c), Some(s)) => format!("{c} (HTTP {s}): {message}"),
             (Some(c), None) => format!("{c}: {message}"),
             (None, Some(s)) => format!("HTTP {s}: {message}"),
             (None, None) => message,
         };
-        AwsError {
+        let mut error = AwsError {
             service,
             operation,
             target,
@@ -112,8 +122,29 @@ impl AwsError {
             message,
             retry,
             status,
+        };
+        if error.is_denied() {
+            // Denied is never transient, whatever the body looked like.
+            error.retry = Retry::Permanent;
+            if let Some(hint) = permissions::denial_hint(service, operation) {
+                error.message = format!("{}; {hint}", error.message);
+            }
         }
+        error
     }
+}
+
+/// `<Code>` and `<Message>` of an XML error body (AWS query protocol, S3,
+/// and moto's answers to any protocol).
+fn xml_error(response: &HttpResponse) -> Option<(String, String)> {
+    let body = std::str::from_utf8(response.body().bytes()?).ok()?;
+    let element = |name: &str| {
+        let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+        let len = body[start..].find(&format!("</{name}>"))?;
+        Some(body[start..start + len].trim().to_string())
+    };
+    let code = element("Code").filter(|c| !c.is_empty())?;
+    Some((code, element("Message").unwrap_or_default()))
 }
 
 /// The HTTPS client every AWS SDK client uses: hyper 1 + rustls 0.23 with
