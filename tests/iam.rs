@@ -91,9 +91,11 @@ async fn user_with(policy: &Value) -> (String, String) {
     )
 }
 
-/// moto authorises `DeleteMessageBatch` as `sqs:DeleteMessageBatch`; AWS
-/// as `sqs:DeleteMessage` (SQS API reference, "batch actions"). The one
-/// statement the test adds to the printed policy, for moto only.
+/// moto authorises `DeleteMessageBatch` as `sqs:DeleteMessageBatch`, AWS
+/// as `sqs:DeleteMessage` (SQS API reference, "batch actions"); and moto
+/// matches `GetQueueUrl` (which has no QueueUrl) against resource `*`, AWS
+/// against the queue's ARN. The one statement the test adds to the printed
+/// policy, for moto only.
 fn with_moto_batch_quirk(policy: &Value) -> Value {
     let mut p = policy.clone();
     let queues = p["Statement"][0]["Resource"].clone();
@@ -101,6 +103,10 @@ fn with_moto_batch_quirk(policy: &Value) -> Value {
         statements.push(serde_json::json!({
             "Sid": "MotoOnlyBatchDelete", "Effect": "Allow",
             "Action": ["sqs:DeleteMessageBatch"], "Resource": queues,
+        }));
+        statements.push(serde_json::json!({
+            "Sid": "MotoOnlyGetQueueUrl", "Effect": "Allow",
+            "Action": ["sqs:GetQueueUrl"], "Resource": "*",
         }));
     }
     p
