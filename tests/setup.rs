@@ -646,12 +646,14 @@ fn cloudformation_role_grants_what_the_printed_policy_grants_in_both_modes() {
         // What the template can configure: the queue pair, the S3 journal,
         // a Chef key in Secrets Manager or SSM.
         for key_store in ["secret", "parameter"] {
-            let mut cfg = nodereaper::config::Config::default();
-            cfg.queues = vec![nodereaper::config::QueueConfig {
-                url: "https://sqs.eu-west-1.amazonaws.com/123456789012/q".into(),
-                region: None,
-                dlq_url: Some("https://sqs.eu-west-1.amazonaws.com/123456789012/q-dlq".into()),
-            }];
+            let mut cfg = nodereaper::config::Config {
+                queues: vec![nodereaper::config::QueueConfig {
+                    url: "https://sqs.eu-west-1.amazonaws.com/123456789012/q".into(),
+                    region: None,
+                    dlq_url: Some("https://sqs.eu-west-1.amazonaws.com/123456789012/q-dlq".into()),
+                }],
+                ..Default::default()
+            };
             cfg.journal.s3_bucket = Some("b".into());
             match key_store {
                 "secret" => cfg.chef.client_key_secret = Some("s".into()),
