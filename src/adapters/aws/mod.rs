@@ -227,6 +227,24 @@ mod tests {
     }
 
     #[test]
+    fn a_403_with_an_xml_body_on_the_json_protocol_is_a_named_denial() {
+        // moto answers an SQS (JSON protocol) denial in XML: the SDK cannot
+        // parse it, the status and the XML body still tell.
+        let body = "<ErrorResponse><Error><Code>AccessDenied</Code><Message>User: u is not \
+                    authorized to perform: sqs:ReceiveMessage</Message></Error></ErrorResponse>";
+        let raw = HttpResponse::new(
+            403.try_into().expect("status"),
+            aws_smithy_types::body::SdkBody::from(body),
+        );
+        let err: SdkError<aws_sdk_sqs::operation::receive_message::ReceiveMessageError, _> =
+            SdkError::response_error("unexpected token '<'", raw);
+        let e = AwsError::from_sdk("SQS", "ReceiveMessage", "q", err);
+        assert!(e.is_denied() && !e.blames_message(), "{e}");
+        assert_eq!(e.code.as_deref(), Some("AccessDenied"));
+        assert!(e.to_string().contains("statement \"ConsumeQueues\""), "{e}");
+    }
+
+    #[test]
     fn queue_url_regions() {
         assert_eq!(
             region_from_queue_url("https://sqs.eu-west-1.amazonaws.com/123456789012/q").as_deref(),
