@@ -28,13 +28,19 @@
 #   NODEREAPER_MOTO_PORT      fixed moto port instead of a free one
 #   NODEREAPER_STACK_TIMEOUT  seconds to wait for a service to answer (60)
 #   NODEREAPER_STACK_LOCK_TIMEOUT  seconds to wait for the lock (900)
+#   NODEREAPER_MOTO_IAM       N: start moto with IAM enforced after its first N
+#                             requests (moto's INITIAL_NO_AUTH_ACTION_COUNT);
+#                             use a separate NODEREAPER_STACK_DIR. Remembered in
+#                             the stack dir (moto.iam) for restarts; unset: no
+#                             IAM enforcement (the default stack).
 #
 # stack.env holds KEY=VALUE lines (no quotes, no "export"):
 #   NODEREAPER_CHEF_URL, NODEREAPER_CHEF_ADMIN_KEY, NODEREAPER_CHEF_ADMIN_NAME,
 #   NODEREAPER_GOIARDI_PID, NODEREAPER_GOIARDI_PORT, NODEREAPER_GOIARDI_LOG,
 #   NODEREAPER_MOTO_URL, NODEREAPER_MOTO_PORT, NODEREAPER_MOTO_PID,
 #   NODEREAPER_MOTO_LOG, NODEREAPER_STACK_DIR, AWS_ENDPOINT_URL,
-#   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION.
+#   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, and
+#   NODEREAPER_MOTO_IAM (empty unless IAM is enforced).
 # A *_PID value is empty while that service is stopped by stop-*.
 #
 # Files in the stack dir: lock (flock), moto_server (symlink into the shared
@@ -102,6 +108,20 @@ init_paths() {
     GOIARDI_ROOT=$STACK_DIR/goiardi
     ENV_FILE=$STACK_DIR/stack.env
     LOCK_FILE=$STACK_DIR/lock
+}
+
+# NODEREAPER_MOTO_IAM of this stack: the environment's (remembered in
+# moto.iam), else the remembered one; empty when IAM is not enforced.
+moto_iam() {
+    local f=$STACK_DIR/moto.iam
+    if [[ -n ${NODEREAPER_MOTO_IAM:-} ]]; then
+        [[ $NODEREAPER_MOTO_IAM =~ ^[0-9]+$ ]] ||
+            die "NODEREAPER_MOTO_IAM must be a number of requests, got '$NODEREAPER_MOTO_IAM'"
+        [[ -f $f && $(<"$f") == "$NODEREAPER_MOTO_IAM" ]] || write_atomic "$f" "$NODEREAPER_MOTO_IAM"
+        printf '%s' "$NODEREAPER_MOTO_IAM"
+    elif [[ -f $f ]]; then
+        printf '%s' "$(<"$f")"
+    fi
 }
 
 # Serialise every mutating command (parallel test binaries all call `up`).
@@ -489,6 +509,9 @@ start_service() { # SERVICE
             [[ -x $VENV/bin/moto_server ]] || die "moto not installed; run: $0 install"
             ln -sfn -- "$VENV/bin/moto_server" "$MOTO_BIN"
             argv=("$MOTO_BIN" -H "$HOST" -p "$PORT")
+            if [[ -n $(moto_iam) ]]; then
+                argv=(env "INITIAL_NO_AUTH_ACTION_COUNT=$(moto_iam)" "${argv[@]}")
+            fi
             ;;
         esac
         # Keep the previous run's log for post-mortems.
@@ -575,6 +598,7 @@ AWS_ENDPOINT_URL=http://$HOST:$mport
 AWS_ACCESS_KEY_ID=testing
 AWS_SECRET_ACCESS_KEY=testing
 AWS_REGION=us-east-1
+NODEREAPER_MOTO_IAM=$(moto_iam)
 "
     if [[ -f $ENV_FILE && $(<"$ENV_FILE")$'\n' == "$content" ]]; then
         return 0

@@ -20,8 +20,8 @@ use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use common::*;
 use nodereaper::jobs::setup::{
-    self, iam_policy, ChangeAction, LifecycleHookSpec, ResourceKind, SetupError, SetupReport,
-    SetupSpec,
+    self, daemon_policy, ChangeAction, LifecycleHookSpec, PolicyScope, ResourceKind, SetupError,
+    SetupReport, SetupSpec,
 };
 use serde_json::Value;
 
@@ -470,53 +470,222 @@ async fn refuses_bad_input_before_changing_anything() {
     assert!(queues.queue_urls().is_empty());
 }
 
-#[test]
-fn iam_policy_grants_exactly_the_daemon_actions() {
-    fn actions(policy: &Value) -> BTreeSet<String> {
-        let statements = policy["Statement"].as_array().expect("statements");
-        statements
-            .iter()
-            .flat_map(|s| {
-                s["Action"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_else(|| vec![s["Action"].clone()])
-            })
-            .map(|a| a.as_str().expect("action").to_string())
-            .collect()
-    }
-    let daemon = [
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "sqs:GetQueueAttributes",
-        "sqs:GetQueueUrl",
-        "sqs:SendMessage",
-        "ec2:DescribeInstances",
-        "autoscaling:DescribeAutoScalingInstances",
-        "autoscaling:CompleteLifecycleAction",
-        "autoscaling:RecordLifecycleActionHeartbeat",
-    ];
-    let expected: BTreeSet<String> = daemon.iter().map(|a| a.to_string()).collect();
-    let queues = ["arn:aws:sqs:eu-west-1:123456789012:reaper".to_string()];
-    let dlqs = ["arn:aws:sqs:eu-west-1:123456789012:reaper-dlq".to_string()];
-    let policy = iam_policy(&queues, &dlqs, None);
-    assert_eq!(actions(&policy), expected);
+fn actions(statement: &Value) -> BTreeSet<String> {
+    statement["Action"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![statement["Action"].clone()])
+        .iter()
+        .map(|a| a.as_str().expect("action").to_string())
+        .collect()
+}
 
-    // SendMessage only on the DLQ.
-    let send = policy["Statement"]
+fn statement<'a>(policy: &'a Value, sid: &str) -> &'a Value {
+    policy["Statement"]
         .as_array()
         .expect("statements")
         .iter()
-        .find(|s| s["Action"] == serde_json::json!(["sqs:SendMessage"]))
-        .expect("send statement");
-    assert_eq!(send["Resource"], serde_json::json!(dlqs));
+        .find(|s| s["Sid"] == sid)
+        .unwrap_or_else(|| panic!("no statement {sid} in {policy}"))
+}
 
-    let with_journal = iam_policy(&[], &[], Some(("journal-bucket", "nodereaper/journal/")));
-    let mut expected_s3 = expected.clone();
-    expected_s3.extend(["s3:PutObject", "s3:GetObject", "s3:ListBucket"].map(String::from));
-    assert_eq!(actions(&with_journal), expected_s3);
-    assert!(with_journal
-        .to_string()
-        .contains("arn:aws:sqs:*:*:nodereaper"));
+/// A configuration with every optional part: two arbitrarily named queues
+/// (one DLQ configured, one read from the RedrivePolicy), the S3 journal
+/// with a KMS key, a second account, the key in Secrets Manager.
+fn full_config() -> nodereaper::config::Config {
+    let mut cfg = nodereaper::config::Config::default();
+    cfg.aws.region = Some("eu-west-1".into());
+    cfg.queues = vec![
+        nodereaper::config::QueueConfig {
+            url: "https://sqs.eu-west-1.amazonaws.com/123456789012/reaper-full".into(),
+            region: None,
+            dlq_url: Some("https://sqs.eu-west-1.amazonaws.com/123456789012/graveyard".into()),
+        },
+        nodereaper::config::QueueConfig {
+            url: "https://sqs.eu-west-1.amazonaws.com/123456789012/other".into(),
+            region: None,
+            dlq_url: None,
+        },
+    ];
+    cfg.journal.s3_bucket = Some("journal-bucket".into());
+    cfg.journal.s3_kms_key_id = Some("1234abcd-12ab-34cd-56ef-1234567890ab".into());
+    cfg.aws.accounts = vec![nodereaper::config::AccountConfig {
+        id: "210987654321".into(),
+        role_arn: "arn:aws:iam::210987654321:role/nodereaper".into(),
+        external_id: None,
+    }];
+    cfg.chef.client_key_secret = Some("nodereaper/chef-key".into());
+    cfg
+}
+
+#[test]
+fn printed_policy_is_the_configurations_own() {
+    let cfg = full_config();
+    let dlqs = [
+        None,
+        Some("https://sqs.eu-west-1.amazonaws.com/123456789012/other-dead".to_string()),
+    ];
+    let (scope, unresolved) =
+        PolicyScope::from_config(&cfg, &dlqs, &["web".to_string()]).expect("scope");
+    assert!(unresolved.is_empty());
+    let policy = daemon_policy(&scope);
+    let arn = |name: &str| format!("arn:aws:sqs:eu-west-1:123456789012:{name}");
+    assert_eq!(
+        statement(&policy, "ConsumeQueues")["Resource"],
+        serde_json::json!([
+            arn("reaper-full"),
+            arn("other"),
+            arn("graveyard"),
+            arn("other-dead")
+        ])
+    );
+    assert_eq!(
+        statement(&policy, "DeadLetter")["Resource"],
+        serde_json::json!([arn("graveyard"), arn("other-dead")])
+    );
+    // Every S3 call the journal makes: record and read, probe and prune
+    // (DeleteObject), list.
+    let objects = statement(&policy, "JournalObjects");
+    assert_eq!(
+        actions(objects),
+        BTreeSet::from(["s3:PutObject", "s3:GetObject", "s3:DeleteObject"].map(String::from))
+    );
+    assert_eq!(
+        objects["Resource"],
+        "arn:aws:s3:::journal-bucket/nodereaper/journal/*"
+    );
+    assert_eq!(
+        actions(statement(&policy, "JournalList")),
+        BTreeSet::from(["s3:ListBucket".to_string()])
+    );
+    let key = statement(&policy, "JournalKey");
+    assert_eq!(
+        actions(key),
+        BTreeSet::from(["kms:GenerateDataKey", "kms:Decrypt"].map(String::from))
+    );
+    assert_eq!(
+        key["Resource"],
+        "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    );
+    let roles = statement(&policy, "AssumeAccountRoles");
+    assert_eq!(
+        roles["Resource"],
+        serde_json::json!(["arn:aws:iam::210987654321:role/nodereaper"])
+    );
+    assert_eq!(
+        actions(roles),
+        BTreeSet::from(["sts:AssumeRole".to_string()])
+    );
+    assert_eq!(
+        actions(statement(&policy, "ChefKeySecret")),
+        BTreeSet::from(["secretsmanager:GetSecretValue".to_string()])
+    );
+    assert_eq!(
+        statement(&policy, "LifecycleActions")["Resource"],
+        serde_json::json!(["arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/web"])
+    );
+    // Every action of the policy is one of nodereaper's calls (or the
+    // Lambda function's logs), and every call the configuration makes is granted.
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .flat_map(actions)
+        .collect();
+    let calls: BTreeSet<String> = nodereaper::adapters::aws::permissions::CALLS
+        .iter()
+        .filter(|c| c.statement != "ChefKeyParameter")
+        .map(|c| c.action.to_string())
+        .collect();
+    assert_eq!(granted, calls);
+}
+
+/// The Role's policy statements of the CloudFormation template, by Sid:
+/// their actions (CloudFormation expressions are not resolved; the
+/// `!If` conditions are listed as the template says).
+fn template_role_statements() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let path = repo_root().join("packaging/cloudformation/nodereaper.yaml");
+    let text = std::fs::read_to_string(&path).expect("read template");
+    let start = text.find("\n  Role:\n").expect("Role resource");
+    let end = text[start..]
+        .find("\n  InstanceProfile:")
+        .expect("end of Role")
+        + start;
+    let mut out = std::collections::BTreeMap::new();
+    let mut lines = text[start..end].lines();
+    while let Some(line) = lines.next() {
+        let Some(sid) = line.trim().trim_start_matches("- ").strip_prefix("Sid: ") else {
+            continue;
+        };
+        let mut action = String::new();
+        for next in lines.by_ref() {
+            let t = next.trim();
+            if let Some(a) = t.strip_prefix("Action:") {
+                action.push_str(a);
+            } else if !action.is_empty() && !t.starts_with("Resource") {
+                action.push_str(t);
+            }
+            if t.starts_with("Resource") {
+                break;
+            }
+        }
+        let set = action
+            .split([',', '[', ']', ' '])
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        out.insert(sid.to_string(), set);
+    }
+    out
+}
+
+#[test]
+fn cloudformation_role_grants_what_the_printed_policy_grants_in_both_modes() {
+    let template = template_role_statements();
+    for (mode, function) in [("daemon", None), ("function", Some("nodereaper"))] {
+        // What the template can configure: the queue pair, the S3 journal,
+        // a Chef key in Secrets Manager or SSM.
+        for key_store in ["secret", "parameter"] {
+            let mut cfg = nodereaper::config::Config {
+                queues: vec![nodereaper::config::QueueConfig {
+                    url: "https://sqs.eu-west-1.amazonaws.com/123456789012/q".into(),
+                    region: None,
+                    dlq_url: Some("https://sqs.eu-west-1.amazonaws.com/123456789012/q-dlq".into()),
+                }],
+                ..Default::default()
+            };
+            cfg.journal.s3_bucket = Some("b".into());
+            match key_store {
+                "secret" => cfg.chef.client_key_secret = Some("s".into()),
+                _ => cfg.chef.client_key_parameter = Some("/p".into()),
+            }
+            let (mut scope, _) = PolicyScope::from_config(&cfg, &[], &[]).expect("scope");
+            scope.lambda_function = function.map(str::to_string);
+            let policy = daemon_policy(&scope);
+            for s in policy["Statement"].as_array().expect("statements") {
+                let sid = s["Sid"].as_str().expect("sid");
+                assert_eq!(
+                    template.get(sid),
+                    Some(&actions(s)),
+                    "{mode} mode, statement {sid}: template role differs from --print-iam-policy"
+                );
+            }
+        }
+    }
+    // Nothing in the template's role that the printed policy lacks.
+    let known = [
+        "ConsumeQueues",
+        "DeadLetter",
+        "DescribeInstances",
+        "LifecycleActions",
+        "JournalObjects",
+        "JournalList",
+        "ChefKeySecret",
+        "ChefKeyParameter",
+        "Logs",
+    ];
+    assert_eq!(
+        template.keys().cloned().collect::<BTreeSet<_>>(),
+        BTreeSet::from(known.map(String::from))
+    );
 }

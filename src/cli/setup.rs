@@ -55,8 +55,18 @@ pub struct SetupArgs {
     pub region: Option<String>,
     /// Only print the daemon's least-privilege IAM policy and the Chef ACLs
     /// its client needs; change nothing.
-    #[arg(long)]
+    /// The policy is for THIS configuration: its queues (DLQs from dlq_url
+    /// or read from the RedrivePolicy), S3 journal and KMS key, account roles
+    /// and Chef key store; --asg narrows the lifecycle actions to those groups.
+    #[arg(long, conflicts_with = "print_setup_policy")]
     pub print_iam_policy: bool,
+    /// With --print-iam-policy: the policy is for the Lambda function NAME
+    /// (adds its log group).
+    #[arg(long, value_name = "NAME", requires = "print_iam_policy")]
+    pub function_name: Option<String>,
+    /// Only print the IAM policy the person running `nodereaper setup` needs.
+    #[arg(long)]
+    pub print_setup_policy: bool,
     /// Print the report as text or JSON.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
@@ -74,30 +84,17 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 /// step was not done.
 pub async fn setup(config: Config, args: SetupArgs) -> Result<ExitCode> {
     use nodereaper::jobs::setup::{self, LifecycleHookSpec, SetupSpec};
-    let journal = config
-        .journal
-        .s3_bucket
-        .as_deref()
-        .map(|b| (b, config.journal.s3_prefix.as_str()));
-    if args.print_iam_policy {
-        let policy = setup::iam_policy_for(&[], &[], journal, &config.chef);
-        let client = config.chef.client_name.as_deref().unwrap_or("nodereaper");
+    if args.print_setup_policy {
+        let policy = setup::setup_policy();
         if args.output == Output::Json {
-            let out = serde_json::json!({
-                "iam_policy": policy,
-                "iam_policy_note": setup::IAM_POLICY_NOTE,
-                "chef_acl_note": setup::chef_acl_note(client),
-                "chef_permissions": setup::chef_permissions_json(client),
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            println!("{}", serde_json::json!({ "setup_policy": policy }));
         } else {
             println!("{}", serde_json::to_string_pretty(&policy)?);
-            println!(
-                "\n{}\n\nChef permissions:\n{}",
-                setup::IAM_POLICY_NOTE,
-                setup::chef_acl_note(client)
-            );
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.print_iam_policy {
+        print_iam_policy(&config, &args).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let spec = SetupSpec {
@@ -128,4 +125,75 @@ pub async fn setup(config: Config, args: SetupArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// Prints the daemon's policy for `config` (see [`SetupArgs::print_iam_policy`]).
+async fn print_iam_policy(config: &Config, args: &SetupArgs) -> Result<()> {
+    use nodereaper::jobs::setup;
+    let dlqs = resolve_dlqs(config).await;
+    let (mut scope, unresolved) =
+        setup::PolicyScope::from_config(config, &dlqs, &args.asg_names)
+            .map_err(|e| anyhow::anyhow!("cannot build the IAM policy: {e}"))?;
+    scope.lambda_function = args.function_name.clone();
+    let policy = setup::daemon_policy(&scope);
+    let client = config.chef.client_name.as_deref().unwrap_or("nodereaper");
+    let unresolved_note = (!unresolved.is_empty()).then(|| {
+        format!(
+            "The dead-letter queue of {} could not be read (set queues[].dlq_url): \
+             SendMessage is granted on every queue of its account and region.",
+            unresolved.join(", ")
+        )
+    });
+    if args.output == Output::Json {
+        let out = serde_json::json!({
+            "iam_policy": policy,
+            "iam_policy_note": setup::IAM_POLICY_NOTE,
+            "unresolved_dlq_note": unresolved_note,
+            "chef_acl_note": setup::chef_acl_note(client),
+            "chef_permissions": setup::chef_permissions_json(client),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&policy)?);
+        if let Some(note) = unresolved_note {
+            println!("\n{note}");
+        }
+        println!(
+            "\n{}\n\nChef permissions:\n{}",
+            setup::IAM_POLICY_NOTE,
+            setup::chef_acl_note(client)
+        );
+    }
+    Ok(())
+}
+
+/// Each queue's DLQ URL: `dlq_url`, else its RedrivePolicy when it can be
+/// read (10 s per queue); `None` when unknown.
+async fn resolve_dlqs(config: &Config) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for q in &config.queues {
+        if q.dlq_url.is_some() {
+            out.push(q.dlq_url.clone());
+            continue;
+        }
+        let region = q
+            .region
+            .clone()
+            .or_else(|| nodereaper::adapters::aws::region_from_queue_url(&q.url));
+        let sdk = nodereaper::adapters::aws::sdk_config(&config.aws, region.as_deref()).await;
+        let client = aws_sdk_sqs::Client::new(&sdk);
+        let read = nodereaper::adapters::aws::sqs::dead_letter_queue_url(&client, &q.url);
+        match tokio::time::timeout(std::time::Duration::from_secs(10), read).await {
+            Ok(Ok(dlq)) => out.push(dlq),
+            Ok(Err(e)) => {
+                eprintln!("warning: {e}");
+                out.push(None);
+            }
+            Err(_) => {
+                eprintln!("warning: reading the RedrivePolicy of {} timed out", q.url);
+                out.push(None);
+            }
+        }
+    }
+    out
 }

@@ -105,6 +105,12 @@ pub async fn run(cfg: &Config, config_source: &str) -> Vec<Check> {
         format!("{config_source} parsed and validated"),
     )];
     aws_checks(cfg, &mut checks).await;
+    for (name, result) in crate::jobs::setup::access::checks(cfg).await {
+        checks.push(match result {
+            Ok(detail) => Check::pass(name, detail),
+            Err((detail, fix)) => Check::fail(name, detail, fix),
+        });
+    }
     chef_checks(cfg, &mut checks).await;
     checks
 }

@@ -4,6 +4,7 @@
 pub mod ec2;
 pub mod fleet;
 pub mod lifecycle;
+pub mod permissions;
 pub mod sqs;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -98,13 +99,22 @@ impl AwsError {
                 },
             ),
         };
+        // An answer the SDK could not parse may still carry AWS's error: moto
+        // answers an SQS denial in XML even on the JSON protocol.
+        let (code, message) = match (code, &err) {
+            (None, _) => match err.raw_response().and_then(xml_error) {
+                Some((c, m)) => (Some(c), m),
+                None => (None, message),
+            },
+            (code, _) => (code, message),
+        };
         let message = match (&code, status) {
             (Some(c), Some(s)) => format!("{c} (HTTP {s}): {message}"),
             (Some(c), None) => format!("{c}: {message}"),
             (None, Some(s)) => format!("HTTP {s}: {message}"),
             (None, None) => message,
         };
-        AwsError {
+        let mut error = AwsError {
             service,
             operation,
             target,
@@ -112,8 +122,29 @@ impl AwsError {
             message,
             retry,
             status,
+        };
+        if error.is_denied() {
+            // Denied is never transient, whatever the body looked like.
+            error.retry = Retry::Permanent;
+            if let Some(hint) = permissions::denial_hint(service, operation) {
+                error.message = format!("{}; {hint}", error.message);
+            }
         }
+        error
     }
+}
+
+/// `<Code>` and `<Message>` of an XML error body (AWS query protocol, S3,
+/// and moto's answers to any protocol).
+fn xml_error(response: &HttpResponse) -> Option<(String, String)> {
+    let body = std::str::from_utf8(response.body().bytes()?).ok()?;
+    let element = |name: &str| {
+        let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+        let len = body[start..].find(&format!("</{name}>"))?;
+        Some(body[start..start + len].trim().to_string())
+    };
+    let code = element("Code").filter(|c| !c.is_empty())?;
+    Some((code, element("Message").unwrap_or_default()))
 }
 
 /// The HTTPS client every AWS SDK client uses: hyper 1 + rustls 0.23 with
@@ -193,6 +224,24 @@ mod tests {
         // A bad request is the message's fault (poison), throttling is transient.
         assert!(error(Some("InvalidParameterValue"), Some(400), Retry::Permanent).blames_message());
         assert!(error(Some("Throttling"), Some(400), Retry::Transient).is_transient());
+    }
+
+    #[test]
+    fn a_403_with_an_xml_body_on_the_json_protocol_is_a_named_denial() {
+        // moto answers an SQS (JSON protocol) denial in XML: the SDK cannot
+        // parse it, the status and the XML body still tell.
+        let body = "<ErrorResponse><Error><Code>AccessDenied</Code><Message>User: u is not \
+                    authorized to perform: sqs:ReceiveMessage</Message></Error></ErrorResponse>";
+        let raw = HttpResponse::new(
+            403.try_into().expect("status"),
+            aws_smithy_types::body::SdkBody::from(body),
+        );
+        let err: SdkError<aws_sdk_sqs::operation::receive_message::ReceiveMessageError, _> =
+            SdkError::response_error("unexpected token '<'", raw);
+        let e = AwsError::from_sdk("SQS", "ReceiveMessage", "q", err);
+        assert!(e.is_denied() && !e.blames_message(), "{e}");
+        assert_eq!(e.code.as_deref(), Some("AccessDenied"));
+        assert!(e.to_string().contains("statement \"ConsumeQueues\""), "{e}");
     }
 
     #[test]

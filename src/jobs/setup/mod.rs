@@ -23,11 +23,13 @@
 //! One file per AWS service: `queue` (SQS queues, DLQ, queue policy),
 //! `topic` (SNS topic and subscription), `asg` (the groups, their
 //! notification configuration and lifecycle hook), `events` (EventBridge rule
-//! and target), `iam` (the policies printed for the daemon), `chef_acl`
-//! (the Chef permissions printed with them), `report` (what
+//! and target), `iam` (the policies printed for the daemon and for setup; `arns` their
+//! resources), `chef_acl` (the Chef permissions printed with them), `report` (what
 //! setup did, typed) and `error`. This file holds the spec and the order of
 //! the steps.
 
+pub mod access;
+mod arns;
 mod asg;
 mod chef_acl;
 mod compare;
@@ -44,10 +46,14 @@ use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use serde_json::json;
 use tokio::sync::OnceCell;
 
+pub use arns::{partition_of, queue_arn_from_url};
 pub use chef_acl::{chef_acl_note, chef_permissions_json};
 pub use error::SetupError;
 pub use events::event_pattern;
-pub use iam::{iam_policy, iam_policy_for, key_store_statement, IAM_POLICY_NOTE};
+pub use iam::{
+    daemon_policy, iam_policy, iam_policy_for, key_store_statement, setup_policy, PolicyScope,
+    IAM_POLICY_NOTE,
+};
 pub use queue::queue_policy;
 pub use report::{Change, ChangeAction, Resource, ResourceKind, SetupReport};
 

@@ -1,0 +1,372 @@
+//! Least privilege, proven on a moto that enforces IAM (issue 21): the
+//! policy `nodereaper setup --print-iam-policy` prints for a configuration
+//! is attached to a fresh IAM user, and the commands run as that user.
+//!
+//! This binary has its own stack (target/stack-iam), whose moto
+//! `scripts/stack.sh` starts with `NODEREAPER_MOTO_IAM` (moto's
+//! `INITIAL_NO_AUTH_ACTION_COUNT`, moto docs/iam.rst). The test first
+//! bootstraps through the unauthenticated requests moto allows (moto's
+//! `/moto-api/reset-auth` sets how many, so a reused stack starts over):
+//! queues, bucket, instances and the IAM users are made with enforcement
+//! off; the commands under test run with it on (reset-auth 0); the checks
+//! afterwards run with it off again. Tests of this binary take one lock,
+//! since enforcement is global to the moto.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+static ENFORCEMENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn iam_stack() -> &'static Stack {
+    use_private_stack("iam");
+    std::env::set_var("NODEREAPER_MOTO_IAM", "1000000");
+    stack()
+}
+
+/// Enforces IAM on every request from now on (`on`), or on none.
+async fn enforce(on: bool) {
+    let body = if on { "0" } else { "inf" };
+    let resp = reqwest::Client::new()
+        .post(format!("{}/moto-api/reset-auth", iam_stack().moto_url()))
+        .body(body)
+        .send()
+        .await
+        .expect("moto reset-auth");
+    assert!(resp.status().is_success(), "reset-auth: {}", resp.status());
+}
+
+/// One IAM query-protocol call, while enforcement is off (moto then does
+/// not check the signature, only routes by the credential scope).
+async fn iam_call(params: &[(&str, &str)]) -> String {
+    let mut form: Vec<(&str, &str)> = vec![("Version", "2010-05-08")];
+    form.extend_from_slice(params);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/", iam_stack().moto_url()))
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .form(&form)
+        .send()
+        .await
+        .expect("iam call");
+    let status = resp.status();
+    let text = resp.text().await.expect("iam body");
+    assert!(status.is_success(), "IAM {params:?}: {status} {text}");
+    text
+}
+
+fn xml_field(xml: &str, name: &str) -> String {
+    let start = xml
+        .find(&format!("<{name}>"))
+        .unwrap_or_else(|| panic!("{name} in {xml}"))
+        + name.len()
+        + 2;
+    let len = xml[start..].find('<').expect("closing tag");
+    xml[start..start + len].to_string()
+}
+
+/// A fresh IAM user holding exactly `policy`; its (access key, secret).
+async fn user_with(policy: &Value) -> (String, String) {
+    let name = unique("nodereaper");
+    iam_call(&[("Action", "CreateUser"), ("UserName", &name)]).await;
+    iam_call(&[
+        ("Action", "PutUserPolicy"),
+        ("UserName", &name),
+        ("PolicyName", "nodereaper"),
+        ("PolicyDocument", &policy.to_string()),
+    ])
+    .await;
+    let key = iam_call(&[("Action", "CreateAccessKey"), ("UserName", &name)]).await;
+    (
+        xml_field(&key, "AccessKeyId"),
+        xml_field(&key, "SecretAccessKey"),
+    )
+}
+
+/// moto authorises `DeleteMessageBatch` as `sqs:DeleteMessageBatch`, AWS
+/// as `sqs:DeleteMessage` (SQS API reference, "batch actions"); and moto
+/// matches `GetQueueUrl` (which has no QueueUrl) against resource `*`, AWS
+/// against the queue's ARN. The one statement the test adds to the printed
+/// policy, for moto only.
+fn with_moto_batch_quirk(policy: &Value) -> Value {
+    let mut p = policy.clone();
+    let queues = p["Statement"][0]["Resource"].clone();
+    if let Some(statements) = p["Statement"].as_array_mut() {
+        statements.push(serde_json::json!({
+            "Sid": "MotoOnlyBatchDelete", "Effect": "Allow",
+            "Action": ["sqs:DeleteMessageBatch"], "Resource": queues,
+        }));
+        statements.push(serde_json::json!({
+            "Sid": "MotoOnlyGetQueueUrl", "Effect": "Allow",
+            "Action": ["sqs:GetQueueUrl"], "Resource": "*",
+        }));
+    }
+    p
+}
+
+/// `policy` without `action` (the statement stays when other actions remain).
+fn without(policy: &Value, action: &str) -> Value {
+    let mut p = policy.clone();
+    if let Some(statements) = p["Statement"].as_array_mut() {
+        for s in statements.iter_mut() {
+            if let Some(actions) = s["Action"].as_array_mut() {
+                actions.retain(|a| a != action);
+            }
+        }
+        statements.retain(|s| s["Action"].as_array().is_none_or(|a| !a.is_empty()));
+    }
+    p
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    queue: String,
+    dlq: String,
+    bucket: String,
+    prefix: String,
+    names: Vec<String>,
+}
+
+async fn s3() -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws().await)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Arbitrarily named queue + DLQ, a journal bucket, `n` terminated
+/// instances registered in goiardi, one termination notification each.
+async fn setup(label: &str, n: i32) -> Setup {
+    let (queue, dlq) = queue_with_dlq(&unique(label), 3).await;
+    let bucket = unique("journal");
+    s3().await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket");
+    let ids = run_instances(n).await;
+    terminate_instances(&ids).await;
+    let chef = admin();
+    let mut names = Vec::new();
+    for id in &ids {
+        let name = unique(label);
+        register(&chef, &name, Some(id)).await;
+        send(&queue, &sns_wrap(&asg_terminate_notification(id, "web"))).await;
+        names.push(name);
+    }
+    Setup {
+        dir: tempfile::tempdir().expect("tempdir"),
+        queue,
+        dlq,
+        bucket,
+        prefix: format!("{label}/journal/"),
+        names,
+    }
+}
+
+impl Setup {
+    fn config(&self) -> PathBuf {
+        let path = self.dir.path().join("nodereaper.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"[chef]
+server_url = "{chef}"
+allow_plain_http = true
+client_name = "admin"
+client_key = "{key}"
+[aws]
+region = "us-east-1"
+endpoint_url = "{moto}"
+[[queues]]
+url = "{queue}"
+[journal]
+s3_bucket = "{bucket}"
+s3_prefix = "{prefix}"
+s3_kms_key_id = "arn:aws:kms:us-east-1:123456789012:key/0b7d2b53-4a42-4e4c-9a3e-3c3c0d2d1e11"
+[pipeline]
+wait_time = "1s"
+breaker_cooldown = "2s"
+retry_backoff_base = "1s"
+retry_backoff_max = "3s"
+max_deletions_per_minute = 0
+[http]
+listen = "off"
+"#,
+                chef = stack().chef_url(),
+                key = stack().admin_key().display(),
+                moto = stack().moto_url(),
+                queue = self.queue,
+                bucket = self.bucket,
+                prefix = self.prefix,
+            ),
+        )
+        .expect("write config");
+        path
+    }
+
+    async fn journal_objects(&self) -> usize {
+        let out = s3()
+            .await
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .send()
+            .await
+            .expect("list journal");
+        out.contents()
+            .iter()
+            .filter(|o| o.key().is_some_and(|k| k.ends_with(".json")))
+            .count()
+    }
+
+    async fn deregistered(&self) -> usize {
+        let chef = admin();
+        let mut n = 0;
+        for name in &self.names {
+            if node_gone(&chef, name).await {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+fn nodereaper(config: &Path, user: &(String, String)) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodereaper"));
+    cmd.arg("--config")
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", &user.0)
+        .env("AWS_SECRET_ACCESS_KEY", &user.1)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+/// `nodereaper setup --print-iam-policy` for `config` (enforcement off: it
+/// reads the queue's RedrivePolicy with the test's credentials).
+fn printed_policy(config: &Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_nodereaper"))
+        .arg("--config")
+        .arg(config)
+        .args(["setup", "--print-iam-policy", "--output", "json"])
+        .output()
+        .expect("print policy");
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("policy json");
+    v["iam_policy"].clone()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs `cmd` for at most `limit`, then SIGTERM (it is our child).
+fn run_for(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nodereaper");
+    let pid = child.id().to_string();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    });
+    let out = child.wait_with_output().expect("wait nodereaper");
+    drop(killer);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printed_policy_drains_and_a_missing_describe_holds_everything() {
+    iam_stack();
+    let _lock = ENFORCEMENT.lock().await;
+    enforce(false).await;
+    let full = setup("reaper-full", 20).await;
+    let held = setup("held-queue", 3).await;
+    let (full_cfg, held_cfg) = (full.config(), held.config());
+    let policy = printed_policy(&full_cfg);
+    let printed = policy.to_string();
+    for q in [&full.queue, &full.dlq] {
+        let name = q.rsplit('/').next().expect("queue name");
+        assert!(
+            printed.contains(&format!(":123456789012:{name}\"")),
+            "{name}: {printed}"
+        );
+    }
+    let user = user_with(&with_moto_batch_quirk(&policy)).await;
+    let held_policy = without(
+        &with_moto_batch_quirk(&printed_policy(&held_cfg)),
+        "ec2:DescribeInstances",
+    );
+    let held_user = user_with(&held_policy).await;
+
+    enforce(true).await;
+    let (full_run, held_run) = std::thread::scope(|s| {
+        let full_run = s.spawn(|| {
+            let mut cmd = nodereaper(&full_cfg, &user);
+            cmd.args(["run", "--exit-when-idle"]);
+            run_for(cmd, Duration::from_secs(150))
+        });
+        let held_run = s.spawn(|| {
+            let mut cmd = nodereaper(&held_cfg, &held_user);
+            cmd.arg("run");
+            run_for(cmd, Duration::from_secs(15))
+        });
+        (
+            full_run.join().expect("full run"),
+            held_run.join().expect("held run"),
+        )
+    });
+    let doctor = nodereaper(&full_cfg, &user)
+        .arg("doctor")
+        .output()
+        .expect("doctor");
+    let held_doctor = nodereaper(&held_cfg, &held_user)
+        .arg("doctor")
+        .output()
+        .expect("doctor");
+    enforce(false).await;
+
+    // Under exactly the printed policy: everything drained.
+    assert_eq!(full_run.status.code(), Some(0), "{}", text(&full_run));
+    assert_eq!(full.deregistered().await, 20, "{}", text(&full_run));
+    assert_eq!(full.journal_objects().await, 20);
+    assert_eq!(depth(&full.queue).await, (0, 0));
+    assert_eq!(depth(&full.dlq).await, (0, 0));
+    assert_eq!(doctor.status.code(), Some(0), "{}", text(&doctor));
+    assert!(!text(&doctor).contains("FAIL"), "{}", text(&doctor));
+
+    // Without ec2:DescribeInstances: nothing deleted, nothing dead-lettered,
+    // the log and doctor name the action and its statement.
+    let log = text(&held_run);
+    assert_eq!(held.deregistered().await, 0, "{log}");
+    assert_eq!(held.journal_objects().await, 0, "{log}");
+    assert_eq!(depth(&held.dlq).await, (0, 0), "{log}");
+    let (visible, hidden) = depth(&held.queue).await;
+    assert_eq!(visible + hidden, 3, "{log}");
+    assert!(log.contains("ec2:DescribeInstances"), "{log}");
+    let report = text(&held_doctor);
+    assert_ne!(held_doctor.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("ec2:DescribeInstances") && report.contains("\"DescribeInstances\""),
+        "{report}"
+    );
+}
