@@ -106,8 +106,8 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    // `parse` needs no configuration: it must work on any machine.
-    // Neither do `parse` and the generated documentation.
+    // `parse` and the generated documentation need no configuration: they
+    // must work on any machine (the packaging runs them at build time).
     match &command {
         Command::Parse(args) => return cli::parse::parse(args),
         Command::Completions(args) => {
