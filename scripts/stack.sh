@@ -12,6 +12,9 @@
 #                    line of stdout).
 #   down             Stop exactly the processes this script started; remove
 #                    pid/port files and stack.env. Idempotent.
+#   down --all       `down` for every stack dir under <repo>/target
+#                    (target/stack, target/stack-NAME: the tests', benches'
+#                    and demo's); a NODEREAPER_STACK_DIR elsewhere is not seen.
 #   env              Print the stack.env path if both services run and answer,
 #                    exit 1 otherwise.
 #   status           Human-readable state; exit 0 if the stack is fully up.
@@ -700,8 +703,23 @@ cmd_restart() { # SERVICE
     refresh_env
 }
 
+# down --all: each stack dir (it has a lock file) stopped by its own `down`.
+cmd_down_all() {
+    local dir rc=0
+    for dir in "$REPO"/target/stack "$REPO"/target/stack-*; do
+        [[ -d $dir && -e $dir/lock ]] || continue
+        NODEREAPER_STACK_DIR=$dir "${BASH_SOURCE[0]}" down || rc=1
+    done
+    return "$rc"
+}
+
 main() {
     local cmd=${1:-}
+    if [[ $cmd == down && ${2:-} == --all ]]; then
+        (($# == 2)) || die "down --all takes no other arguments"
+        cmd_down_all
+        return
+    fi
     case $cmd in
     -h | --help | help)
         usage

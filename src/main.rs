@@ -11,6 +11,7 @@ use nodereaper::telemetry;
 
 use cli::daemon::RunArgs;
 use cli::deregister::DeregisterArgs;
+use cli::docs::{CompletionsArgs, ManpagesArgs};
 use cli::doctor::DoctorArgs;
 use cli::journal::{JournalArgs, RestoreArgs};
 use cli::parse::ParseArgs;
@@ -61,6 +62,10 @@ enum Command {
     /// Runtime API in AWS_LAMBDA_RUNTIME_API; the default command of a
     /// function's `bootstrap`.
     Lambda,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Write the man pages (nodereaper.1 and one page per command) into a directory.
+    Manpages(ManpagesArgs),
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -101,9 +106,17 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    // `parse` needs no configuration: it must work on any machine.
-    if let Command::Parse(args) = &command {
-        return cli::parse::parse(args);
+    // `parse` and the generated documentation need no configuration: they
+    // must work on any machine (the packaging runs them at build time).
+    match &command {
+        Command::Parse(args) => return cli::parse::parse(args),
+        Command::Completions(args) => {
+            return cli::docs::completions(<Cli as clap::CommandFactory>::command(), args)
+        }
+        Command::Manpages(args) => {
+            return cli::docs::manpages(<Cli as clap::CommandFactory>::command(), args)
+        }
+        _ => {}
     }
     let config = match load_config(cli.config.as_deref()) {
         Ok(c) => c,
@@ -127,6 +140,8 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Restore(args) => cli::journal::restore(config, args).await,
         Command::Doctor(args) => cli::doctor::doctor(config, cli.config.as_deref(), args).await,
         Command::Setup(args) => cli::setup::setup(config, args).await,
-        Command::Parse(_) => unreachable!("handled above"),
+        Command::Parse(_) | Command::Completions(_) | Command::Manpages(_) => {
+            unreachable!("handled above")
+        }
     }
 }

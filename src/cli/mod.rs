@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod deregister;
+pub mod docs;
 pub mod doctor;
 pub mod journal;
 pub mod parse;

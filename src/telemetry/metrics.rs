@@ -13,6 +13,9 @@ pub struct Metrics {
     /// The registry holding all of them, names prefixed `nodereaper_`;
     /// [`render`] serves it on `/metrics`.
     pub registry: Registry,
+    /// The name of every registered family, prefix included, in registration
+    /// order (for checks that the dashboards cover them all).
+    pub families: Vec<String>,
     /// Messages received, by queue and kind (termination, test, other, unparseable).
     pub messages: IntCounterVec,
     /// Messages finished, by queue and outcome (deleted, dead_lettered, retried, ...).
@@ -64,6 +67,7 @@ pub struct Metrics {
 /// Creates metrics and registers each in the registry.
 struct Registrar {
     registry: Registry,
+    families: std::cell::RefCell<Vec<String>>,
 }
 
 impl Registrar {
@@ -72,6 +76,11 @@ impl Registrar {
         metric: M,
     ) -> Result<M, prometheus::Error> {
         self.registry.register(Box::new(metric.clone()))?;
+        let names = metric
+            .desc()
+            .into_iter()
+            .map(|d| format!("nodereaper_{}", d.fq_name));
+        self.families.borrow_mut().extend(names);
         Ok(metric)
     }
 
@@ -118,6 +127,7 @@ const LAG_BUCKETS: &[f64] = &[
 fn build() -> Result<Metrics, prometheus::Error> {
     let r = Registrar {
         registry: Registry::new_custom(Some("nodereaper".into()), None)?,
+        families: Default::default(),
     };
     Ok(Metrics {
         messages: r.counter(
@@ -195,6 +205,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Unix time the last sweep finished",
         )?,
         sweep_duration: r.gauge("sweep_last_duration_seconds", "Duration of the last sweep")?,
+        families: r.families.take(),
         registry: r.registry,
     })
 }

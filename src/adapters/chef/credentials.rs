@@ -228,7 +228,7 @@ pub fn require_https(
 /// `~/.chef/credentials`, or `None` if the home directory is unknown. (Chef
 /// also honours `$CHEF_CREDENTIALS_FILE`; that is left to the caller.)
 pub fn default_credentials_path() -> Option<PathBuf> {
-    dirs::home_dir().map(|h| h.join(".chef").join("credentials"))
+    std::env::home_dir().map(|h| h.join(".chef").join("credentials"))
 }
 
 /// Loads profile `profile` (Chef's default is `"default"`) from the
@@ -243,7 +243,7 @@ pub fn load_profile(path: &Path, profile: &str) -> Result<Credentials, Credentia
         path: path.to_path_buf(),
         source,
     })?;
-    parse_profile(&text, path, profile, dirs::home_dir().as_deref())
+    parse_profile(&text, path, profile, std::env::home_dir().as_deref())
 }
 
 /// Loads and parses the private key from `source`.
@@ -263,7 +263,7 @@ pub fn load_key(
             })
         }
         KeySource::Path(path) => {
-            let path = match (path.strip_prefix("~"), dirs::home_dir()) {
+            let path = match (path.strip_prefix("~"), std::env::home_dir()) {
                 (Ok(rest), Some(home)) => home.join(rest),
                 _ => path.clone(),
             };

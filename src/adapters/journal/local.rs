@@ -108,19 +108,12 @@ impl DirLock {
             .write(true)
             .open(&path)
             .map_err(|source| io_err(&path, "cannot open the lock file", source))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::io::AsRawFd;
-            loop {
-                // SAFETY: flock on a file descriptor we own; no memory involved.
-                let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-                if rc == 0 {
-                    break;
-                }
-                let err = std::io::Error::last_os_error();
-                if err.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(io_err(&path, "cannot lock", err));
-                }
+        // std's File::lock is flock(LOCK_EX) on Unix; retried on EINTR.
+        loop {
+            match file.lock() {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(&path, "cannot lock", e)),
             }
         }
         Ok(Self { _file: file })
