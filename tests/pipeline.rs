@@ -751,7 +751,11 @@ async fn readyz_fails_when_our_own_client_is_not_found_there() {
     };
     let (code, text) = status(answers_404_to_everything().await).await;
     assert_eq!(code, 503, "{text}");
-    assert!(text.contains("neither client nor user"), "{text}");
+    // The organization itself answers 404: said as such, not as a missing client.
+    assert!(
+        text.contains("the organization in chef.server_url is wrong or missing"),
+        "{text}"
+    );
     // The happy twin: the right URL.
     let (code, text) = status(stack().chef_url().to_string()).await;
     assert_eq!(code, 200, "{text}");

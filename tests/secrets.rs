@@ -23,6 +23,8 @@ async fn rotate_on_server(admin: &ChefClient, name: &str) -> String {
 fn config(name: &str) -> Config {
     let mut cfg = Config::default();
     cfg.chef.server_url = Some(stack().chef_url().to_string());
+    // goiardi on 127.0.0.1 speaks plain http (never allowed without this).
+    cfg.chef.allow_plain_http = true;
     cfg.chef.client_name = Some(name.to_string());
     cfg.aws.region = Some("us-east-1".into());
     cfg.aws.endpoint_url = Some(stack().moto_url().to_string());

@@ -124,6 +124,11 @@ const LAG_BUCKETS: &[f64] = &[
     0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
 ];
 
+const RATE_LIMITED_HELP: &str =
+    "1 while deletions are paused because pipeline.max_deletions_per_minute was reached";
+const STORM_BRAKE_HELP: &str = "1 once deletions ran at pipeline.max_deletions_per_minute for pipeline.storm_brake_after: no deletions until restart";
+const ACL_BACKUP_FORBIDDEN_HELP: &str = "1 once the Chef server refused nodereaper an ACL read (grant missing): deletions are journaled without ACLs, or refused with journal.require_acl_backup";
+
 fn build() -> Result<Metrics, prometheus::Error> {
     let r = Registrar {
         registry: Registry::new_custom(Some("nodereaper".into()), None)?,
@@ -186,18 +191,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["dependency"],
         )?)?,
-        rate_limited: r.int_gauge(
-            "deletion_rate_limited",
-            "1 while deletions are paused because pipeline.max_deletions_per_minute was reached",
-        )?,
-        storm_brake: r.int_gauge(
-            "storm_brake_engaged",
-            "1 once deletions ran at pipeline.max_deletions_per_minute for pipeline.storm_brake_after: no deletions until restart",
-        )?,
-        acl_backup_forbidden: r.int_gauge(
-            "acl_backup_forbidden",
-            "1 once the Chef server refused nodereaper an ACL read (grant missing): deletions are journaled without ACLs, or refused with journal.require_acl_backup",
-        )?,
+        rate_limited: r.int_gauge("deletion_rate_limited", RATE_LIMITED_HELP)?,
+        storm_brake: r.int_gauge("storm_brake_engaged", STORM_BRAKE_HELP)?,
+        acl_backup_forbidden: r.int_gauge("acl_backup_forbidden", ACL_BACKUP_FORBIDDEN_HELP)?,
         in_flight: r.int_gauge("messages_in_flight", "Messages being processed now")?,
         sweep_candidates: r.int_gauge("sweep_candidates", "Candidates found by the last sweep")?,
         sweep_last_run: r.gauge(

@@ -55,50 +55,7 @@ impl AwsError {
     {
         let target = target.into();
         let status = err.raw_response().map(|r| r.status().as_u16());
-        let (code, message, retry) = match &err {
-            SdkError::ServiceError(ctx) => {
-                let e = ctx.err();
-                let code = e.code().map(str::to_string);
-                let message = e.message().map(str::to_string).unwrap_or_else(|| {
-                    format!(
-                        "{}",
-                        aws_smithy_types::error::display::DisplayErrorContext(&err)
-                    )
-                });
-                let transient = code
-                    .as_deref()
-                    .is_some_and(|c| TRANSIENT_CODES.contains(&c))
-                    || status.is_some_and(|s| s >= 500 || s == 429);
-                let retry = if transient {
-                    Retry::Transient
-                } else {
-                    Retry::Permanent
-                };
-                (code, message, retry)
-            }
-            SdkError::ConstructionFailure(_) => (
-                None,
-                format!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&err)
-                ),
-                Retry::Permanent,
-            ),
-            // Timeouts, dispatch (connection) failures, unparseable responses
-            // from a struggling endpoint: try again later.
-            _ => (
-                None,
-                format!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&err)
-                ),
-                if status.is_some_and(|s| (400..500).contains(&s) && s != 429) {
-                    Retry::Permanent
-                } else {
-                    Retry::Transient
-                },
-            ),
-        };
+        let (code, message, retry) = sdk_error_parts(&err, status);
         // An answer the SDK could not parse may still carry AWS's error: moto
         // answers an SQS denial in XML even on the JSON protocol.
         let (code, message) = match (code, &err) {
@@ -131,6 +88,62 @@ impl AwsError {
             }
         }
         error
+    }
+}
+
+/// Code, message and retry class of an SDK error, from what the SDK parsed
+/// and the HTTP status: transport failures, timeouts, 5xx and throttling are
+/// transient; everything else is permanent.
+fn sdk_error_parts<E>(
+    err: &SdkError<E, HttpResponse>,
+    status: Option<u16>,
+) -> (Option<String>, String, Retry)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match err {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            let code = e.code().map(str::to_string);
+            let message = e.message().map(str::to_string).unwrap_or_else(|| {
+                format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(err)
+                )
+            });
+            let transient = code
+                .as_deref()
+                .is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                || status.is_some_and(|s| s >= 500 || s == 429);
+            let retry = if transient {
+                Retry::Transient
+            } else {
+                Retry::Permanent
+            };
+            (code, message, retry)
+        }
+        SdkError::ConstructionFailure(_) => (
+            None,
+            format!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(err)
+            ),
+            Retry::Permanent,
+        ),
+        // Timeouts, dispatch (connection) failures, unparseable responses
+        // from a struggling endpoint: try again later.
+        _ => (
+            None,
+            format!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(err)
+            ),
+            if status.is_some_and(|s| (400..500).contains(&s) && s != 429) {
+                Retry::Permanent
+            } else {
+                Retry::Transient
+            },
+        ),
     }
 }
 
