@@ -24,7 +24,7 @@
 #   NODEREAPER_STACK_DIR   stack directory (default: <repo>/target/stack-demo)
 #   CARGO_TARGET_DIR       honoured, like cargo does
 #
-# Needs: Rust >= 1.85 (https://rustup.rs), a C compiler (build-essential),
+# Needs: Rust >= 1.94.1 (https://rustup.rs), a C compiler (build-essential),
 # python3, curl; on Debian the rest is installed by scripts/stack.sh.
 
 set -euo pipefail
@@ -47,7 +47,7 @@ if (($# > 0)); then
 fi
 
 command -v cargo >/dev/null 2>&1 ||
-    die "cargo not found: install Rust >= 1.85 first (https://rustup.rs: curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh), then open a new shell"
+    die "cargo not found: install Rust >= 1.94.1 first (https://rustup.rs: curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh), then open a new shell"
 command -v cc >/dev/null 2>&1 ||
     die "no C compiler (cc) to build nodereaper's crypto: sudo apt-get install build-essential"
 
