@@ -7,19 +7,14 @@
 mod chef_double;
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use chef_double::{groups, public_key, register, Double, FAKE_PRIVATE_KEY, TEST_KEY};
-use nodereaper::act::resolve::Resolver;
-use nodereaper::act::{
-    DeletionLimiter, Outcome, Reaper, Request as ReapRequest, RequestSource, Target,
-};
+use chef_double::{groups, public_key, register, write_config, Double, FAKE_PRIVATE_KEY};
+use nodereaper::act::{Outcome, Request as ReapRequest, RequestSource, Target};
 use nodereaper::adapters::chef::{AclObject, ChefClient, ClientKey, ServerKind};
 use nodereaper::adapters::journal::{EntryFilter, JournalEntry, LocalJournal};
 use nodereaper::core::ids::InstanceId;
 use nodereaper::core::protect::ProtectConfig;
-use nodereaper::core::verify::Protection;
 use nodereaper::jobs::restore::{AclAction, ClientAction, NodeAction};
 use nodereaper::ports::{ChefApi, Journal};
 use serde_json::json;
@@ -204,27 +199,6 @@ async fn v1_client_without_backed_up_keys_gets_a_new_key_shown_once() {
     assert_eq!(posted.1["create_key"], json!(true));
 }
 
-fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
-    let key = dir.join("nodereaper.pem");
-    std::fs::write(&key, TEST_KEY).expect("key");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
-    let path = dir.join("nodereaper.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[chef]\nserver_url = \"{url}\"\nallow_plain_http = true\nclient_name = \"nodereaper\"\nclient_key = \"{}\"\n[journal]\ndir = \"{}\"\n",
-            key.display(),
-            dir.join("journal").display()
-        ),
-    )
-    .expect("config");
-    path
-}
-
 #[tokio::test]
 async fn doctor_reports_chef_infra_server_and_its_api_version() {
     let double = Double::start().await;
@@ -284,18 +258,6 @@ async fn acl_calls_check_the_answer_shape() {
         .is_none());
 }
 
-/// A reaper on the double, as the daemon builds it (own client protected).
-fn double_reaper(chef: ChefClient, journal: &Path, protect: ProtectConfig) -> Reaper {
-    Reaper {
-        chef: Arc::new(chef),
-        journal: Arc::new(LocalJournal::open(journal).expect("journal")),
-        resolver: Resolver::default(),
-        protection: Protection::new(&protect).with_own_client("nodereaper"),
-        limiter: Arc::new(DeletionLimiter::new(0)),
-        acl_backup: Default::default(),
-    }
-}
-
 fn deregister(target: Target) -> ReapRequest {
     ReapRequest {
         target,
@@ -338,7 +300,11 @@ async fn v1_admin_group_member_is_never_deleted_beside_a_normal_client() {
         s.index = vec!["ci-admin".into()];
     });
     let dir = tempfile::tempdir().expect("tempdir");
-    let reaper = double_reaper(double.client(1000), dir.path(), ProtectConfig::default());
+    let reaper = chef_double::reaper(
+        Arc::new(double.client(1000)),
+        dir.path(),
+        &ProtectConfig::default(),
+    );
     let instance = InstanceId::parse(id).expect("id");
     let hostile = reaper
         .reap(&deregister(Target::Instance(instance)))
@@ -392,7 +358,7 @@ async fn members_of_configured_client_groups_are_never_deleted_even_nested() {
         client_groups: vec!["deployers".into()],
         ..ProtectConfig::default()
     };
-    let reaper = double_reaper(double.client(1000), dir.path(), protect);
+    let reaper = chef_double::reaper(Arc::new(double.client(1000)), dir.path(), &protect);
     let hostile = reaper
         .reap(&deregister(Target::Node("deploy-bot".into())))
         .await
@@ -420,7 +386,11 @@ async fn unreadable_admins_group_holds_the_deletion() {
         s.fail.push("GET /organizations/acme/groups/admins".into());
     });
     let dir = tempfile::tempdir().expect("tempdir");
-    let reaper = double_reaper(double.client(1000), dir.path(), ProtectConfig::default());
+    let reaper = chef_double::reaper(
+        Arc::new(double.client(1000)),
+        dir.path(),
+        &ProtectConfig::default(),
+    );
     let err = reaper
         .reap(&deregister(Target::Node("web-9".into())))
         .await

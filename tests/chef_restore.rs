@@ -6,34 +6,21 @@
 
 mod chef_double;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use chef_double::{groups, public_key, register, Double, FAKE_PRIVATE_KEY, TEST_KEY};
-use nodereaper::act::resolve::Resolver;
-use nodereaper::act::{DeletionLimiter, Reaper, Request, RequestSource, Target};
+use chef_double::{groups, public_key, register, write_config, Double, FAKE_PRIVATE_KEY};
+use nodereaper::act::{Request, RequestSource, Target};
 use nodereaper::adapters::chef::ChefClient;
 use nodereaper::adapters::journal::{EntryFilter, LocalJournal};
 use nodereaper::core::protect::ProtectConfig;
-use nodereaper::core::verify::Protection;
 use nodereaper::jobs::restore::{self, AclAction, ClientAction, NodeAction, RestoreError};
 use nodereaper::ports::Journal;
 use serde_json::json;
 
-fn reaper(chef: ChefClient, journal: &Path) -> Reaper {
-    Reaper {
-        chef: Arc::new(chef),
-        journal: Arc::new(LocalJournal::open(journal).expect("journal")),
-        resolver: Resolver::default(),
-        protection: Protection::new(&ProtectConfig::default()).with_own_client("nodereaper"),
-        limiter: Arc::new(DeletionLimiter::new(0)),
-        acl_backup: Default::default(),
-    }
-}
-
 /// `nodereaper deregister --node NAME`, through the reaper.
 async fn deregister(chef: ChefClient, journal: &Path, name: &str) {
-    let outcome = reaper(chef, journal)
+    let outcome = chef_double::reaper(Arc::new(chef), journal, &ProtectConfig::default())
         .reap(&Request {
             target: Target::Node(name.into()),
             source: RequestSource::Deregister,
@@ -202,27 +189,6 @@ async fn certificate_key_is_backed_up_as_its_public_key() {
         after["default"],
         (public.to_string(), "infinity".to_string())
     );
-}
-
-fn write_config(dir: &Path, url: &str) -> PathBuf {
-    let key = dir.join("nodereaper.pem");
-    std::fs::write(&key, TEST_KEY).expect("key");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
-    let path = dir.join("nodereaper.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[chef]\nserver_url = \"{url}\"\nallow_plain_http = true\nclient_name = \"nodereaper\"\nclient_key = \"{}\"\n[journal]\ndir = \"{}\"\n",
-            key.display(),
-            dir.join("journal").display()
-        ),
-    )
-    .expect("config");
-    path
 }
 
 /// A journal entry of `name` without keys: restore must make a new key pair.

@@ -11,15 +11,11 @@ use std::time::{Duration, Instant};
 
 use chef_double::search::{object_id, Backend};
 use chef_double::{fill_index, node, Double, TEST_KEY};
-use nodereaper::act::resolve::Resolver;
-use nodereaper::act::{DeletionLimiter, Reaper};
 use nodereaper::adapters::chef::auth::{SignVersion, SigningKey};
 use nodereaper::adapters::chef::client::SearchWindow;
 use nodereaper::adapters::chef::{ChefClient, ChefError, ChefSettings, ServerKind};
-use nodereaper::adapters::journal::LocalJournal;
 use nodereaper::config::ProtectConfig;
 use nodereaper::core::error::{error_policy, ErrorDisposition};
-use nodereaper::core::verify::Protection;
 use nodereaper::jobs::sweep::{sweep, Silent, SweepSettings, Verdict};
 use nodereaper::ports::{ChefApi, InstanceInventory};
 use nodereaper::testing::{FakeEc2, FakeFleet, FakeInventory, FakeWorld};
@@ -120,17 +116,6 @@ async fn search_total_capped_at_10000_with_a_raised_window_finds_every_node_with
     assert_within_window(&double);
 }
 
-fn reaper(chef: Arc<dyn ChefApi>, journal: &std::path::Path) -> Reaper {
-    Reaper {
-        chef,
-        journal: Arc::new(LocalJournal::open(journal).expect("journal")),
-        resolver: Resolver::default(),
-        protection: Protection::new(&ProtectConfig::default()),
-        limiter: Arc::new(DeletionLimiter::new(0)),
-        acl_backup: Default::default(),
-    }
-}
-
 /// A report-only sweep over `n` nodes on `backend`, every instance running.
 async fn sweep_on(backend: Backend, n: usize) -> (Double, nodereaper::jobs::sweep::Report) {
     let double = Double::start().await;
@@ -160,9 +145,14 @@ async fn sweep_on(backend: Backend, n: usize) -> (Double, nodereaper::jobs::swee
         region_attribute: vec!["ec2".into(), "placement_availability_zone".into()],
         regions: vec!["us-east-1".into()],
     };
-    let report = sweep(&reaper(chef, dir.path()), &fleet, &settings, &Silent)
-        .await
-        .expect("sweep");
+    let report = sweep(
+        &chef_double::reaper(chef, dir.path(), &ProtectConfig::default()),
+        &fleet,
+        &settings,
+        &Silent,
+    )
+    .await
+    .expect("sweep");
     (double, report)
 }
 

@@ -24,6 +24,7 @@ pub mod objects;
 pub mod search;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,8 +32,14 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use nodereaper::act::resolve::Resolver;
+use nodereaper::act::{DeletionLimiter, Reaper};
 use nodereaper::adapters::chef::auth::{SignVersion, SigningKey};
 use nodereaper::adapters::chef::{ChefClient, ChefSettings};
+use nodereaper::adapters::journal::LocalJournal;
+use nodereaper::core::protect::ProtectConfig;
+use nodereaper::core::verify::Protection;
+use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
 
 /// The private key the double hands out for `create_key`.
@@ -334,4 +341,40 @@ pub fn register(s: &mut Server, name: &str, keys: &[(&str, &str)]) {
     s.acls
         .insert(("clients".into(), name.into()), acl_for(name));
     groups::client_created(s, name);
+}
+
+/// A reaper on `chef` as the daemon builds it (nodereaper's own client
+/// protected), journaling to `journal`, without a rate cap.
+pub fn reaper(chef: Arc<dyn ChefApi>, journal: &Path, protect: &ProtectConfig) -> Reaper {
+    Reaper {
+        chef,
+        journal: Arc::new(LocalJournal::open(journal).expect("journal")),
+        resolver: Resolver::default(),
+        protection: Protection::new(protect).with_own_client("nodereaper"),
+        limiter: Arc::new(DeletionLimiter::new(0)),
+        acl_backup: Default::default(),
+    }
+}
+
+/// A config file for the `nodereaper` binary against the double at `url`,
+/// signing with [`TEST_KEY`], journaling under `dir/journal`.
+pub fn write_config(dir: &Path, url: &str) -> PathBuf {
+    let key = dir.join("nodereaper.pem");
+    std::fs::write(&key, TEST_KEY).expect("key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let path = dir.join("nodereaper.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[chef]\nserver_url = \"{url}\"\nallow_plain_http = true\nclient_name = \"nodereaper\"\nclient_key = \"{}\"\n[journal]\ndir = \"{}\"\n",
+            key.display(),
+            dir.join("journal").display()
+        ),
+    )
+    .expect("config");
+    path
 }
