@@ -320,9 +320,40 @@ struct CountingProxy {
     seen: Arc<Mutex<Vec<String>>>,
 }
 
+/// Sends `req` on to `target` (same method, path, headers and body) and
+/// answers with the target's answer: the forwarding half of the test proxies.
+async fn relay(
+    http: &reqwest::Client,
+    target: &str,
+    path: &str,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::body::{to_bytes, Body};
+    use axum::response::Response;
+    let method = req.method().clone();
+    let mut out = http.request(
+        reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("method"),
+        format!("{target}{path}"),
+    );
+    for (k, v) in req.headers() {
+        if k.as_str() != "host" && k.as_str() != "content-length" {
+            out = out.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let body = to_bytes(req.into_body(), 16 << 20).await.expect("body");
+    let resp = out.body(body.to_vec()).send().await.expect("forward");
+    let mut builder = Response::builder().status(resp.status().as_u16());
+    for (k, v) in resp.headers() {
+        if k.as_str() != "content-length" && k.as_str() != "transfer-encoding" {
+            builder = builder.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let bytes = resp.bytes().await.expect("body");
+    builder.body(Body::from(bytes)).expect("response")
+}
+
 impl CountingProxy {
     async fn start(target: &str) -> Self {
-        use axum::body::{to_bytes, Body};
         use axum::extract::{Request as AxRequest, State};
         use axum::response::Response;
         type Shared = (Arc<Mutex<Vec<String>>>, String, reqwest::Client);
@@ -334,25 +365,7 @@ impl CountingProxy {
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_default();
             seen.lock().expect("lock").push(format!("{method} {path}"));
-            let mut out = http.request(
-                reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("method"),
-                format!("{target}{path}"),
-            );
-            for (k, v) in req.headers() {
-                if k.as_str() != "host" && k.as_str() != "content-length" {
-                    out = out.header(k.as_str(), v.as_bytes());
-                }
-            }
-            let body = to_bytes(req.into_body(), 16 << 20).await.expect("body");
-            let resp = out.body(body.to_vec()).send().await.expect("forward");
-            let mut builder = Response::builder().status(resp.status().as_u16());
-            for (k, v) in resp.headers() {
-                if k.as_str() != "content-length" && k.as_str() != "transfer-encoding" {
-                    builder = builder.header(k.as_str(), v.as_bytes());
-                }
-            }
-            let bytes = resp.bytes().await.expect("body");
-            builder.body(Body::from(bytes)).expect("response")
+            relay(&http, &target, &path, req).await
         }
         let seen: Arc<Mutex<Vec<String>>> = Default::default();
         let app = axum::Router::new().fallback(forward).with_state((
@@ -600,7 +613,6 @@ async fn doctor_reports_the_server_kind() {
 /// key contains `-pruned-`, deletes it in moto: the object was listed, then
 /// pruned (the daemon's daily prune) before it could be read.
 async fn pruning_s3_proxy(target: &str) -> String {
-    use axum::body::{to_bytes, Body};
     use axum::extract::{Request as AxRequest, State};
     use axum::response::Response;
     type Shared = (String, reqwest::Client);
@@ -619,25 +631,7 @@ async fn pruning_s3_proxy(target: &str) -> String {
                 .expect("delete in moto");
             assert!(gone.status().is_success(), "{}", gone.status());
         }
-        let mut out = http.request(
-            reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("method"),
-            format!("{target}{path}"),
-        );
-        for (k, v) in req.headers() {
-            if k.as_str() != "host" && k.as_str() != "content-length" {
-                out = out.header(k.as_str(), v.as_bytes());
-            }
-        }
-        let body = to_bytes(req.into_body(), 16 << 20).await.expect("body");
-        let resp = out.body(body.to_vec()).send().await.expect("forward");
-        let mut builder = Response::builder().status(resp.status().as_u16());
-        for (k, v) in resp.headers() {
-            if k.as_str() != "content-length" && k.as_str() != "transfer-encoding" {
-                builder = builder.header(k.as_str(), v.as_bytes());
-            }
-        }
-        let bytes = resp.bytes().await.expect("body");
-        builder.body(Body::from(bytes)).expect("response")
+        relay(&http, &target, &path, req).await
     }
     let app = axum::Router::new().fallback(forward).with_state((
         target.trim_end_matches('/').to_string(),
