@@ -524,6 +524,11 @@ async fn periodic_sweep(reaper: Arc<Reaper>, sweep: PeriodicSweep, mut shutdown:
         if shutdown.is_shutdown() {
             return;
         }
+        if !deleted.seeded {
+            if let Err(e) = deleted.seed(reaper.journal.as_ref()).await {
+                tracing::warn!(error = %e, "periodic sweep: cannot read today's sweep deletions from the journal; this run reports only");
+            }
+        }
         let now = tokio::time::Instant::now();
         let run = deleted.capped(&sweep.settings, sweep.per_day, now);
         let result =
@@ -546,13 +551,44 @@ async fn periodic_sweep(reaper: Arc<Reaper>, sweep: PeriodicSweep, mut shutdown:
     }
 }
 
-/// Deletions of the periodic sweep in the last 24 hours.
+/// Deletions of the periodic sweep in the last 24 hours: those the journal
+/// holds from before this process started (so a restart or a crash loop
+/// does not reset the cap), then this process's runs.
 #[derive(Default)]
 struct DailyCount {
     runs: VecDeque<(tokio::time::Instant, usize)>,
+    /// Whether the journal's sweep entries of the last 24 hours are
+    /// counted; until they are, no run deletes.
+    seeded: bool,
 }
 
 impl DailyCount {
+    /// Counts each sweep entry the journal recorded in the last 24 hours as
+    /// one deletion at the time it was recorded. An entry is written before
+    /// its deletion, so one whose deletion then failed counts too: the cap
+    /// errs towards deleting less.
+    async fn seed(&mut self, journal: &dyn Journal) -> Result<(), JournalError> {
+        let now_utc = chrono::Utc::now();
+        let day = chrono::Duration::from_std(DAY).unwrap_or(chrono::Duration::days(1));
+        let entries = journal.entries_since(now_utc - day).await?;
+        let now = tokio::time::Instant::now();
+        let sweep = crate::act::RequestSource::Sweep.as_str();
+        let mut earlier: Vec<_> = entries
+            .iter()
+            .filter(|e| e.source == sweep)
+            .map(|e| {
+                let age = (now_utc - e.recorded_at).to_std().unwrap_or_default();
+                // Older than the monotonic clock: counted as of now (longer).
+                (now.checked_sub(age).unwrap_or(now), 1)
+            })
+            .collect();
+        earlier.sort_by_key(|(at, _)| *at);
+        earlier.extend(self.runs.drain(..));
+        self.runs = earlier.into();
+        self.seeded = true;
+        Ok(())
+    }
+
     fn add(&mut self, at: tokio::time::Instant, deleted: usize) {
         self.runs.push_back((at, deleted));
     }
@@ -574,7 +610,9 @@ impl DailyCount {
         }
         let today: usize = self.runs.iter().map(|(_, n)| n).sum();
         let mut run = settings.clone();
-        if run.apply && today >= per_day {
+        if run.apply && !self.seeded {
+            run.apply = false;
+        } else if run.apply && today >= per_day {
             tracing::warn!(
                 deleted_today = today,
                 cap = per_day,
@@ -624,6 +662,77 @@ mod tests {
         let _ = stop.send(true);
         task.await.expect("prune task");
         journal.entries().await.expect("entries").len()
+    }
+
+    fn apply_settings() -> SweepSettings {
+        SweepSettings {
+            grace_period: Duration::from_secs(3600),
+            max_candidates: 100,
+            max_candidate_share: 1.0,
+            force: false,
+            apply: true,
+            instance_id_attribute: Vec::new(),
+            region_attribute: Vec::new(),
+            regions: Vec::new(),
+        }
+    }
+
+    /// A local journal holding `n` entries from `source`, `age` old.
+    async fn record(journal: &dyn Journal, source: &str, n: usize, age: chrono::Duration) {
+        for i in 0..n {
+            let mut entry = JournalEntry::new(
+                source,
+                "test",
+                None,
+                None,
+                &format!("n{i}"),
+                None,
+                "http://chef",
+                None,
+                None,
+            );
+            entry.recorded_at -= age;
+            journal.record(&entry).await.expect("record");
+        }
+    }
+
+    /// The cap survives a restart: the journal's sweep entries of the last
+    /// 24 hours count (not the events', not older ones).
+    #[tokio::test]
+    async fn daily_cap_counts_the_sweeps_the_journal_recorded_today() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = LocalJournal::open(dir.path()).expect("journal");
+        record(&journal, "sweep", 3, chrono::Duration::hours(2)).await;
+        record(&journal, "event", 5, chrono::Duration::hours(1)).await;
+        record(&journal, "sweep", 4, chrono::Duration::hours(30)).await;
+        let now = tokio::time::Instant::now();
+
+        let mut count = DailyCount::default();
+        count.seed(&journal).await.expect("seed");
+        assert!(
+            !count.capped(&apply_settings(), 3, now).apply,
+            "cap 3 reached"
+        );
+        let mut count = DailyCount::default();
+        count.seed(&journal).await.expect("seed");
+        let run = count.capped(&apply_settings(), 5, now);
+        assert!(run.apply);
+        assert_eq!(run.max_candidates, 2, "5 a day, 3 done today");
+    }
+
+    /// Until the journal was read, no run deletes; within one process the
+    /// count rolls over after 24 hours.
+    #[tokio::test]
+    async fn daily_cap_reports_only_until_seeded_and_rolls_over() {
+        let now = tokio::time::Instant::now();
+        let mut count = DailyCount::default();
+        assert!(!count.capped(&apply_settings(), 3, now).apply, "unseeded");
+        count.seeded = true;
+        assert!(count.capped(&apply_settings(), 3, now).apply);
+        count.add(now, 3);
+        assert!(!count.capped(&apply_settings(), 3, now).apply, "3 of 3");
+        let later = now + DAY + Duration::from_secs(1);
+        assert!(count.capped(&apply_settings(), 3, later).apply, "a day on");
     }
 
     #[tokio::test]

@@ -522,6 +522,16 @@ async fn s3_journal_encrypts_verifies_and_prunes_in_moto() {
     let new = entry("new", 1);
     journal.record(&old).await.expect("record");
     journal.record(&new).await.expect("record");
+    // What the daemon's daily sweep cap reads at start: only the recent one.
+    let since = chrono::Utc::now() - chrono::Duration::days(2);
+    let recent: Vec<String> = journal
+        .entries_since(since)
+        .await
+        .expect("entries since")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(recent, vec![new.id.clone()]);
     let head = s3
         .head_object()
         .bucket(&bucket)

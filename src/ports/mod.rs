@@ -262,6 +262,16 @@ pub trait Journal: Send + Sync {
     /// an entry whose objects are missing or unreadable comes back with them
     /// absent and `damage` saying so.
     async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError>;
+    /// The entries recorded at or after `since`, oldest first (a journal
+    /// that can tell an entry's time without reading it reads no older one).
+    async fn entries_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        let mut entries = self.entries().await?;
+        entries.retain(|e| e.recorded_at >= since);
+        Ok(entries)
+    }
     /// Checks every entry and its objects; lists what is damaged.
     async fn verify(&self) -> Result<Vec<Damage>, JournalError> {
         Ok(self

@@ -57,6 +57,16 @@ static STACK_NAME: OnceLock<String> = OnceLock::new();
 /// whole Chef server (sweeps) or stop a server. Call before `stack()`.
 pub fn use_private_stack(name: &str) {
     let _ = STACK_NAME.set(name.to_string());
+    capture_logs();
+}
+
+/// Sends nodereaper's logs (debug and up) to the test's captured output,
+/// so that a failing test shows what the daemon did. Idempotent.
+pub fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("nodereaper=debug"))
+        .with_test_writer()
+        .try_init();
 }
 
 /// The state directory of this binary's stack.

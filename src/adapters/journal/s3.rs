@@ -81,9 +81,22 @@ impl S3Journal {
     /// key, as the local journal skips a torn line: the others still list
     /// and restore. Only the listing itself failing fails the read.
     async fn read_all(&self) -> Result<(Vec<JournalEntry>, Vec<Damage>), JournalError> {
+        self.read_since(None).await
+    }
+
+    /// Reads the entries whose id (the time it was recorded) is at or after
+    /// `since` (every entry with `None`; an id without a time is read).
+    async fn read_since(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<(Vec<JournalEntry>, Vec<Damage>), JournalError> {
         let mut out = Vec::new();
         let mut damage = Vec::new();
         for key in self.keys().await? {
+            let id = key.strip_prefix(&self.prefix).unwrap_or(&key);
+            if since.is_some_and(|s| super::local::id_time(id).is_some_and(|t| t < s)) {
+                continue;
+            }
             let location = format!("s3://{}/{key}", self.bucket);
             let (problem, line) = match self.read_entry(&key).await {
                 Ok(entry) => {
@@ -221,6 +234,13 @@ impl Journal for S3Journal {
 
     async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError> {
         self.read_all().await.map(|(e, _)| e)
+    }
+
+    async fn entries_since(&self, since: DateTime<Utc>) -> Result<Vec<JournalEntry>, JournalError> {
+        let (mut entries, _) = self.read_since(Some(since)).await?;
+        // The key's time is when the entry was made; its field decides.
+        entries.retain(|e| e.recorded_at >= since);
+        Ok(entries)
     }
 
     async fn verify(&self) -> Result<Vec<Damage>, JournalError> {
