@@ -243,7 +243,7 @@ async fn kill_9_mid_drain_then_restart() {
     for c in &controls {
         register(&chef, c, Some(&fake_instance_id())).await;
     }
-    let ids = doomed(300, &queue).await;
+    let ids = doomed(150, &queue).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("nodereaper.toml");
     std::fs::write(
@@ -297,7 +297,7 @@ listen = "127.0.0.1:0"
                     gone += 1;
                 }
             }
-            gone >= 10
+            gone >= 5
         }
     })
     .await;
