@@ -711,3 +711,119 @@ async fn one_off_commands_under_the_printed_policy_and_each_action_removed() {
     assert_eq!(denied.len(), cases.len());
     eprintln!("not shown by the one-off commands: {not_shown:?}");
 }
+
+// ---------------------------------------------------------------------------
+// The daemon's queue actions removed in turn: each case its own queue with a
+// termination and an unreadable message, every daemon at once.
+
+/// The daemon's queue actions this test removes; the ones it cannot show.
+const DAEMON_ACTIONS: &[&str] = &[
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:SendMessage",
+];
+
+/// `without(policy, action)` for moto: `sqs:DeleteMessage` also authorises
+/// `DeleteMessageBatch` on AWS, so its moto-only twin goes with it.
+fn without_on_moto(policy: &Value, action: &str) -> Value {
+    let p = without(policy, action);
+    if action == "sqs:DeleteMessage" {
+        without(&p, "sqs:DeleteMessageBatch")
+    } else {
+        p
+    }
+}
+
+const UNREADABLE: &str = "not a notification nodereaper can read";
+
+fn has_body(messages: &[aws_sdk_sqs::types::Message], needle: &str) -> bool {
+    messages
+        .iter()
+        .any(|m| m.body().is_some_and(|b| b.contains(needle)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_queue_action_removed_holds_the_messages() {
+    iam_stack();
+    let _lock = ENFORCEMENT.lock().await;
+    enforce(false).await;
+    // None: the whole printed policy (the happy twin).
+    let mut cases = Vec::new();
+    for action in std::iter::once(None).chain(DAEMON_ACTIONS.iter().map(Some)) {
+        let s = setup("queue-action", 1).await;
+        send(&s.queue, UNREADABLE).await;
+        let cfg = s.config();
+        let policy = with_moto_batch_quirk(&printed_policy(&cfg));
+        let policy = match action {
+            Some(a) => without_on_moto(&policy, a),
+            None => policy,
+        };
+        let user = user_with(&policy).await;
+        cases.push((action.copied(), s, cfg, user));
+    }
+    enforce(true).await;
+    let runs = run_all_for(
+        cases
+            .iter()
+            .map(|(_, _, cfg, user)| {
+                let mut cmd = nodereaper(cfg, user);
+                cmd.arg("run");
+                cmd
+            })
+            .collect(),
+        Duration::from_secs(15),
+    );
+    enforce(false).await;
+    for ((action, s, _, _), out) in cases.iter().zip(&runs) {
+        let log = text(out);
+        let what = action.unwrap_or("nothing");
+        let (deleted, journaled) = (s.deregistered().await, s.journal_objects().await);
+        // Nothing lost: the termination is done (and journaled) or still on
+        // the queue (visible or in flight); the unreadable message is
+        // dead-lettered or still on the queue.
+        let (visible, hidden) = depth(&s.queue).await;
+        let dlq = peek_all(&s.dlq).await;
+        let pending = usize::from(!(deleted == 1 && journaled == 1))
+            + usize::from(!has_body(&dlq, UNREADABLE));
+        assert!(
+            (visible + hidden) as usize >= pending,
+            "{what} removed: {pending} unsettled, {visible}+{hidden} queued\n{log}"
+        );
+        match action {
+            None => {
+                assert_eq!((deleted, journaled), (1, 1), "{log}");
+                assert_eq!((visible, hidden), (0, 0), "{log}");
+                assert!(has_body(&dlq, UNREADABLE), "{log}");
+            }
+            Some(a) => {
+                assert!(
+                    log.contains(a),
+                    "{a} removed: the log does not name it\n{log}"
+                );
+                if matches!(
+                    *a,
+                    "sqs:GetQueueAttributes" | "sqs:GetQueueUrl" | "sqs:ReceiveMessage"
+                ) {
+                    assert_eq!(deleted, 0, "{a} removed\n{log}");
+                    assert!(dlq.is_empty(), "{a} removed: {dlq:?}\n{log}");
+                }
+            }
+        }
+    }
+}
+
+/// Runs every command at once for at most `limit` each (then SIGTERM).
+fn run_all_for(cmds: Vec<Command>, limit: Duration) -> Vec<Output> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = cmds
+            .into_iter()
+            .map(|cmd| s.spawn(move || run_for(cmd, limit)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("daemon thread"))
+            .collect()
+    })
+}
