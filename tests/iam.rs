@@ -763,19 +763,41 @@ async fn each_queue_action_removed_holds_the_messages() {
         let user = user_with(&policy).await;
         cases.push((action.copied(), s, cfg, user));
     }
+    // The daemon without sqs:ReceiveMessage serves /metrics: scraped while
+    // it holds.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let scrape = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => format!("{url}: {e}"),
+        }
+    });
     enforce(true).await;
     let runs = run_all_for(
         cases
             .iter()
-            .map(|(_, _, cfg, user)| {
+            .map(|(action, _, cfg, user)| {
                 let mut cmd = nodereaper(cfg, user);
                 cmd.arg("run");
+                if *action == Some("sqs:ReceiveMessage") {
+                    cmd.env("NODEREAPER_LISTEN", format!("127.0.0.1:{port}"));
+                }
                 cmd
             })
             .collect(),
         Duration::from_secs(15),
     );
     enforce(false).await;
+    let metrics = scrape.await.expect("scrape");
+    assert!(
+        metrics.contains(r#"nodereaper_aws_denied_total{action="sqs:ReceiveMessage"}"#),
+        "{metrics}"
+    );
     for ((action, s, _, _), out) in cases.iter().zip(&runs) {
         let log = text(out);
         let what = action.unwrap_or("nothing");
