@@ -44,14 +44,22 @@ async fn enforce(on: bool) {
 /// One IAM query-protocol call, while enforcement is off (moto then does
 /// not check the signature, only routes by the credential scope).
 async fn iam_call(params: &[(&str, &str)]) -> String {
+    iam_call_as("testing", params).await
+}
+
+/// [`iam_call`] with access key `key`: moto acts in that key's account (an
+/// assumed role's key: the role's account).
+async fn iam_call_as(key: &str, params: &[(&str, &str)]) -> String {
     let mut form: Vec<(&str, &str)> = vec![("Version", "2010-05-08")];
     form.extend_from_slice(params);
     let resp = reqwest::Client::new()
         .post(format!("{}/", iam_stack().moto_url()))
         .header(
             "Authorization",
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, \
-             SignedHeaders=host, Signature=0",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/iam/aws4_request, \
+                 SignedHeaders=host, Signature=0"
+            ),
         )
         .form(&form)
         .send()
@@ -848,4 +856,118 @@ fn run_all_for(cmds: Vec<Command>, limit: Duration) -> Vec<Output> {
             .map(|h| h.join().expect("daemon thread"))
             .collect()
     })
+}
+
+// ---------------------------------------------------------------------------
+// AssumeRole into a second account (moto's 111111111111): the sweep asks
+// that account about its nodes through the `[[aws.accounts]]` role.
+
+const OTHER_ACCOUNT: &str = "111111111111";
+
+/// The role `name` in [`OTHER_ACCOUNT`], trusting our account, holding
+/// `statement` (what the printed policy's note says each role needs); an
+/// SDK configuration acting as it.
+async fn other_account_role(name: &str, statement: &Value) -> aws_config::SdkConfig {
+    use aws_credential_types::provider::ProvideCredentials;
+    let arn = format!("arn:aws:iam::{OTHER_ACCOUNT}:role/{name}");
+    let theirs = aws_as(&arn, "us-east-1").await;
+    let creds = theirs
+        .credentials_provider()
+        .expect("credentials")
+        .provide_credentials()
+        .await
+        .expect("assumed credentials");
+    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]});
+    let key = creds.access_key_id();
+    iam_call_as(
+        key,
+        &[
+            ("Action", "CreateRole"),
+            ("RoleName", name),
+            ("AssumeRolePolicyDocument", &trust.to_string()),
+        ],
+    )
+    .await;
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [statement]});
+    iam_call_as(
+        key,
+        &[
+            ("Action", "PutRolePolicy"),
+            ("RoleName", name),
+            ("PolicyName", "nodereaper"),
+            ("PolicyDocument", &policy.to_string()),
+        ],
+    )
+    .await;
+    theirs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_asks_a_second_account_through_its_role_and_not_without_assume_role() {
+    iam_stack();
+    let _lock = ENFORCEMENT.lock().await;
+    enforce(false).await;
+    let s = one_off_setup("accounts", 1).await;
+    let role = unique("nodereaper-verify");
+    let role_arn = format!("arn:aws:iam::{OTHER_ACCOUNT}:role/{role}");
+    let cfg = s.config(&s.prefix);
+    let mut text_cfg = std::fs::read_to_string(&cfg).expect("read config");
+    text_cfg.push_str(&format!(
+        "[[aws.accounts]]\nid = \"{OTHER_ACCOUNT}\"\nrole_arn = \"{role_arn}\"\n"
+    ));
+    std::fs::write(&cfg, text_cfg).expect("write config");
+    let printed = printed_policy(&cfg);
+    let describe = printed["Statement"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["Sid"] == "DescribeInstances"))
+        .cloned()
+        .expect("DescribeInstances statement");
+    let assume = printed["Statement"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["Sid"] == "AssumeAccountRoles"))
+        .cloned()
+        .expect("AssumeAccountRoles statement");
+    assert_eq!(
+        assume["Resource"],
+        serde_json::json!([role_arn]),
+        "{printed}"
+    );
+    let theirs = other_account_role(&role, &describe).await;
+    let ids = run_instances_with(&theirs, 1).await;
+    terminate_with(&theirs, &ids).await;
+    let node = unique("theirs");
+    let mut json = node_json(&node, Some(&ids[0]), Duration::from_secs(3 * 3600));
+    json["automatic"]["ec2"]["account_id"] = OTHER_ACCOUNT.into();
+    use nodereaper::ports::ChefApi;
+    let chef = admin();
+    chef.create_node(&json).await.expect("create node");
+    chef.create_client(&node, None, false)
+        .await
+        .expect("create client");
+    let policy = with_moto_batch_quirk(&printed);
+    let user = user_with(&policy).await;
+    let no_assume = user_with(&without(&policy, "sts:AssumeRole")).await;
+
+    // Without sts:AssumeRole: the other account's node is not deleted, the
+    // output names the action.
+    enforce(true).await;
+    let denied = one_off(Stage::Sweep, &cfg, &no_assume, "")
+        .output()
+        .expect("sweep");
+    enforce(false).await;
+    let log = text(&denied);
+    assert!(!node_gone(&chef, &node).await, "{log}");
+    assert!(log.contains("sts:AssumeRole"), "{log}");
+
+    // The happy twin: exactly the printed policy, asked through the role.
+    enforce(true).await;
+    let sweep = one_off(Stage::Sweep, &cfg, &user, "")
+        .output()
+        .expect("sweep");
+    enforce(false).await;
+    let log = text(&sweep);
+    assert_eq!(sweep.status.code(), Some(0), "{log}");
+    assert!(node_gone(&chef, &node).await, "{log}");
 }
