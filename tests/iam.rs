@@ -949,6 +949,22 @@ async fn sweep_asks_a_second_account_through_its_role_and_not_without_assume_rol
     let policy = with_moto_batch_quirk(&printed);
     let user = user_with(&policy).await;
     let no_assume = user_with(&without(&policy, "sts:AssumeRole")).await;
+    // A role of that account without the DescribeInstances statement, in a
+    // second configuration: moto authorises the role's calls by the role's
+    // own policy.
+    let bare = unique("nodereaper-bare");
+    other_account_role(
+        &bare,
+        &serde_json::json!({"Effect": "Allow", "Action": ["sqs:ListQueues"], "Resource": "*"}),
+    )
+    .await;
+    let bare_cfg = s.dir.path().join("bare.toml");
+    let bare_text = std::fs::read_to_string(&cfg).expect("read config").replace(
+        &role_arn,
+        &format!("arn:aws:iam::{OTHER_ACCOUNT}:role/{bare}"),
+    );
+    std::fs::write(&bare_cfg, bare_text).expect("write config");
+    let bare_user = user_with(&with_moto_batch_quirk(&printed_policy(&bare_cfg))).await;
 
     // Without sts:AssumeRole: the other account's node is not deleted, the
     // output names the action.
@@ -960,6 +976,17 @@ async fn sweep_asks_a_second_account_through_its_role_and_not_without_assume_rol
     let log = text(&denied);
     assert!(!node_gone(&chef, &node).await, "{log}");
     assert!(log.contains("sts:AssumeRole"), "{log}");
+
+    // Through the role that lacks ec2:DescribeInstances: nothing deleted,
+    // the output names the action.
+    enforce(true).await;
+    let bare_run = one_off(Stage::Sweep, &bare_cfg, &bare_user, "")
+        .output()
+        .expect("sweep");
+    enforce(false).await;
+    let log = text(&bare_run);
+    assert!(!node_gone(&chef, &node).await, "{log}");
+    assert!(log.contains("ec2:DescribeInstances"), "{log}");
 
     // The happy twin: exactly the printed policy, asked through the role.
     enforce(true).await;
