@@ -441,3 +441,50 @@ async fn sweep_asks_a_second_account_through_its_role_and_not_without_assume_rol
     assert_eq!(sweep.status.code(), Some(0), "{log}");
     assert!(node_gone(&chef, &node).await, "{log}");
 }
+
+/// The Chef key from SSM Parameter Store: `doctor` passes under exactly the
+/// printed policy, and without `ssm:GetParameter` fails naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chef_key_from_ssm_under_the_printed_policy_and_without_get_parameter() {
+    iam_stack();
+    let _lock = ENFORCEMENT.lock().await;
+    enforce(false).await;
+    let s = one_off_setup("ssm", 1).await;
+    let parameter = format!("/{}", unique("nodereaper/chef-key"));
+    aws_sdk_ssm::Client::new(&aws().await)
+        .put_parameter()
+        .name(&parameter)
+        .value(admin_key_pem())
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("put parameter");
+    let cfg = s.dir.path().join("ssm.toml");
+    let text_cfg = std::fs::read_to_string(s.config(&s.prefix))
+        .expect("read config")
+        .replace(
+            &format!("client_key_secret = \"{}\"", s.secret),
+            &format!("client_key_parameter = \"{parameter}\""),
+        );
+    std::fs::write(&cfg, text_cfg).expect("write config");
+    let printed = printed_policy(&cfg);
+    assert_eq!(
+        statement(&printed, "ChefKeyParameter")["Action"],
+        serde_json::json!(["ssm:GetParameter"])
+    );
+    let policy = with_moto_batch_quirk(&printed);
+    let user = user_with(&policy).await;
+    let without_get = user_with(&without(&policy, "ssm:GetParameter")).await;
+    enforce(true).await;
+    let ok = one_off(Stage::Doctor, &cfg, &user, "")
+        .output()
+        .expect("doctor");
+    let denied = one_off(Stage::Doctor, &cfg, &without_get, "")
+        .output()
+        .expect("doctor");
+    enforce(false).await;
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let log = text(&denied);
+    assert_ne!(denied.status.code(), Some(0), "{log}");
+    assert!(log.contains("ssm:GetParameter"), "{log}");
+}

@@ -90,9 +90,9 @@ pub async fn user_with(policy: &Value) -> (String, String) {
 /// moto authorises `DeleteMessageBatch` as `sqs:DeleteMessageBatch`, AWS
 /// as `sqs:DeleteMessage` (SQS API reference, "batch actions"); and moto
 /// matches `GetQueueUrl` (which has no QueueUrl) against resource `*`, AWS
-/// against the queue's ARN. moto also authorises Secrets Manager calls
-/// against resource `*` (it scopes only SQS, S3 and STS AssumeRole), so the
-/// key-store statement's resource becomes `*`. What the test changes in the
+/// against the queue's ARN. moto also authorises Secrets Manager and SSM
+/// calls against resource `*` (it scopes only SQS, S3 and STS AssumeRole),
+/// so the key-store statement's resource becomes `*`. What the test changes in the
 /// printed policy, for moto only.
 pub fn with_moto_batch_quirk(policy: &Value) -> Value {
     let mut p = policy.clone();
@@ -100,7 +100,7 @@ pub fn with_moto_batch_quirk(policy: &Value) -> Value {
     if let Some(statements) = p["Statement"].as_array_mut() {
         for s in statements
             .iter_mut()
-            .filter(|s| s["Sid"] == "ChefKeySecret")
+            .filter(|s| s["Sid"] == "ChefKeySecret" || s["Sid"] == "ChefKeyParameter")
         {
             s["Resource"] = serde_json::json!("*");
         }
