@@ -488,3 +488,94 @@ async fn chef_key_from_ssm_under_the_printed_policy_and_without_get_parameter() 
     assert_ne!(denied.status.code(), Some(0), "{log}");
     assert!(log.contains("ssm:GetParameter"), "{log}");
 }
+
+/// An SNS event as Lambda delivers a topic's message to a subscribed
+/// function (shape from the Lambda developer guide; tests/lambda.rs).
+fn sns_event(message: &str) -> Value {
+    serde_json::json!({"Records": [{
+        "EventVersion": "1.0",
+        "EventSource": "aws:sns",
+        "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:nodereaper:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55",
+        "Sns": {
+            "Type": "Notification", "MessageId": unique("sns"),
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:nodereaper",
+            "Subject": "Auto Scaling: termination", "Message": message,
+            "Timestamp": chrono::Utc::now().to_rfc3339(), "SignatureVersion": "1",
+            "Signature": "EXAMPLE", "MessageAttributes": {},
+            "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem",
+            "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+        }
+    }]})
+}
+
+/// The Lambda handler, configured from the environment as CloudFormation
+/// sets it, under exactly the policy printed for the function
+/// (`--function-name`): deletes and journals; without
+/// `ec2:DescribeInstances` deletes nothing and names the action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_under_the_printed_policy_and_without_describe() {
+    iam_stack();
+    let _lock = ENFORCEMENT.lock().await;
+    enforce(false).await;
+    let s = one_off_setup("lambda", 2).await;
+    let testing = ("testing".to_string(), "testing".to_string());
+    let out = function_env(&s, &testing)
+        .args([
+            "setup",
+            "--print-iam-policy",
+            "--function-name",
+            "nodereaper",
+        ])
+        .args(["--output", "json"])
+        .output()
+        .expect("print policy");
+    assert!(out.status.success(), "{}", text(&out));
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("policy json");
+    let printed = printed["iam_policy"].clone();
+    assert!(printed.to_string().contains("\"Logs\""), "{printed}");
+    let policy = with_moto_batch_quirk(&printed);
+    let user = user_with(&policy).await;
+    let no_describe = user_with(&without(&policy, "ec2:DescribeInstances")).await;
+    let ids: Vec<String> = {
+        use nodereaper::ports::ChefApi;
+        let chef = admin();
+        let mut ids = Vec::new();
+        for name in &s.names {
+            let node = chef.get_node(name).await.expect("get").expect("node");
+            ids.push(
+                node["automatic"]["ec2"]["instance_id"]
+                    .as_str()
+                    .expect("id")
+                    .to_string(),
+            );
+        }
+        ids
+    };
+    let event = |id: &str| sns_event(&asg_terminate_notification(id, "web"));
+
+    enforce(true).await;
+    let (denied_answer, denied) = invoke_as(&s, &no_describe, event(&ids[1])).await;
+    let (answer, out) = invoke_as(&s, &user, event(&ids[0])).await;
+    enforce(false).await;
+    let chef = admin();
+    let log = text(&denied);
+    assert!(
+        !node_gone(&chef, &s.names[1]).await,
+        "{denied_answer:?}\n{log}"
+    );
+    assert!(
+        log.contains("ec2:DescribeInstances"),
+        "{denied_answer:?}\n{log}"
+    );
+    assert_ne!(denied_answer.0, "response", "{log}");
+    let log = text(&out);
+    assert_eq!(answer.0, "response", "{answer:?}\n{log}");
+    assert!(node_gone(&chef, &s.names[0]).await, "{log}");
+    assert!(
+        s.keys()
+            .await
+            .iter()
+            .any(|k| k.contains(s.names[0].as_str())),
+        "{log}"
+    );
+}

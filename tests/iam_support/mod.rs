@@ -637,3 +637,119 @@ impl RemovalCases {
             .collect()
     }
 }
+
+/// A Lambda Runtime API for one invocation (the protocol of the Lambda
+/// developer guide, "Using the Lambda runtime API"; tests/lambda.rs has the
+/// full one): `next` hands out `event` once, the function's answer
+/// ("response" | "error" | "init_error", payload) arrives on the receiver.
+pub async fn one_shot_runtime(
+    event: Value,
+) -> (String, tokio::sync::oneshot::Receiver<(String, Value)>) {
+    use axum::{
+        body::Bytes,
+        extract::{Path, State},
+        http::{HeaderMap, HeaderValue},
+        routing::{get, post},
+        Router,
+    };
+    use std::sync::{Arc, Mutex};
+    type Answer = tokio::sync::oneshot::Sender<(String, Value)>;
+    type S = (Arc<Mutex<Option<Value>>>, Arc<Mutex<Option<Answer>>>);
+    async fn next(State((event, _)): State<S>) -> (HeaderMap, String) {
+        let Some(event) = event.lock().ok().and_then(|mut e| e.take()) else {
+            std::future::pending::<()>().await;
+            unreachable!("pending never ends");
+        };
+        let mut h = HeaderMap::new();
+        let deadline = chrono::Utc::now().timestamp_millis() + 60_000;
+        h.insert(
+            "Lambda-Runtime-Aws-Request-Id",
+            HeaderValue::from_static("req-iam"),
+        );
+        h.insert("Lambda-Runtime-Deadline-Ms", HeaderValue::from(deadline));
+        h.insert(
+            "Lambda-Runtime-Invoked-Function-Arn",
+            HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:nodereaper"),
+        );
+        (h, event.to_string())
+    }
+    fn answer(state: &S, kind: String, body: &[u8]) {
+        let value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if let Some(tx) = state.1.lock().ok().and_then(|mut a| a.take()) {
+            let _ = tx.send((kind, value));
+        }
+    }
+    async fn result(State(s): State<S>, Path((_, kind)): Path<(String, String)>, body: Bytes) {
+        answer(&s, kind, &body);
+    }
+    async fn init_error(State(s): State<S>, body: Bytes) {
+        answer(&s, "init_error".into(), &body);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let state: S = (
+        Arc::new(Mutex::new(Some(event))),
+        Arc::new(Mutex::new(Some(tx))),
+    );
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/:id/:kind", post(result))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("runtime api port");
+    let addr = listener.local_addr().expect("runtime api addr").to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, rx)
+}
+
+/// `nodereaper` configured as the Lambda function is (environment only,
+/// CloudFormation's variables) for `s`, with the credentials `user`.
+pub fn function_env(s: &OneOff, user: &(String, String)) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodereaper"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "nodereaper")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/nodereaper")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", &user.0)
+        .env("AWS_SECRET_ACCESS_KEY", &user.1)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", stack().moto_url())
+        .env("NODEREAPER_CHEF_SERVER_URL", stack().chef_url())
+        .env("NODEREAPER_CHEF_ALLOW_PLAIN_HTTP", "true")
+        .env("NODEREAPER_CHEF_CLIENT_NAME", "admin")
+        .env("NODEREAPER_CHEF_CLIENT_KEY_SECRET", &s.secret)
+        .env("NODEREAPER_QUEUE_URL", &s.queue)
+        .env("NODEREAPER_JOURNAL_S3_BUCKET", &s.bucket)
+        .env("NODEREAPER_JOURNAL_S3_PREFIX", &s.prefix)
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+/// Runs the function for one `event` as `user`; its answer and its output.
+pub async fn invoke_as(
+    s: &OneOff,
+    user: &(String, String),
+    event: Value,
+) -> ((String, Value), Output) {
+    let (addr, answer) = one_shot_runtime(event).await;
+    let child = function_env(s, user)
+        .env("AWS_LAMBDA_RUNTIME_API", &addr)
+        .arg("lambda")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the function");
+    let answer = tokio::time::timeout(Duration::from_secs(30), answer)
+        .await
+        .map(|a| a.unwrap_or_else(|_| ("dropped".into(), Value::Null)))
+        .unwrap_or_else(|_| ("timeout".into(), Value::Null));
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    (answer, child.wait_with_output().expect("function output"))
+}
