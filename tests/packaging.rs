@@ -281,7 +281,18 @@ async fn cloudformation_function_stack_creates_in_moto() {
 #[tokio::test]
 async fn cloudformation_daemon_stack_creates_in_moto() {
     let name = unique("cfnd");
-    let st = create_stack(&name, &[("Name", &name)]);
+    let key = "arn:aws:kms:us-east-1:123456789012:key/0b7d2b53-4a42-4e4c-9a3e-3c3c0d2d1e11";
+    let roles =
+        "arn:aws:iam::111111111111:role/nodereaper,arn:aws:iam::222222222222:role/nodereaper";
+    let st = create_stack(
+        &name,
+        &[
+            ("Name", &name),
+            ("JournalS3Bucket", "journal"),
+            ("JournalKmsKeyArn", key),
+            ("AccountRoleArns", roles),
+        ],
+    );
     assert_eq!(st["status"], "CREATE_COMPLETE", "{st:#}");
     let ids = logical_ids(&st);
     assert!(ids.contains("InstanceProfile"), "{ids:?}");
@@ -292,6 +303,16 @@ async fn cloudformation_daemon_stack_creates_in_moto() {
     assert_eq!(
         role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"],
         "ec2.amazonaws.com"
+    );
+    // The KMS key and [[aws.accounts]] parameters add their statements.
+    let policy = role.to_string();
+    assert!(
+        policy.contains("JournalKey") && policy.contains(key),
+        "{role:#}"
+    );
+    assert!(
+        policy.contains("AssumeAccountRoles") && policy.contains("222222222222:role/nodereaper"),
+        "{role:#}"
     );
     assert!(st["outputs"]["InstanceProfileArn"].is_string(), "{st:#}");
     assert!(st["outputs"].get("FunctionArn").is_none(), "{st:#}");

@@ -655,6 +655,16 @@ fn cloudformation_role_grants_what_the_printed_policy_grants_in_both_modes() {
                 ..Default::default()
             };
             cfg.journal.s3_bucket = Some("b".into());
+            // The template's JournalKmsKeyArn and AccountRoleArns.
+            cfg.journal.s3_kms_key_id = Some(
+                "arn:aws:kms:eu-west-1:123456789012:key/0b7d2b53-4a42-4e4c-9a3e-3c3c0d2d1e11"
+                    .into(),
+            );
+            cfg.aws.accounts = vec![nodereaper::config::AccountConfig {
+                id: "111111111111".into(),
+                role_arn: "arn:aws:iam::111111111111:role/nodereaper".into(),
+                external_id: None,
+            }];
             match key_store {
                 "secret" => cfg.chef.client_key_secret = Some("s".into()),
                 _ => cfg.chef.client_key_parameter = Some("/p".into()),
@@ -680,6 +690,8 @@ fn cloudformation_role_grants_what_the_printed_policy_grants_in_both_modes() {
         "LifecycleActions",
         "JournalObjects",
         "JournalList",
+        "JournalKey",
+        "AssumeAccountRoles",
         "ChefKeySecret",
         "ChefKeyParameter",
         "Logs",

@@ -324,6 +324,17 @@ pub fn sweep_finished<'a>(
     m.sweep_duration.set(took.as_secs_f64());
 }
 
+/// An AWS call was denied for a missing IAM permission: counts it under its
+/// IAM action (`nodereaper_aws_denied_total{action}`). `action` comes from
+/// the call table, so the label set is bounded; `None` (a call not in the
+/// table) counts as `other`. The caller's error names the action.
+pub fn aws_denied(action: Option<&'static str>) {
+    metrics::get()
+        .aws_denied
+        .with_label_values(&[action.unwrap_or("other")])
+        .inc();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,10 @@ pub struct Metrics {
     /// missing): deletions are journaled without ACLs
     /// (`acl_backup_forbidden`).
     pub acl_backup_forbidden: IntGauge,
+    /// AWS calls refused for a missing IAM permission, by the IAM action
+    /// (`aws_denied_total{action}`; the actions of
+    /// [`crate::adapters::aws::permissions::CALLS`], else `other`).
+    pub aws_denied: IntCounterVec,
     /// Messages being processed right now (`messages_in_flight`).
     pub in_flight: IntGauge,
     /// Lifecycle hook calls, by call (`heartbeat`, `complete`) and result
@@ -165,6 +169,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "sweep_skipped_total",
             "Sweep rows not deleted, by reason",
             &["reason"],
+        )?,
+        aws_denied: r.counter(
+            "aws_denied_total",
+            "AWS calls denied for a missing IAM permission, by IAM action",
+            &["action"],
         )?,
         queue_lag: r.histogram(
             "queue_lag_seconds",

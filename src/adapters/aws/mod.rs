@@ -83,6 +83,9 @@ impl AwsError {
         if error.is_denied() {
             // Denied is never transient, whatever the body looked like.
             error.retry = Retry::Permanent;
+            crate::telemetry::events::aws_denied(
+                permissions::lookup(service, operation).map(|c| c.action),
+            );
             if let Some(hint) = permissions::denial_hint(service, operation) {
                 error.message = format!("{}; {hint}", error.message);
             }
@@ -251,8 +254,17 @@ mod tests {
         );
         let err: SdkError<aws_sdk_sqs::operation::receive_message::ReceiveMessageError, _> =
             SdkError::response_error("unexpected token '<'", raw);
+        let denied = || {
+            crate::telemetry::metrics::get()
+                .aws_denied
+                .with_label_values(&["sqs:ReceiveMessage"])
+                .get()
+        };
+        let before = denied();
         let e = AwsError::from_sdk("SQS", "ReceiveMessage", "q", err);
         assert!(e.is_denied() && !e.blames_message(), "{e}");
+        // Counted under the IAM action (other tests may count too: at least one).
+        assert!(denied() > before);
         assert_eq!(e.code.as_deref(), Some("AccessDenied"));
         assert!(e.to_string().contains("statement \"ConsumeQueues\""), "{e}");
     }
