@@ -540,6 +540,7 @@ async fn periodic_sweep(reaper: Arc<Reaper>, sweep: PeriodicSweep, mut shutdown:
                     nodes = r.nodes,
                     candidates = r.candidates,
                     deleted = r.deleted,
+                    failed = r.failed,
                     applied = r.applied,
                     aborted = r.aborted.as_deref().unwrap_or(""),
                     duration_ms = r.duration_ms,

@@ -68,6 +68,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
         dead_lettered = summary.dead_lettered,
         retried = summary.retried,
         held = summary.held,
+        unsettled = summary.unsettled,
         "nodereaper stopped"
     );
     Ok(ExitCode::SUCCESS)

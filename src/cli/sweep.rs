@@ -81,7 +81,8 @@ fn age(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     }
 }
 
-/// `nodereaper sweep`: exit 2 when a safety guard aborted the sweep.
+/// `nodereaper sweep`: exit 2 when a safety guard aborted the sweep, 1 when
+/// a deletion failed with an error.
 pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
     let mut config = config;
     if let Some(g) = args.grace_period {
@@ -106,6 +107,12 @@ pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
     }
     Ok(if report.aborted.is_some() {
         ExitCode::from(2)
+    } else if report.failed > 0 {
+        eprintln!(
+            "nodereaper sweep: {} deletion(s) failed (see the skipped rows)",
+            report.failed
+        );
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })

@@ -123,6 +123,10 @@ pub struct Report {
     pub candidates: usize,
     /// Registrations deleted.
     pub deleted: usize,
+    /// Deletions that failed with an error (a permission denied, a journal
+    /// that cannot be written, a server error); a registration that changed
+    /// or vanished meanwhile is not a failure. `nodereaper sweep` exits 1.
+    pub failed: usize,
     /// Set when a safety guard stopped the sweep before any deletion.
     pub aborted: Option<String>,
     /// Whether the sweep was allowed to delete.
@@ -266,6 +270,7 @@ impl Report {
             asked: 0,
             candidates: 0,
             deleted: 0,
+            failed: 0,
             aborted: None,
             applied,
             duration_ms: 0,
@@ -592,8 +597,12 @@ async fn delete_candidates(
                     info.as_ref().map_or("", |i| i.state.as_str())
                 );
                 events::sweep_skipped(SweepSkip::RecheckEc2);
-            } else if delete_one(reaper, row, asked.clone(), id, cutoff).await {
-                report.deleted += 1;
+            } else {
+                match delete_one(reaper, row, asked.clone(), id, cutoff).await {
+                    Deletion::Deleted => report.deleted += 1,
+                    Deletion::Failed => report.failed += 1,
+                    Deletion::NotDone => {}
+                }
             }
             progress.advance(1);
         }
@@ -628,15 +637,24 @@ async fn recheck_ec2(
     Ok(fresh)
 }
 
+/// What became of one candidate's deletion.
+enum Deletion {
+    Deleted,
+    /// Changed, protected, refused or already gone: nothing to report.
+    NotDone,
+    /// An error: the sweep did not do what was asked.
+    Failed,
+}
+
 /// Deletes one candidate's registration through the reaper (which re-checks
-/// the node) and records the outcome in its row. True when deleted.
+/// the node) and records the outcome in its row.
 async fn delete_one(
     reaper: &Reaper,
     row: &mut Row,
     asked: Placement,
     id: String,
     cutoff: DateTime<Utc>,
-) -> bool {
+) -> Deletion {
     let request = Request {
         verified_region: Some(asked),
         target: Target::Node(row.node.clone()),
@@ -658,9 +676,9 @@ async fn delete_one(
             row.verdict = Verdict::Deleted;
             row.reason = format!("{} (backup {journal_id})", row.reason);
             events::sweep_deleted("apply");
-            return true;
+            return Deletion::Deleted;
         }
-        Ok(Outcome::WouldDelete { .. }) => return false,
+        Ok(Outcome::WouldDelete { .. }) => return Deletion::NotDone,
         Ok(Outcome::AlreadyGone { .. }) => ("already gone".to_string(), SweepSkip::AlreadyGone),
         Ok(Outcome::Changed { reason, .. })
         | Ok(Outcome::Protected { reason, .. })
@@ -670,7 +688,11 @@ async fn delete_one(
     row.verdict = Verdict::Skipped;
     row.reason = reason;
     events::sweep_skipped(label);
-    false
+    if label == SweepSkip::Error {
+        Deletion::Failed
+    } else {
+        Deletion::NotDone
+    }
 }
 
 fn finish(mut report: Report, started: Instant) -> Report {

@@ -168,11 +168,19 @@ pub struct Summary {
     pub retried: usize,
     /// Messages kept because nodereaper itself could not work.
     pub held: usize,
+    /// Messages whose delete, move to the DLQ or delay the queue refused or
+    /// failed (counted here only): they come back after their visibility
+    /// timeout.
+    pub unsettled: usize,
 }
 
 impl Summary {
     /// Counts one finished message.
-    fn record(&mut self, disposition: &Disposition) {
+    fn record(&mut self, disposition: &Disposition, settled: bool) {
+        if !settled {
+            self.unsettled += 1;
+            return;
+        }
         match disposition {
             Disposition::Delete { .. } => self.deleted += 1,
             Disposition::DeadLetter { .. } => self.dead_lettered += 1,

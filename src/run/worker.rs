@@ -115,9 +115,9 @@ impl Workers {
         let busy = Busy::enter(self.clone(), permit);
         let work = async move {
             let disposition = pipeline.handle(&source, &msg, event, verdict).await;
-            pipeline.settle(&source, &msg, &disposition).await;
+            let settled = pipeline.settle(&source, &msg, &disposition).await;
             if let Ok(mut s) = busy.workers.summary.lock() {
-                s.record(&disposition);
+                s.record(&disposition, settled);
             }
             drop(busy);
         };
@@ -623,12 +623,20 @@ impl Pipeline {
     }
 
     /// Applies a disposition to the message (nothing at all in dry-run).
-    pub async fn settle(&self, source: &Source, msg: &ReceivedMessage, disposition: &Disposition) {
+    /// Deletes, dead-letters or delays the message as `disposition` says;
+    /// false when the queue refused or failed that call (the message comes
+    /// back after its visibility timeout).
+    pub async fn settle(
+        &self,
+        source: &Source,
+        msg: &ReceivedMessage,
+        disposition: &Disposition,
+    ) -> bool {
         let queue = source.queue.name();
         events::message_finished(queue, disposition.outcome());
         if self.settings.dry_run {
             tracing::info!(queue, message_id = %msg.message_id, ?disposition, "dry run: message left untouched");
-            return;
+            return true;
         }
         let result = match disposition {
             Disposition::Delete { .. } => source.queue.delete(msg).await,
@@ -650,7 +658,9 @@ impl Pipeline {
             // The message comes back after its visibility timeout and is
             // handled again; every step is idempotent.
             tracing::warn!(queue, message_id = %msg.message_id, error = %e, "cannot settle message; it will be redelivered");
+            return false;
         }
+        true
     }
 }
 
