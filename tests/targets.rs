@@ -367,3 +367,30 @@ async fn unroutable_or_contradicted_events_go_to_the_dlq_and_nothing_is_deleted(
     assert!(recorder.calls().is_empty(), "{:?}", recorder.calls());
     assert!(entries(dir.path()).await.is_empty());
 }
+
+#[tokio::test]
+async fn doctor_prints_the_routing_table_and_checks_every_target() {
+    let (queue, _) = queue_with_dlq(&unique("tgt-doc"), 5).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&[(&queue, Some("a"))], dir.path());
+    cfg.routes = vec![RouteConfig {
+        account: "123456789012".into(),
+        region: None,
+        target: "b".into(),
+    }];
+    let file = dir.path().join("nodereaper.toml");
+    std::fs::write(&file, toml::to_string(&cfg).expect("toml")).expect("write");
+    let out = nodereaper_cli(&file, &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("1. queue {queue} -> a")), "{text}");
+    assert!(
+        text.contains("3. account 123456789012 region (any) -> b"),
+        "{text}"
+    );
+    assert!(out.status.success(), "{text}");
+    for name in ["a", "b"] {
+        // Each target's identity is checked against its own server.
+        let line = format!("PASS [{name}] chef authentication: signature of \"admin\" accepted");
+        assert!(text.contains(&line), "no {line:?}:\n{text}");
+    }
+}
