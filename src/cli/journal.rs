@@ -239,6 +239,29 @@ fn of_target(config: &Config, e: &nodereaper::adapters::journal::JournalEntry, n
     }
 }
 
+/// Each registration's target (the one it was deleted from, or `to`) and a
+/// Chef client per target: all settled before anything is written.
+fn restore_clients(
+    config: &Config,
+    registrations: &[Registration],
+    to: Option<&str>,
+) -> Result<(
+    Vec<jobs::restore::RestoreTarget>,
+    std::collections::BTreeMap<String, nodereaper::adapters::chef::ChefClient>,
+)> {
+    let mut targets = Vec::new();
+    for reg in registrations {
+        targets.push(jobs::restore::restore_target(config, reg, to)?);
+    }
+    let mut clients = std::collections::BTreeMap::new();
+    for t in &targets {
+        if !clients.contains_key(&t.name) {
+            clients.insert(t.name.clone(), app::chef_client(&t.config)?);
+        }
+    }
+    Ok((targets, clients))
+}
+
 /// One registration's restore: what was restored, or why not.
 type Attempt<'a> = (&'a Registration, Result<Restored, RestoreError>);
 
@@ -260,21 +283,8 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         );
     }
     // Each registration goes back to the target it was deleted from (or
-    // --to): all settled, and every client built, before anything is written.
-    let mut targets = Vec::new();
-    for reg in &registrations {
-        targets.push(jobs::restore::restore_target(
-            &config,
-            reg,
-            args.to.as_deref(),
-        )?);
-    }
-    let mut clients = std::collections::BTreeMap::new();
-    for t in &targets {
-        if !clients.contains_key(&t.name) {
-            clients.insert(t.name.clone(), app::chef_client(&t.config)?);
-        }
-    }
+    // --to).
+    let (targets, clients) = restore_clients(&config, &registrations, args.to.as_deref())?;
     let first = clients
         .values()
         .next()

@@ -21,7 +21,7 @@ use crate::config::OtherEvents;
 use crate::core::error::{error_policy, Classify, ErrorDisposition};
 use crate::core::event::{self, Event, LifecycleAction, Termination};
 use crate::core::placement::Placement;
-use crate::core::routing::RouteInput;
+use crate::core::routing::{RouteInput, Rule};
 use crate::core::verify::{self, Verification};
 use crate::ports::{PlacementError, ReceivedMessage, Regional};
 use crate::telemetry::events::{self, LifecycleCall, MessageKind, Refusal};
@@ -497,7 +497,9 @@ impl Pipeline {
         };
         match self.targets.route(&input) {
             Ok((route, reaper)) => {
-                tracing::debug!(instance_id = %work.t.instance_id, target = %route.target, rule = route.rule.as_str(), "routed");
+                if route.rule != Rule::Only {
+                    tracing::info!(instance_id = %work.t.instance_id, target = %route.target, rule = route.rule.as_str(), "routed to a Chef target");
+                }
                 Ok(reaper)
             }
             Err(e) => {
