@@ -136,6 +136,49 @@ mod tests {
         );
     }
 
+    /// Same-named nodes deleted from two targets (each entry written
+    /// through the target's journal) stay two registrations.
+    #[tokio::test]
+    async fn twins_of_two_targets_are_never_merged() {
+        use crate::act::TargetJournal;
+        use crate::ports::Journal;
+        let world = crate::testing::FakeWorld::new(crate::testing::World::default());
+        let inner: std::sync::Arc<dyn Journal> = world.journal();
+        for (target, server) in [("a", "https://a.example"), ("b", "https://b.example")] {
+            let entry = crate::core::journal::JournalEntry::new(
+                "event",
+                "t",
+                None,
+                Some("i-0123456789abcdef0".into()),
+                "web-1",
+                None,
+                server,
+                Some(serde_json::json!({"name": "web-1"})),
+                None,
+            );
+            let journal = TargetJournal {
+                inner: inner.clone(),
+                target: target.into(),
+            };
+            journal.record(&entry).await.expect("record");
+        }
+        let regs = super::super::select(inner.as_ref(), &Default::default())
+            .await
+            .expect("select");
+        let mut got: Vec<(Option<String>, String)> = regs
+            .iter()
+            .map(|r| (r.target.clone(), r.chef_server.clone()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (Some("a".into()), "https://a.example".into()),
+                (Some("b".into()), "https://b.example".into())
+            ]
+        );
+    }
+
     #[test]
     fn no_target_is_guessed() {
         let cfg = two();
