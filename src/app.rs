@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::act::backup::AclBackupPolicy;
 use crate::act::resolve::Resolver;
-use crate::act::{DeletionLimiter, Reaper};
+use crate::act::{DeletionLimiter, Reaper, TargetJournal, TargetSet};
 use crate::adapters::aws::{self, fleet::AwsFleet, sqs::SqsQueue, AwsError};
 use crate::adapters::chef::credentials::{self, CredentialsError, KeySource};
 use crate::adapters::chef::{ChefClient, ChefError, ChefSettings};
@@ -64,9 +64,20 @@ pub enum AppError {
     },
 }
 
+/// The configuration of the one target a single-target caller serves: the
+/// whole configuration without `[[chef.targets]]`, else the first target's.
+fn one_target(cfg: &Config) -> std::borrow::Cow<'_, Config> {
+    if cfg.has_targets() {
+        std::borrow::Cow::Owned(cfg.primary_target())
+    } else {
+        std::borrow::Cow::Borrowed(cfg)
+    }
+}
+
 /// Who we are on the Chef server, from explicit settings or a
 /// `~/.chef/credentials` profile (knife's own file).
 pub fn chef_identity(cfg: &Config) -> Result<credentials::Credentials, AppError> {
+    let cfg = &*one_target(cfg);
     let c = &cfg.chef;
     let explicit_key = match (&c.client_key, &c.client_key_pem) {
         (Some(path), _) => Some(KeySource::Path(path.clone())),
@@ -125,6 +136,7 @@ pub fn chef_identity(cfg: &Config) -> Result<credentials::Credentials, AppError>
 /// The Chef client, its key read once (from a file, inline, or a secret
 /// store). For a key that may rotate, use [`chef_api`].
 pub fn chef_client(cfg: &Config) -> Result<ChefClient, AppError> {
+    let cfg = &*one_target(cfg);
     let creds = chef_identity(cfg)?;
     let key = match KeyStore::from_key_source(&creds.key) {
         Some(store) => secrets::fetch_key_blocking(&cfg.aws, &store)?,
@@ -136,6 +148,7 @@ pub fn chef_client(cfg: &Config) -> Result<ChefClient, AppError> {
 /// The Chef API for long-running use (daemon, Lambda): with a key from a
 /// secret store, a [`RotatingChef`] that re-reads the key on 401.
 pub async fn chef_api(cfg: &Config) -> Result<Arc<dyn ChefApi>, AppError> {
+    let cfg = &*one_target(cfg);
     let creds = chef_identity(cfg)?;
     match KeyStore::from_key_source(&creds.key) {
         Some(store) => {
@@ -214,20 +227,59 @@ pub fn resolver(cfg: &Config) -> Resolver {
 
 /// The one deletion path, with its journal, protection and rate cap.
 pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppError> {
+    let cfg = &*one_target(cfg);
     Ok(Reaper {
         chef,
         journal: journal(cfg).await?,
         resolver: resolver(cfg),
-        protection: match chef_identity(cfg) {
-            Ok(me) => Protection::new(&cfg.protect).with_own_client(me.client_name),
-            Err(_) => Protection::new(&cfg.protect),
-        },
+        protection: protection(cfg),
         limiter: Arc::new(
             DeletionLimiter::new(cfg.pipeline.max_deletions_per_minute)
                 .with_brake(cfg.pipeline.storm_brake_after),
         ),
         acl_backup: AclBackupPolicy::from_required(cfg.journal.require_acl_backup),
     })
+}
+
+/// Protection from `[protect]`, with nodereaper's own client.
+fn protection(cfg: &Config) -> Protection {
+    match chef_identity(cfg) {
+        Ok(me) => Protection::new(&cfg.protect).with_own_client(me.client_name),
+        Err(_) => Protection::new(&cfg.protect),
+    }
+}
+
+/// One reaper per configured target (its own Chef API, identity and
+/// protection), sharing `primary`'s journal (each entry records its target)
+/// and rate cap. A single `[chef]` section: `primary` alone, as `default`.
+pub async fn target_set(cfg: &Config, primary: Arc<Reaper>) -> Result<TargetSet, AppError> {
+    if !cfg.has_targets() {
+        return Ok(TargetSet::single(primary));
+    }
+    let mut reapers = Vec::new();
+    for (i, name) in cfg.target_names().into_iter().enumerate() {
+        let tcfg = cfg
+            .for_target(&name)
+            .ok_or_else(|| AppError::Identity(format!("no target {name:?}")))?;
+        // The first target's API is the one `primary` was built with.
+        let chef = match i {
+            0 => primary.chef.clone(),
+            _ => chef_api(&tcfg).await?,
+        };
+        let reaper = Reaper {
+            chef,
+            journal: Arc::new(TargetJournal {
+                inner: primary.journal.clone(),
+                target: name.clone(),
+            }),
+            resolver: resolver(&tcfg),
+            protection: protection(&tcfg),
+            limiter: primary.limiter.clone(),
+            acl_backup: primary.acl_backup,
+        };
+        reapers.push((name, Arc::new(reaper)));
+    }
+    Ok(TargetSet::new(reapers, cfg.routing_table()))
 }
 
 /// The region nodereaper asks when neither `aws.region` nor the SDK's chain
@@ -352,16 +404,27 @@ pub async fn sources(cfg: &Config) -> Result<Vec<Source>, AppError> {
             queue: Arc::new(queue),
             fleet: fleet.clone(),
             region,
+            target: q.target.clone(),
         });
     }
     Ok(out)
 }
 
 /// The daemon's pipeline over every configured queue.
+/// With `[[chef.targets]]`, `chef` is the first target's API (see
+/// [`chef_api`]) and every other target gets its own.
 pub async fn pipeline(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Pipeline, AppError> {
+    let targets = target_set(cfg, Arc::new(reaper(cfg, chef).await?)).await?;
+    // The first target's reaper (its entries name it) serves the sweep.
+    let first = cfg.target_names().into_iter().next().unwrap_or_default();
+    let reaper = targets
+        .get(&first)
+        .cloned()
+        .ok_or_else(|| AppError::Identity(format!("no target {first:?}")))?;
     Ok(Pipeline {
         sources: sources(cfg).await?,
-        reaper: Arc::new(reaper(cfg, chef).await?),
+        reaper,
+        targets: Arc::new(targets),
         settings: cfg.pipeline.clone(),
         breaker: Arc::new(
             Breaker::new(

@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use nodereaper::config::{
     AwsConfig, ChefConfig, Config, HttpConfig, JournalConfig, LogConfig, PipelineConfig,
-    ProtectConfig, QueueConfig, SweepConfig, ENV_OVERRIDES,
+    ProtectConfig, QueueConfig, RouteConfig, SweepConfig, TargetConfig, TargetProtect,
+    ENV_OVERRIDES,
 };
 
 fn example_path() -> PathBuf {
@@ -121,6 +122,26 @@ fn fully_populated() -> Config {
             search_query: d.chef.search_query.clone(),
             client_name_template: d.chef.client_name_template.clone(),
             page_size: d.chef.page_size,
+            targets: vec![TargetConfig {
+                name: "prod".into(),
+                server_url: "https://chef.example.com/organizations/prod".into(),
+                client_name: Some("nodereaper".into()),
+                client_key: Some(PathBuf::from("/etc/nodereaper/prod.pem")),
+                client_key_pem: Some("-----BEGIN RSA PRIVATE KEY-----\n".into()),
+                client_key_secret: Some("nodereaper/chef-key-prod".into()),
+                client_key_parameter: Some("/nodereaper/chef-key-prod".into()),
+                profile: Some("prod".into()),
+                credentials_file: Some(PathBuf::from("/etc/nodereaper/credentials")),
+                sign_version: Some(d.chef.sign_version),
+                protect: TargetProtect {
+                    node_names: vec!["prod-db-*".into()],
+                    roles: vec!["database".into()],
+                    environments: vec!["prod-core".into()],
+                    policy_groups: vec!["core".into()],
+                    client_names: vec!["prod-admin-*".into()],
+                    client_groups: vec!["prod-admins".into()],
+                },
+            }],
         },
         aws: AwsConfig {
             region: Some("us-east-1".into()),
@@ -135,6 +156,12 @@ fn fully_populated() -> Config {
             url: "https://sqs.us-east-1.amazonaws.com/123456789012/nodereaper".into(),
             region: Some("us-east-1".into()),
             dlq_url: Some("https://sqs.us-east-1.amazonaws.com/123456789012/nodereaper-dlq".into()),
+            target: Some("prod".into()),
+        }],
+        routes: vec![RouteConfig {
+            account: "210987654321".into(),
+            region: Some("eu-west-1".into()),
+            target: "prod".into(),
         }],
         pipeline: PipelineConfig {
             workers: d.pipeline.workers,

@@ -329,10 +329,13 @@ fn pipeline(world: &FakeWorld, case: &Case) -> (Pipeline, Source) {
         queue: world.queue(),
         fleet: Arc::new(fleet(world, case)),
         region: QUEUE_REGION.into(),
+        target: None,
     };
+    let reaper = Arc::new(reaper);
     let p = Pipeline {
         sources: vec![source.clone()],
-        reaper: Arc::new(reaper),
+        targets: Arc::new(nodereaper::act::TargetSet::single(reaper.clone())),
+        reaper,
         settings,
         breaker: Arc::new(Breaker::new("chef", 5, Duration::from_secs(30))),
     };

@@ -500,11 +500,13 @@ fn full_config() -> nodereaper::config::Config {
             url: "https://sqs.eu-west-1.amazonaws.com/123456789012/reaper-full".into(),
             region: None,
             dlq_url: Some("https://sqs.eu-west-1.amazonaws.com/123456789012/graveyard".into()),
+            target: None,
         },
         nodereaper::config::QueueConfig {
             url: "https://sqs.eu-west-1.amazonaws.com/123456789012/other".into(),
             region: None,
             dlq_url: None,
+            target: None,
         },
     ];
     cfg.journal.s3_bucket = Some("journal-bucket".into());
@@ -651,6 +653,7 @@ fn cloudformation_role_grants_what_the_printed_policy_grants_in_both_modes() {
                     url: "https://sqs.eu-west-1.amazonaws.com/123456789012/q".into(),
                     region: None,
                     dlq_url: Some("https://sqs.eu-west-1.amazonaws.com/123456789012/q-dlq".into()),
+                    target: None,
                 }],
                 ..Default::default()
             };

@@ -34,6 +34,10 @@ pub struct JournalArgs {
     /// Only entries of this EC2 instance id.
     #[arg(long)]
     pub instance: Option<String>,
+    /// Only entries of this Chef target (`[[chef.targets]]` name; an entry
+    /// recording none matches the target with its server URL).
+    #[arg(long)]
+    pub target: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
@@ -73,6 +77,10 @@ pub struct RestoreArgs {
     /// Replace a node that exists on the server.
     #[arg(long)]
     pub force: bool,
+    /// Restore to this Chef target (`[[chef.targets]]` name) instead of
+    /// the one each registration was deleted from.
+    #[arg(long, value_name = "TARGET")]
+    pub to: Option<String>,
     /// Write the private key of a client re-created with a NEW key to this
     /// file (mode 0600) instead of printing it; with several such clients,
     /// FILE.CLIENT for each.
@@ -101,7 +109,7 @@ pub async fn journal(config: Config, args: JournalArgs) -> Result<ExitCode> {
         Some(JournalAction::Show { id }) => show(journal, &id).await,
         Some(JournalAction::Verify { output }) => verify(journal, output).await,
         Some(JournalAction::Prune { older_than }) => prune(&config, journal, older_than).await,
-        None => list(journal, args).await,
+        None => list(&config, journal, args).await,
     }
 }
 
@@ -163,7 +171,7 @@ async fn prune(
 }
 
 /// `journal [--since T] [--node N] [--instance I]`: the matching entries.
-async fn list(journal: &dyn Journal, args: JournalArgs) -> Result<ExitCode> {
+async fn list(config: &Config, journal: &dyn Journal, args: JournalArgs) -> Result<ExitCode> {
     let filter = EntryFilter {
         since: args.since.as_deref().map(parse_since).transpose()?,
         node: args.node,
@@ -174,6 +182,11 @@ async fn list(journal: &dyn Journal, args: JournalArgs) -> Result<ExitCode> {
         .await?
         .into_iter()
         .filter(|e| filter.matches(e))
+        .filter(|e| {
+            args.target
+                .as_deref()
+                .is_none_or(|t| of_target(config, e, t))
+        })
         .collect();
     if args.output == Output::Json {
         let summaries: Vec<_> = entries
@@ -214,12 +227,46 @@ async fn list(journal: &dyn Journal, args: JournalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether entry `e` was deleted from target `name`: it records that
+/// target, or records none and the server URL the target has.
+fn of_target(config: &Config, e: &nodereaper::adapters::journal::JournalEntry, name: &str) -> bool {
+    match &e.target {
+        Some(t) => t == name,
+        None => config
+            .for_target(name)
+            .and_then(|c| c.chef.server_url)
+            .is_some_and(|u| u.trim_end_matches('/') == e.chef_server.trim_end_matches('/')),
+    }
+}
+
+/// Each registration's target (the one it was deleted from, or `to`) and a
+/// Chef client per target: all settled before anything is written.
+fn restore_clients(
+    config: &Config,
+    registrations: &[Registration],
+    to: Option<&str>,
+) -> Result<(
+    Vec<jobs::restore::RestoreTarget>,
+    std::collections::BTreeMap<String, nodereaper::adapters::chef::ChefClient>,
+)> {
+    let mut targets = Vec::new();
+    for reg in registrations {
+        targets.push(jobs::restore::restore_target(config, reg, to)?);
+    }
+    let mut clients = std::collections::BTreeMap::new();
+    for t in &targets {
+        if !clients.contains_key(&t.name) {
+            clients.insert(t.name.clone(), app::chef_client(&t.config)?);
+        }
+    }
+    Ok((targets, clients))
+}
+
 /// One registration's restore: what was restored, or why not.
 type Attempt<'a> = (&'a Registration, Result<Restored, RestoreError>);
 
 /// `nodereaper restore NODE | --since T`.
 pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
-    let chef = app::chef_client(&config)?;
     let journal = app::journal(&config).await?;
     let filter = EntryFilter {
         since: args.since.as_deref().map(parse_since).transpose()?,
@@ -235,7 +282,14 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
                 .unwrap_or_default()
         );
     }
-    let info = chef.server_info().await?;
+    // Each registration goes back to the target it was deleted from (or
+    // --to).
+    let (targets, clients) = restore_clients(&config, &registrations, args.to.as_deref())?;
+    let first = clients
+        .values()
+        .next()
+        .context("no Chef target to restore to")?;
+    let info = first.server_info().await?;
     // Where new private keys go is settled before anything is created: a
     // --key-out that cannot be written refuses the restore up front.
     let reserved = match &args.key_out {
@@ -243,9 +297,15 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let mut attempts: Vec<Attempt> = Vec::new();
-    for reg in &registrations {
+    for (reg, target) in registrations.iter().zip(&targets) {
+        let chef = clients
+            .get(&target.name)
+            .with_context(|| format!("no Chef client for target {:?}", target.name))?;
+        if config.has_targets() {
+            eprintln!("{}: restoring to target {}", reg.node_name, target.name);
+        }
         let result =
-            jobs::restore::restore_with(&chef, reg, args.force, Some(journal.as_ref())).await;
+            jobs::restore::restore_with(chef, reg, args.force, Some(journal.as_ref())).await;
         attempts.push((reg, result));
     }
     // New private keys: shown once, never discarded (also from failures

@@ -8,9 +8,15 @@
 //! section. The configuration imports no adapter: settings that adapters
 //! read (such as [`SignVersion`]) are defined here.
 
+mod targets;
 #[cfg(test)]
 mod tests;
 mod validate;
+
+pub use targets::{
+    valid_target_name, RouteConfig, TargetConfig, TargetProtect, DEFAULT_TARGET,
+    MAX_TARGET_NAME_LEN,
+};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -95,6 +101,8 @@ pub struct Config {
     pub aws: AwsConfig,
     /// The SQS queues to consume (`[[queues]]`).
     pub queues: Vec<QueueConfig>,
+    /// Account (and region) routing rules to Chef targets (`[[routes]]`).
+    pub routes: Vec<RouteConfig>,
     /// How events are received and handled (`[pipeline]`).
     pub pipeline: PipelineConfig,
     /// What is never deleted (`[protect]`).
@@ -154,6 +162,9 @@ pub struct ChefConfig {
     pub client_name_template: String,
     /// Rows per page of Chef search requests (1 to 1000).
     pub page_size: usize,
+    /// Several Chef servers or organizations (`[[chef.targets]]`); empty:
+    /// this section is the one target, `default`.
+    pub targets: Vec<TargetConfig>,
 }
 
 impl Default for ChefConfig {
@@ -176,6 +187,7 @@ impl Default for ChefConfig {
             search_query: "ec2_instance_id:{instance_id}".into(),
             client_name_template: "{node}".into(),
             page_size: 1000,
+            targets: Vec::new(),
         }
     }
 }
@@ -285,6 +297,9 @@ pub struct QueueConfig {
     /// Dead-letter queue; default: read from the queue's RedrivePolicy.
     #[serde(default)]
     pub dlq_url: Option<String>,
+    /// The Chef target every event of this queue belongs to (`[[chef.targets]]` name).
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// What to do with recognised events that need no action (launches, errors).
@@ -612,6 +627,7 @@ impl Config {
                 url: v,
                 region: None,
                 dlq_url: None,
+                target: None,
             }];
         }
         if let Some(v) = non_empty("NODEREAPER_CHEF_ALLOW_PLAIN_HTTP") {

@@ -40,9 +40,8 @@ pub(crate) fn role_arn_account(arn: &str) -> Option<&str> {
 impl Config {
     /// Checks every rule serde cannot express.
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        self.validate_chef_server_url(file)?;
-        self.validate_chef_key_source(file)?;
-        self.validate_chef_requests(file)?;
+        self.validate_chef(file)?;
+        self.validate_targets(file)?;
         self.validate_duration_bounds(file)?;
         self.validate_lifecycle_hooks(file)?;
         self.validate_accounts(file)?;
@@ -51,6 +50,13 @@ impl Config {
         self.validate_protect(file)?;
         self.validate_sweep(file)?;
         self.validate_journal(file)
+    }
+
+    /// The `[chef]` section (also each target's view of it).
+    pub(super) fn validate_chef(&self, file: &Path) -> Result<(), ConfigError> {
+        self.validate_chef_server_url(file)?;
+        self.validate_chef_key_source(file)?;
+        self.validate_chef_requests(file)
     }
 
     /// `chef.server_url`: https, or http with `chef.allow_plain_http`.

@@ -32,6 +32,10 @@ pub struct JournalEntry {
     /// Base URL of the Chef server the objects were deleted from; restore
     /// writes them back there.
     pub chef_server: String,
+    /// The configured Chef target (`[[chef.targets]]` name) it was deleted
+    /// from; absent in single-target deployments and older entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// Full node JSON as read just before deletion (None: there was no node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<Value>,
@@ -171,6 +175,7 @@ impl JournalEntry {
             instance_id,
             node_name: node_name.into(),
             chef_server: chef_server.into(),
+            target: None,
             node_status: Some(presence(node.is_some())),
             // The caller read the client just before (a 404 gives None).
             client_status: client_name.as_ref().map(|_| presence(client.is_some())),

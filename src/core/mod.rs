@@ -11,6 +11,7 @@ pub mod ids;
 pub mod journal;
 pub mod placement;
 pub mod protect;
+pub mod routing;
 pub mod verify;
 pub mod x509;
 pub mod zone;

@@ -111,7 +111,19 @@ pub async fn run(cfg: &Config, config_source: &str) -> Vec<Check> {
             Err((detail, fix)) => Check::fail(name, detail, fix),
         });
     }
-    chef_checks(cfg, &mut checks).await;
+    if !cfg.has_targets() {
+        chef_checks(cfg, &mut checks).await;
+        return checks;
+    }
+    // Several targets: the routing table, then each target's own checks.
+    checks.push(super::routing::routing_check(cfg));
+    for name in cfg.target_names() {
+        let from = checks.len();
+        if let Some(target) = cfg.for_target(&name) {
+            chef_checks(&target, &mut checks).await;
+        }
+        super::routing::label_target_checks(&mut checks, from, &name);
+    }
     checks
 }
 

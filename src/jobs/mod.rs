@@ -5,5 +5,6 @@
 pub mod doctor;
 pub mod permissions;
 pub mod restore;
+pub mod routing;
 pub mod setup;
 pub mod sweep;

@@ -19,7 +19,9 @@ use crate::ports::{ChefApi, Journal};
 use crate::ports::{ChefError, JournalError};
 
 mod extras;
+mod target;
 use extras::{back_up_live_node, restore_memberships};
+pub use target::{restore_target, NoRestoreTarget, RestoreTarget};
 
 /// Top-level node keys the node endpoints accept on create/update. Anything
 /// else in a backup is server-managed or foreign and is dropped.
@@ -43,6 +45,11 @@ pub const NODE_KEYS: &[&str] = &[
 pub struct Registration {
     /// Node name.
     pub node_name: String,
+    /// The Chef target it was deleted from (`[[chef.targets]]` name), as the
+    /// newest entry records it; `None` in single-target journals.
+    pub target: Option<String>,
+    /// The server URL the newest entry records.
+    pub chef_server: String,
     /// The instance the registration belonged to, when recorded.
     pub instance_id: Option<String>,
     /// Entries merged, newest first.
@@ -78,6 +85,8 @@ impl Registration {
         let newest = entries.first()?;
         let mut reg = Registration {
             node_name: newest.node_name.clone(),
+            target: newest.target.clone(),
+            chef_server: newest.chef_server.clone(),
             instance_id: entries.iter().find_map(|e| e.instance_id.clone()),
             entry_ids: entries.iter().map(|e| e.id.clone()).collect(),
             node_entry: None,
@@ -336,13 +345,16 @@ pub async fn select(
     filter: &EntryFilter,
 ) -> Result<Vec<Registration>, RestoreError> {
     let all = journal.entries().await?;
-    let mut newest: std::collections::BTreeMap<String, JournalEntry> =
+    // One registration per target and node name: same-named nodes of two
+    // Chef targets are two registrations, never merged.
+    let mut newest: std::collections::BTreeMap<(Option<String>, String), JournalEntry> =
         std::collections::BTreeMap::new();
     for e in all.iter().filter(|e| filter.matches(e)) {
-        match newest.get(&e.node_name) {
+        let key = (e.target.clone(), e.node_name.clone());
+        match newest.get(&key) {
             Some(existing) if existing.recorded_at > e.recorded_at => {}
             _ => {
-                newest.insert(e.node_name.clone(), e.summary());
+                newest.insert(key, e.summary());
             }
         }
     }
@@ -355,6 +367,7 @@ pub async fn select(
                 .iter()
                 .filter(|e| {
                     e.node_name == anchor.node_name
+                        && e.target == anchor.target
                         && e.recorded_at <= anchor.recorded_at
                         && match (&e.instance_id, &anchor.instance_id) {
                             (Some(a), Some(b)) => a == b,

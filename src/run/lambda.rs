@@ -279,6 +279,24 @@ fn lambda_source(from: &Source, queue: Arc<dyn Queue>) -> Source {
     }
 }
 
+/// The configured queue's `target` applies only to records from that very
+/// queue (`origin` = `arn:aws:sqs:REGION:ACCOUNT:NAME` matching the URL's
+/// account and name); records from another queue, a topic or a bus are
+/// routed by their hook metadata or account alone.
+fn lambda_queue_target(target: Option<&str>, url: &str, origin: &str) -> Option<String> {
+    let target = target?.to_string();
+    let arn: Vec<&str> = origin.split(':').collect();
+    let path: Vec<&str> = url.trim_end_matches('/').rsplit('/').take(2).collect();
+    match (arn.as_slice(), path.as_slice()) {
+        (["arn", _, "sqs", _, account, name], [url_name, url_account])
+            if name == url_name && account == url_account =>
+        {
+            Some(target)
+        }
+        _ => None,
+    }
+}
+
 /// Set up by the first event.
 struct Ready {
     pipeline: Pipeline,
@@ -355,13 +373,21 @@ impl Handler {
             .first()
             .map(|r| r.origin.clone())
             .unwrap_or_default();
+        let target = lambda_queue_target(
+            ready.source.target.as_deref(),
+            &self.cfg.queues[0].url,
+            &origin,
+        );
         let queue = Arc::new(LambdaQueue {
             inner: ready.source.queue.clone(),
             sqs: ready.sqs.clone(),
             dlq_url: ready.dlq_url.clone(),
             origin,
         });
-        let source = lambda_source(&ready.source, queue.clone());
+        let source = Source {
+            target,
+            ..lambda_source(&ready.source, queue.clone())
+        };
         let messages = records.into_iter().map(|r| r.message).collect();
         let dry_run = ready.pipeline.settings.dry_run;
         for (msg, disposition) in ready.pipeline.process_batch(&source, messages).await {
@@ -502,6 +528,24 @@ pub async fn run(cfg: Config) -> Result<(), LambdaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_target_only_for_records_of_that_queue() {
+        let url = "https://sqs.us-east-2.amazonaws.com/123456789012/prod";
+        let t = |origin: &str| lambda_queue_target(Some("prod"), url, origin);
+        assert_eq!(
+            t("arn:aws:sqs:us-east-2:123456789012:prod").as_deref(),
+            Some("prod")
+        );
+        assert_eq!(t("arn:aws:sqs:us-east-2:123456789012:staging"), None);
+        assert_eq!(t("arn:aws:sqs:us-east-2:210987654321:prod"), None);
+        assert_eq!(t("arn:aws:sns:us-east-2:123456789012:prod"), None);
+        assert_eq!(t("eventbridge:aws.autoscaling"), None);
+        assert_eq!(
+            lambda_queue_target(None, url, "arn:aws:sqs:us-east-2:123456789012:prod"),
+            None
+        );
+    }
 
     #[test]
     fn sqs_sns_and_eventbridge_shapes() {

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 pub use breaker::{Breaker, Probe};
 pub use shutdown::Shutdown;
 
-use crate::act::Reaper;
+use crate::act::{Reaper, TargetSet};
 use crate::config::PipelineConfig;
 use crate::core::error::ErrorDisposition;
 use crate::core::event::ParseOptions;
@@ -47,6 +47,8 @@ pub struct Source {
     /// The queue's region: the region of events that name none (raw
     /// lifecycle hook messages).
     pub region: String,
+    /// The Chef target of every event of this queue (`queues[].target`).
+    pub target: Option<String>,
 }
 
 /// What EC2 said about a termination's instance, asked where it lives.
@@ -195,8 +197,11 @@ impl Summary {
 pub struct Pipeline {
     /// The queues to receive from.
     pub sources: Vec<Source>,
-    /// The one deletion path.
+    /// The deletion path of the first (or only) Chef target: the periodic
+    /// sweep's and the journal prune's.
     pub reaper: Arc<Reaper>,
+    /// Every Chef target's deletion path; each termination is routed to one.
+    pub targets: Arc<TargetSet>,
     /// `[pipeline]` settings.
     pub settings: PipelineConfig,
     /// Pauses receiving while a dependency (or nodereaper's setup) fails.

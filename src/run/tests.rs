@@ -59,9 +59,11 @@ fn setup(world: &FakeWorld, dry_run: bool) -> (Pipeline, Source) {
         dry_run,
         ..PipelineConfig::default()
     };
+    let reaper = Arc::new(reaper(world, Arc::new(DeletionLimiter::new(0))));
     let pipeline = Pipeline {
         sources: Vec::new(),
-        reaper: Arc::new(reaper(world, Arc::new(DeletionLimiter::new(0)))),
+        targets: Arc::new(crate::act::TargetSet::single(reaper.clone())),
+        reaper,
         settings,
         breaker: Arc::new(Breaker::new("chef", 5, Duration::from_secs(30))),
     };
@@ -72,6 +74,7 @@ fn setup(world: &FakeWorld, dry_run: bool) -> (Pipeline, Source) {
             world.lifecycle(),
         )),
         region: "us-east-1".into(),
+        target: None,
     };
     (pipeline, source)
 }
@@ -342,6 +345,7 @@ async fn brake_survives_a_successful_reap() {
     let w = world(|_| {});
     let (mut p, s) = setup(&w, false);
     p.reaper = Arc::new(reaper(&w, braking_limiter().await));
+    p.targets = Arc::new(crate::act::TargetSet::single(p.reaper.clone()));
     let d = process(&p, &s, &lifecycle_message()).await;
     assert!(matches!(d, Disposition::Hold { .. }), "{d:?}");
     tokio::time::advance(Duration::from_secs(31)).await;

@@ -16,11 +16,12 @@ use tokio::task::JoinSet;
 
 use super::{backoff, Verdict};
 use super::{Checked, Disposition, Handled, Pipeline, PlacementStates, Probe, Source, Summary};
-use crate::act::{Outcome, Plan, ReapError, Request, RequestSource, Target};
+use crate::act::{Outcome, Plan, ReapError, Reaper, Request, RequestSource, Target};
 use crate::config::OtherEvents;
 use crate::core::error::{error_policy, Classify, ErrorDisposition};
 use crate::core::event::{self, Event, LifecycleAction, Termination};
 use crate::core::placement::Placement;
+use crate::core::routing::{RouteInput, Rule};
 use crate::core::verify::{self, Verification};
 use crate::ports::{PlacementError, ReceivedMessage, Regional};
 use crate::telemetry::events::{self, LifecycleCall, MessageKind, Refusal};
@@ -434,7 +435,11 @@ impl Pipeline {
             Ok(checked) => checked,
             Err(done) => return done,
         };
-        let outcome = match self.act_on(work, &checked, plan).await {
+        let reaper = match self.route(work, &checked) {
+            Ok(reaper) => reaper,
+            Err(done) => return done,
+        };
+        let outcome = match self.act_on(work, &checked, &reaper, plan).await {
             Ok(outcome) => outcome,
             Err(done) => return done,
         };
@@ -475,16 +480,47 @@ impl Pipeline {
         }
     }
 
+    /// The Chef target of the termination (its reaper), or the DLQ with
+    /// the reason: never guessed.
+    fn route(&self, work: &Work<'_>, checked: &Checked) -> Result<Arc<Reaper>, Disposition> {
+        let placement = &checked.regional.placement;
+        let input = RouteInput {
+            queue: work.source.queue.name(),
+            queue_target: work.source.target.as_deref(),
+            metadata: work
+                .t
+                .lifecycle
+                .as_ref()
+                .and_then(|a| a.metadata.as_deref()),
+            account: placement.account.as_deref().or(work.t.account.as_deref()),
+            region: &placement.region,
+        };
+        match self.targets.route(&input) {
+            Ok((route, reaper)) => {
+                if route.rule != Rule::Only {
+                    tracing::info!(instance_id = %work.t.instance_id, target = %route.target, rule = route.rule.as_str(), "routed to a Chef target");
+                }
+                Ok(reaper)
+            }
+            Err(e) => {
+                events::refused(Refusal::Unroutable);
+                let text = format!("instance {}: {e}", work.t.instance_id);
+                Err(self.fail(&e, text, Probe::Aws(work.placement.clone())))
+            }
+        }
+    }
+
     /// Whether the instance is gone for sure (or protected), and if so the
-    /// reap of its registration.
+    /// reap of its registration by `reaper` (the routed target's).
     async fn act_on(
         &self,
         work: &Work<'_>,
         checked: &Checked,
+        reaper: &Reaper,
         plan: &mut Option<Plan>,
     ) -> Result<Handled, Disposition> {
         let verification = if self.settings.verify_instance_state {
-            verify::verify(checked.info.as_ref(), &self.reaper.protection)
+            verify::verify(checked.info.as_ref(), &reaper.protection)
         } else {
             Verification::Confirmed {
                 evidence: "verification disabled".into(),
@@ -503,7 +539,8 @@ impl Pipeline {
                 Ok(Handled::Protected)
             }
             Verification::Confirmed { evidence } => {
-                self.reap(work, &checked.regional, &evidence, plan).await
+                self.reap(work, &checked.regional, reaper, &evidence, plan)
+                    .await
             }
         }
     }
@@ -513,6 +550,7 @@ impl Pipeline {
         &self,
         work: &Work<'_>,
         regional: &Regional,
+        reaper: &Reaper,
         evidence: &str,
         plan: &mut Option<Plan>,
     ) -> Result<Handled, Disposition> {
@@ -531,7 +569,7 @@ impl Pipeline {
             verified_region: Some(regional.placement.clone()),
         };
         let outcome = self
-            .reap_with_keepalive(work, regional, &request)
+            .reap_with_keepalive(work, regional, reaper, &request)
             .await
             .map_err(|e| self.fail(&e, e.to_string(), Probe::after(&e)))?;
         self.breaker.record_success();
@@ -588,10 +626,11 @@ impl Pipeline {
         &self,
         work: &Work<'_>,
         regional: &Regional,
+        reaper: &Reaper,
         request: &Request,
     ) -> Result<Outcome, ReapError> {
         let every = self.settings.lifecycle_heartbeat_interval;
-        let reap = self.reaper.reap(request);
+        let reap = reaper.reap(request);
         tokio::pin!(reap);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {

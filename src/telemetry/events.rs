@@ -33,6 +33,8 @@ pub enum Refusal {
     ForeignHook,
     /// An event from an account that is neither ours nor configured.
     UnknownAccount,
+    /// No routing rule names the event's Chef target, or the rules disagree.
+    Unroutable,
 }
 
 impl Refusal {
@@ -48,6 +50,7 @@ impl Refusal {
             Refusal::Changed => "changed",
             Refusal::ForeignHook => "foreign_hook",
             Refusal::UnknownAccount => "unknown_account",
+            Refusal::Unroutable => "unroutable",
         }
     }
 }

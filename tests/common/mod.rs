@@ -456,6 +456,7 @@ pub fn daemon_config(queues: &[&str], journal_dir: &Path) -> nodereaper::config:
             url: u.to_string(),
             region: None,
             dlq_url: None,
+            target: None,
         })
         .collect();
     cfg.journal.dir = journal_dir.to_path_buf();

@@ -105,6 +105,7 @@ impl Lifecycle for AsgLifecycle {
             hook_name: "nodereaper-permission-probe".into(),
             token: Some("00000000-0000-0000-0000-000000000000".into()),
             instance_id: probe_instance_id()?,
+            metadata: None,
         };
         match self.complete_continue(&action).await {
             Ok(_) => Ok(()),

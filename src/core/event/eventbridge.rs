@@ -176,6 +176,7 @@ mod tests {
                     hook_name: "my-lifecycle-hook".into(),
                     token: Some("87654321-4321-4321-4321-210987654321".into()),
                     instance_id: iid("i-1234567890abcdef0"),
+                    metadata: Some("additional-info".into()),
                 }),
                 // The example's time is the placeholder "yyyy-mm-ddThh:mm:ssZ".
                 event_time: None,

@@ -67,6 +67,9 @@ pub(super) fn lifecycle_action(obj: &Obj<'_>) -> Result<LifecycleAction, ParseEr
             .opt_str("LifecycleActionToken", EXPECTED_STRING)?
             .map(str::to_owned),
         instance_id: obj.instance_id("EC2InstanceId")?,
+        metadata: obj
+            .opt_str("NotificationMetadata", EXPECTED_STRING)?
+            .map(str::to_owned),
     })
 }
 
@@ -91,6 +94,7 @@ mod tests {
             hook_name: "my-hook".into(),
             token: Some("71514b9d-6a40-4b26-8523-05e7ee35fa40".into()),
             instance_id: iid("i-0598c7d356eba48d7"),
+            metadata: Some("hook message metadata".into()),
         };
         assert_eq!(
             termination(&hook_terminating()),
@@ -118,8 +122,21 @@ mod tests {
             t.lifecycle,
             Some(LifecycleAction {
                 token: None,
-                ..action
+                ..action.clone()
             })
+        );
+        // The hook's NotificationMetadata is carried (it may name the target).
+        let body = with(
+            &hook_terminating(),
+            "NotificationMetadata",
+            Some(json!("nodereaper:target=prod")),
+        );
+        assert_eq!(
+            termination(&body)
+                .lifecycle
+                .and_then(|a| a.metadata)
+                .as_deref(),
+            Some("nodereaper:target=prod")
         );
     }
 

@@ -74,6 +74,10 @@ pub struct LifecycleAction {
     pub token: Option<String>,
     /// The instance the action is pending for.
     pub instance_id: InstanceId,
+    /// The hook's `NotificationMetadata` (up to 1023 characters), when the
+    /// message carries it: it may name the Chef target
+    /// ([`crate::core::routing`]).
+    pub metadata: Option<String>,
 }
 
 /// Knobs for [`parse`].
@@ -129,6 +133,8 @@ pub struct Termination {
 }
 
 /// What a message body means to nodereaper.
+// A batch holds at most ten events: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Event {
     /// Deregister this instance.

@@ -222,11 +222,13 @@ mod tests {
                 url: "https://sqs.us-east-2.amazonaws.com/123456789012/reaper-full".into(),
                 region: None,
                 dlq_url: Some("https://sqs.us-east-2.amazonaws.com/123456789012/dead".into()),
+                target: None,
             },
             QueueConfig {
                 url: "http://127.0.0.1:5000/210987654321/other".into(),
                 region: None,
                 dlq_url: None,
+                target: None,
             },
         ];
         let (scope, unresolved) = PolicyScope::from_config(&cfg, &[], &[]).expect("scope");

@@ -1,0 +1,396 @@
+//! Several Chef servers in one deployment, on the real stack: two goiardi
+//! processes (the shared stack's, "a", and a second stack's, "b"), each
+//! holding a same-named twin of every registration, so a termination routed
+//! to the wrong server would visibly delete the wrong twin.
+//!
+//! goiardi has no organizations (`/organizations/X` is not routed), so two
+//! servers stand in for two orgs: routing only ever picks a server URL.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+use nodereaper::adapters::chef::auth::{SignVersion, SigningKey};
+use nodereaper::adapters::chef::{ChefClient, ChefSettings};
+use nodereaper::adapters::journal::LocalJournal;
+use nodereaper::config::{Config, QueueConfig, RouteConfig, TargetConfig};
+use nodereaper::ports::{ChefApi, Journal};
+use serde_json::json;
+
+/// The second goiardi (its stack's moto is stopped: only goiardi is used).
+struct ServerB {
+    url: String,
+    admin_key: PathBuf,
+}
+
+fn server_b() -> &'static ServerB {
+    static B: OnceLock<ServerB> = OnceLock::new();
+    B.get_or_init(|| {
+        let dir = repo_root().join("target/stack-targets-b");
+        let run = |cmd: &str| {
+            let out = Command::new(repo_root().join("scripts/stack.sh"))
+                .arg(cmd)
+                .env("NODEREAPER_STACK_DIR", &dir)
+                .output()
+                .expect("run scripts/stack.sh");
+            assert!(
+                out.status.success(),
+                "stack.sh {cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let env_file = run("up");
+        let env_file = PathBuf::from(env_file.lines().last().unwrap_or_default().trim());
+        let text = std::fs::read_to_string(&env_file).expect("stack-b env");
+        let vars: HashMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        let b = ServerB {
+            url: vars["NODEREAPER_CHEF_URL"].to_string(),
+            admin_key: PathBuf::from(vars["NODEREAPER_CHEF_ADMIN_KEY"]),
+        };
+        run("stop-moto");
+        b
+    })
+}
+
+fn admin_b() -> ChefClient {
+    let b = server_b();
+    ChefClient::new(ChefSettings {
+        server_url: url::Url::parse(&b.url).expect("url"),
+        client_name: "admin".into(),
+        key: SigningKey::from_pem(&std::fs::read_to_string(&b.admin_key).expect("key"))
+            .expect("key"),
+        sign_version: SignVersion::V1_3,
+        timeout: std::time::Duration::from_secs(10),
+        ca_bundle: None,
+        insecure_skip_tls_verify: false,
+        page_size: 1000,
+    })
+    .expect("client b")
+}
+
+/// Targets "a" (the shared stack's goiardi) and "b"; `queues` as (URL,
+/// target).
+fn config(queues: &[(&str, Option<&str>)], journal: &Path) -> Config {
+    stack();
+    let b = server_b();
+    let mut cfg = daemon_config(&[], journal);
+    let a_url = cfg.chef.server_url.take().expect("a url");
+    cfg.chef.client_key = None;
+    cfg.chef.targets = vec![
+        TargetConfig {
+            name: "a".into(),
+            server_url: a_url,
+            client_key: Some(stack().admin_key()),
+            ..Default::default()
+        },
+        TargetConfig {
+            name: "b".into(),
+            server_url: b.url.clone(),
+            client_key: Some(b.admin_key.clone()),
+            ..Default::default()
+        },
+    ];
+    cfg.queues = queues
+        .iter()
+        .map(|(url, target)| QueueConfig {
+            url: url.to_string(),
+            region: None,
+            dlq_url: None,
+            target: target.map(str::to_owned),
+        })
+        .collect();
+    cfg.validate(Path::new("targets-test"))
+        .expect("valid config");
+    cfg
+}
+
+/// A node and client named `name` recording `instance` on both servers.
+async fn twins(name: &str, instance: &str) {
+    register(&admin(), name, Some(instance)).await;
+    register(&admin_b(), name, Some(instance)).await;
+}
+
+async fn registered(chef: &ChefClient, name: &str) -> bool {
+    chef.get_node(name).await.expect("node").is_some()
+        && chef.get_client(name).await.expect("client").is_some()
+}
+
+fn hook_message(instance: &str, metadata: &str) -> String {
+    json!({
+        "Origin": "AutoScalingGroup",
+        "Destination": "EC2",
+        "Service": "AWS Auto Scaling",
+        "Time": "2026-11-25T10:00:00.000Z",
+        "AccountId": "123456789012",
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "RequestId": "63f0f8c4-3c4a-4c2f-8b87-9f4f5a0b7e0e",
+        "LifecycleActionToken": format!("token-{instance}"),
+        "AutoScalingGroupName": "web-asg",
+        "LifecycleHookName": "nodereaper-terminate",
+        "EC2InstanceId": instance,
+        "NotificationMetadata": metadata,
+    })
+    .to_string()
+}
+
+async fn entries(dir: &Path) -> Vec<nodereaper::adapters::journal::JournalEntry> {
+    LocalJournal::open(dir)
+        .expect("journal")
+        .entries()
+        .await
+        .expect("entries")
+}
+
+#[tokio::test]
+async fn queue_routes_each_termination_to_its_server_only() {
+    let (qa, _) = queue_with_dlq(&unique("tgt-a"), 5).await;
+    let (qb, _) = queue_with_dlq(&unique("tgt-b"), 5).await;
+    let (ia, ib) = (fake_instance_id(), fake_instance_id());
+    let (na, nb) = (unique("qa"), unique("qb"));
+    twins(&na, &ia).await;
+    twins(&nb, &ib).await;
+    send(&qa, &asg_terminate_notification(&ia, "web-asg")).await;
+    send(&qb, &asg_terminate_notification(&ib, "web-asg")).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&[(&qa, Some("a")), (&qb, Some("b"))], dir.path());
+    let summary = drain(&cfg, None).await;
+    assert_eq!(summary.deleted, 2, "{summary:?}");
+
+    assert!(node_gone(&admin(), &na).await, "queue a's node left on a");
+    assert!(
+        registered(&admin_b(), &na).await,
+        "queue a's event deleted b's twin"
+    );
+    assert!(node_gone(&admin_b(), &nb).await, "queue b's node left on b");
+    assert!(
+        registered(&admin(), &nb).await,
+        "queue b's event deleted a's twin"
+    );
+
+    let all = entries(dir.path()).await;
+    let target_of = |node: &str| {
+        let e = all.iter().find(|e| e.node_name == node).expect("entry");
+        (e.target.clone(), e.chef_server.clone())
+    };
+    assert_eq!(
+        target_of(&na),
+        (Some("a".into()), stack().chef_url().to_string())
+    );
+    assert_eq!(target_of(&nb), (Some("b".into()), server_b().url.clone()));
+
+    // `journal --target b` lists b's entry only.
+    let file = dir.path().join("nodereaper.toml");
+    std::fs::write(&file, toml::to_string(&cfg).expect("toml")).expect("write");
+    let out = nodereaper_cli(&file, &["journal", "--target", "b", "--output", "json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let names: Vec<&str> = listed
+        .iter()
+        .filter_map(|e| e["node_name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [nb.as_str()],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn nodereaper_cli(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nodereaper"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run nodereaper")
+}
+
+#[tokio::test]
+async fn restore_goes_back_to_the_original_target_or_to_on_purpose() {
+    let (qb, _) = queue_with_dlq(&unique("tgt-rb"), 5).await;
+    let ib = fake_instance_id();
+    let nb = unique("rb");
+    twins(&nb, &ib).await;
+    send(&qb, &asg_terminate_notification(&ib, "web-asg")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&[(&qb, Some("b"))], &dir.path().join("journal"));
+    drain(&cfg, None).await;
+    assert!(node_gone(&admin_b(), &nb).await);
+    // A restore sent to the wrong server would now succeed there: make room.
+    admin().delete_node(&nb).await.expect("delete a's twin");
+    admin()
+        .delete_client(&nb)
+        .await
+        .expect("delete a's twin client");
+
+    let file = dir.path().join("nodereaper.toml");
+    std::fs::write(&file, toml::to_string(&cfg).expect("toml")).expect("write");
+    let out = nodereaper_cli(&file, &["restore", &nb]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        admin_b().get_node(&nb).await.expect("node").is_some(),
+        "not restored to b"
+    );
+    assert!(
+        admin().get_node(&nb).await.expect("node").is_none(),
+        "restored to a"
+    );
+
+    // On purpose: --to a.
+    let out = nodereaper_cli(&file, &["restore", &nb, "--to", "a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        admin().get_node(&nb).await.expect("node").is_some(),
+        "--to a ignored"
+    );
+}
+
+#[tokio::test]
+async fn hook_metadata_routes_to_the_named_target() {
+    let (queue, dlq) = queue_with_dlq(&unique("tgt-hook"), 5).await;
+    let recorder = LifecycleRecorder::start(false).await;
+    let id = fake_instance_id();
+    let node = unique("hook");
+    twins(&node, &id).await;
+    send(&queue, &hook_message(&id, "team=web; nodereaper:target=b")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&[(&queue, None)], dir.path());
+    let p = pipeline(&cfg, Some(&recorder)).await;
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let summary = p.run(rx, true).await;
+    assert_eq!(
+        summary.deleted,
+        1,
+        "{summary:?} {:?}",
+        dead_letters(&dlq).await
+    );
+    assert!(node_gone(&admin_b(), &node).await, "b's node left");
+    assert!(registered(&admin(), &node).await, "a's twin deleted");
+    assert!(recorder
+        .calls()
+        .iter()
+        .any(|c| param(c, "Action") == Some("CompleteLifecycleAction")));
+}
+
+#[tokio::test]
+async fn account_route_sends_the_event_to_its_target() {
+    let (queue, _) = queue_with_dlq(&unique("tgt-acct"), 5).await;
+    let id = fake_instance_id();
+    let node = unique("acct");
+    twins(&node, &id).await;
+    send(&queue, &asg_terminate_notification(&id, "web-asg")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&[(&queue, None)], dir.path());
+    cfg.routes = vec![RouteConfig {
+        account: "123456789012".into(),
+        region: Some("us-east-1".into()),
+        target: "b".into(),
+    }];
+    let summary = drain(&cfg, None).await;
+    assert_eq!(summary.deleted, 1, "{summary:?}");
+    assert!(node_gone(&admin_b(), &node).await, "b's node left");
+    assert!(registered(&admin(), &node).await, "a's twin deleted");
+}
+
+#[tokio::test]
+async fn unroutable_or_contradicted_events_go_to_the_dlq_and_nothing_is_deleted() {
+    let (untargeted, dlq_u) = queue_with_dlq(&unique("tgt-none"), 5).await;
+    let (queue_a, dlq_a) = queue_with_dlq(&unique("tgt-conflict"), 5).await;
+    let (unrouted, contradicted, unknown) =
+        (fake_instance_id(), fake_instance_id(), fake_instance_id());
+    let names = [unique("none"), unique("conflict"), unique("unknown")];
+    twins(&names[0], &unrouted).await;
+    twins(&names[1], &contradicted).await;
+    twins(&names[2], &unknown).await;
+    // No rule names a target (no queue target, no marker, no route).
+    send(
+        &untargeted,
+        &asg_terminate_notification(&unrouted, "web-asg"),
+    )
+    .await;
+    // The queue says a, the hook says b.
+    send(
+        &queue_a,
+        &hook_message(&contradicted, "nodereaper:target=b"),
+    )
+    .await;
+    // The hook names a target that is not configured.
+    send(
+        &untargeted,
+        &hook_message(&unknown, "nodereaper:target=prod"),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&[(&untargeted, None), (&queue_a, Some("a"))], dir.path());
+    let recorder = LifecycleRecorder::start(false).await;
+    let p = pipeline(&cfg, Some(&recorder)).await;
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let summary = p.run(rx, true).await;
+    assert_eq!(summary.dead_lettered, 3, "{summary:?}");
+
+    for name in &names {
+        assert!(registered(&admin(), name).await, "{name} deleted from a");
+        assert!(registered(&admin_b(), name).await, "{name} deleted from b");
+    }
+    let reasons: Vec<String> = [dead_letters(&dlq_u).await, dead_letters(&dlq_a).await]
+        .concat()
+        .into_iter()
+        .map(|(_, reason)| reason)
+        .collect();
+    let has = |text: &str| reasons.iter().any(|r| r.contains(text));
+    assert!(has("no rule routes it"), "{reasons:?}");
+    assert!(
+        has("the queue says \"a\" but the hook metadata says \"b\""),
+        "{reasons:?}"
+    );
+    assert!(has("\"prod\", which is not configured"), "{reasons:?}");
+    // Never completed: the instance is not let go on a refusal.
+    assert!(recorder.calls().is_empty(), "{:?}", recorder.calls());
+    assert!(entries(dir.path()).await.is_empty());
+}
+
+#[tokio::test]
+async fn doctor_prints_the_routing_table_and_checks_every_target() {
+    let (queue, _) = queue_with_dlq(&unique("tgt-doc"), 5).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&[(&queue, Some("a"))], dir.path());
+    cfg.routes = vec![RouteConfig {
+        account: "123456789012".into(),
+        region: None,
+        target: "b".into(),
+    }];
+    let file = dir.path().join("nodereaper.toml");
+    std::fs::write(&file, toml::to_string(&cfg).expect("toml")).expect("write");
+    let out = nodereaper_cli(&file, &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("1. queue {queue} -> a")), "{text}");
+    assert!(
+        text.contains("3. account 123456789012 region (any) -> b"),
+        "{text}"
+    );
+    assert!(out.status.success(), "{text}");
+    for name in ["a", "b"] {
+        // Each target's identity is checked against its own server.
+        let line = format!("PASS [{name}] chef authentication: signature of \"admin\" accepted");
+        assert!(text.contains(&line), "no {line:?}:\n{text}");
+    }
+}
