@@ -81,6 +81,12 @@ impl Journal for TargetJournal {
     async fn entries(&self) -> Result<Vec<JournalEntry>, JournalError> {
         self.inner.entries().await
     }
+    async fn entries_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        self.inner.entries_since(since).await
+    }
     async fn verify(&self) -> Result<Vec<crate::core::journal::Damage>, JournalError> {
         self.inner.verify().await
     }
