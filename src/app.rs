@@ -227,6 +227,7 @@ pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppE
                 .with_brake(cfg.pipeline.storm_brake_after),
         ),
         acl_backup: AclBackupPolicy::from_required(cfg.journal.require_acl_backup),
+        estate: Vec::new(),
     })
 }
 
