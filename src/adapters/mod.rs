@@ -6,3 +6,4 @@ pub mod aws;
 pub mod chef;
 pub mod journal;
 pub mod secrets;
+pub mod vault;

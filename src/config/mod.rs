@@ -12,6 +12,9 @@
 mod tests;
 mod validate;
 
+mod estate;
+pub use estate::{VaultConfig, WebhookConfig};
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -107,6 +110,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// Logging (`[log]`).
     pub log: LogConfig,
+    /// chef-vault clean-up (`[vault]`).
+    pub vault: VaultConfig,
+    /// The signed webhook after each deletion (`[webhook]`).
+    pub webhook: WebhookConfig,
 }
 
 /// `[chef]`: the server, and nodereaper's identity and key.

@@ -50,7 +50,8 @@ impl Config {
         self.validate_pipeline(file)?;
         self.validate_protect(file)?;
         self.validate_sweep(file)?;
-        self.validate_journal(file)
+        self.validate_journal(file)?;
+        self.webhook.validate(file)
     }
 
     /// `chef.server_url`: https, or http with `chef.allow_plain_http`.

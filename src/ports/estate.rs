@@ -100,3 +100,23 @@ pub trait EstateTarget: Send + Sync {
     /// (`doctor`): what was checked.
     async fn probe(&self) -> Result<String, EstateError>;
 }
+
+/// Chef data bags, as far as the chef-vault target needs them (Chef Infra
+/// Server `/data`; items are read and written flat, as
+/// `src/oc_erchef/apps/chef_objects/src/chef_data_bag_item.erl` accepts
+/// them: the id in the body must match the URL).
+#[async_trait]
+pub trait DataBags: Send + Sync {
+    /// The data bags' names.
+    async fn list_bags(&self) -> Result<Vec<String>, super::ChefError>;
+    /// The item ids of `bag`; `None`: no such bag.
+    async fn list_items(&self, bag: &str) -> Result<Option<Vec<String>>, super::ChefError>;
+    /// One item; `None`: no such item.
+    async fn get_item(&self, bag: &str, id: &str) -> Result<Option<Value>, super::ChefError>;
+    /// Replaces an existing item.
+    async fn put_item(&self, bag: &str, id: &str, item: &Value) -> Result<(), super::ChefError>;
+    /// Creates an item (its `id` names it).
+    async fn create_item(&self, bag: &str, item: &Value) -> Result<(), super::ChefError>;
+    /// Deletes an item; `AlreadyGone` when there was none.
+    async fn delete_item(&self, bag: &str, id: &str) -> Result<super::Deleted, super::ChefError>;
+}
