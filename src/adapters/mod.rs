@@ -7,3 +7,4 @@ pub mod chef;
 pub mod journal;
 pub mod secrets;
 pub mod vault;
+pub mod webhook;

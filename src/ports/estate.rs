@@ -30,6 +30,9 @@ pub struct Departure {
     pub account: Option<String>,
     /// The region asked about the instance, when known.
     pub region: Option<String>,
+    /// The Auto Scaling group, when the request named it (`None` today:
+    /// the reaper's request does not carry the event's group yet).
+    pub group: Option<String>,
     /// The Chef node.
     pub node_name: String,
     /// The Chef API client.
