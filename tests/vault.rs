@@ -270,10 +270,12 @@ async fn deleted_client_leaves_three_vaults_stays_admin_of_one_and_restore_bring
     let regs = nodereaper::jobs::restore::select(journal.as_ref(), &filter)
         .await
         .expect("select");
-    nodereaper::jobs::restore::restore(admin.as_ref(), &regs[0], false)
+    let mut restored = nodereaper::jobs::restore::restore(admin.as_ref(), &regs[0], false)
         .await
         .expect("restore");
-    vault.restore(backup).await.expect("vault restore");
+    let targets: Vec<Arc<dyn EstateTarget>> = vec![vault.clone()];
+    nodereaper::jobs::restore_estate::restore(&targets, &regs[0].estate, &mut restored).await;
+    assert!(!restored.partial(), "{:?}", restored.notes);
     for (id, secret) in &f.secrets {
         assert!(
             listed(

@@ -243,9 +243,13 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let mut attempts: Vec<Attempt> = Vec::new();
+    let estate = app::estate_targets(&config).await?;
     for reg in &registrations {
-        let result =
+        let mut result =
             jobs::restore::restore_with(&chef, reg, args.force, Some(journal.as_ref())).await;
+        if let Ok(restored) = &mut result {
+            jobs::restore_estate::restore(&estate, &reg.estate, restored).await;
+        }
         attempts.push((reg, result));
     }
     // New private keys: shown once, never discarded (also from failures

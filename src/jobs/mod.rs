@@ -5,5 +5,6 @@
 pub mod doctor;
 pub mod permissions;
 pub mod restore;
+pub mod restore_estate;
 pub mod setup;
 pub mod sweep;
