@@ -222,3 +222,30 @@ async fn failures_outlasting_the_retries_retry_on_5xx_and_hold_on_403() {
         }
     }
 }
+
+#[tokio::test]
+async fn doctor_probes_the_receiver_and_fails_on_a_closed_port() {
+    let (_r, url) = receiver(&[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").expect("secret");
+    let mut cfg = nodereaper::config::Config::default();
+    cfg.webhook.url = Some(url);
+    cfg.webhook.secret_file = Some(secret);
+    cfg.webhook.allow_plain_http = true;
+    let checks = nodereaper::jobs::doctor_estate::checks(&cfg).await;
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert!(
+        checks[0].ok && checks[0].name == "estate webhook",
+        "{checks:?}"
+    );
+    // Nothing listens on a just-closed port.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    cfg.webhook.url = Some(format!("http://127.0.0.1:{port}/hook"));
+    let checks = nodereaper::jobs::doctor_estate::checks(&cfg).await;
+    assert!(!checks[0].ok, "{checks:?}");
+}

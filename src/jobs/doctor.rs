@@ -112,6 +112,7 @@ pub async fn run(cfg: &Config, config_source: &str) -> Vec<Check> {
         });
     }
     chef_checks(cfg, &mut checks).await;
+    checks.extend(super::doctor_estate::checks(cfg).await);
     checks
 }
 

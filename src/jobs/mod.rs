@@ -3,6 +3,7 @@
 //! AWS wiring set-up.
 
 pub mod doctor;
+pub mod doctor_estate;
 pub mod permissions;
 pub mod restore;
 pub mod restore_estate;
