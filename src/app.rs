@@ -67,6 +67,9 @@ pub enum AppError {
     },
 }
 
+mod estate;
+pub use estate::estate_targets;
+
 /// Who we are on the Chef server, from explicit settings or a
 /// `~/.chef/credentials` profile (knife's own file).
 pub fn chef_identity(cfg: &Config) -> Result<credentials::Credentials, AppError> {
@@ -232,46 +235,6 @@ pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppE
         acl_backup: AclBackupPolicy::from_required(cfg.journal.require_acl_backup),
         estate: estate_targets(cfg).await?,
     })
-}
-
-/// The estate targets configured (`[vault]`, `[webhook]`), in that order.
-pub async fn estate_targets(cfg: &Config) -> Result<crate::act::estate::EstateTargets, AppError> {
-    use crate::adapters::webhook::{WebhookSettings, WebhookTarget};
-    let mut targets: crate::act::estate::EstateTargets = Vec::new();
-    if cfg.vault.enabled {
-        let chef = Arc::new(chef_client(cfg)?);
-        targets.push(Arc::new(crate::adapters::vault::VaultTarget::new(
-            chef,
-            cfg.vault.data_bags.clone(),
-        )));
-    }
-    let w = &cfg.webhook;
-    if let Some(url) = &w.url {
-        let secret = match (&w.secret_file, &w.secret_id) {
-            (Some(path), _) => {
-                std::fs::read_to_string(path).map_err(|e| crate::ports::estate::EstateError {
-                    target: crate::adapters::webhook::NAME,
-                    operation: "read webhook.secret_file".into(),
-                    object: path.display().to_string(),
-                    detail: e.to_string(),
-                    retry: crate::core::error::Retry::Permanent,
-                })?
-            }
-            (None, Some(id)) => {
-                secrets::fetch_pem(&cfg.aws, &KeyStore::SecretsManager(id.clone())).await?
-            }
-            (None, None) => String::new(),
-        };
-        targets.push(Arc::new(WebhookTarget::new(WebhookSettings {
-            url: url.clone(),
-            secret: secret.trim().as_bytes().to_vec(),
-            timeout: w.timeout,
-            attempts: w.attempts,
-            backoff: w.backoff,
-            allow_plain_http: w.allow_plain_http,
-        })?));
-    }
-    Ok(targets)
 }
 
 /// The region nodereaper asks when neither `aws.region` nor the SDK's chain

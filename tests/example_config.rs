@@ -204,6 +204,17 @@ fn fully_populated() -> Config {
             backoff: d.webhook.backoff,
             allow_plain_http: d.webhook.allow_plain_http,
         },
+        automate: nodereaper::config::AutomateConfig {
+            url: Some("https://automate.example.com".into()),
+            token_file: Some(PathBuf::from("/etc/nodereaper/automate-token")),
+            token_id: Some("nodereaper/automate".into()),
+            organization: Some("acme".into()),
+            service_hostname: Some("chef.example.com".into()),
+            timeout: d.automate.timeout,
+            attempts: d.automate.attempts,
+            backoff: d.automate.backoff,
+            allow_plain_http: d.automate.allow_plain_http,
+        },
     }
 }
 

@@ -2,6 +2,7 @@
 //! (signed HTTP), AWS (SQS, EC2, Auto Scaling, STS, Secrets Manager/SSM) and
 //! the deletion journal (local directory or S3).
 
+pub mod automate;
 pub mod aws;
 pub mod chef;
 pub mod journal;

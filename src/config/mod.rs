@@ -13,7 +13,7 @@ mod tests;
 mod validate;
 
 mod estate;
-pub use estate::{VaultConfig, WebhookConfig};
+pub use estate::{AutomateConfig, VaultConfig, WebhookConfig};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -114,6 +114,8 @@ pub struct Config {
     pub vault: VaultConfig,
     /// The signed webhook after each deletion (`[webhook]`).
     pub webhook: WebhookConfig,
+    /// Chef Automate node deletion (`[automate]`).
+    pub automate: AutomateConfig,
 }
 
 /// `[chef]`: the server, and nodereaper's identity and key.

@@ -51,7 +51,8 @@ impl Config {
         self.validate_protect(file)?;
         self.validate_sweep(file)?;
         self.validate_journal(file)?;
-        self.webhook.validate(file)
+        self.webhook.validate(file)?;
+        self.automate.validate(file)
     }
 
     /// `chef.server_url`: https, or http with `chef.allow_plain_http`.

@@ -6,7 +6,7 @@ use crate::config::Config;
 
 /// One check per configured estate target; none when none is configured.
 pub async fn checks(cfg: &Config) -> Vec<Check> {
-    if !cfg.vault.enabled && cfg.webhook.url.is_none() {
+    if !cfg.vault.enabled && cfg.webhook.url.is_none() && cfg.automate.url.is_none() {
         return Vec::new();
     }
     let targets = match crate::app::estate_targets(cfg).await {
@@ -33,6 +33,7 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
 fn fix(target: &str) -> &'static str {
     match target {
         "vault" => "nodereaper's Chef client needs read and update on the vault data bags (and delete on sparse-mode key items); check vault.data_bags",
+        "automate" => "check automate.url and that the api-token allows ingest:nodes:delete and system:serviceVersion:get",
         "webhook" => "check webhook.url, DNS, firewalls and that the receiver runs (https unless webhook.allow_plain_http)",
         _ => "see the error above",
     }
