@@ -319,3 +319,62 @@ async fn dry_run_leaves_every_vault_alone() {
         assert!(stored_secret(&admin, &f.bag, id, &f.client).await.is_some());
     }
 }
+
+/// The commands end to end, as an operator runs them: `deregister --node`
+/// with `[vault]` enabled removes the client from its vaults, `restore`
+/// puts the entries back and says so.
+#[tokio::test]
+async fn deregister_and_restore_commands_clean_and_restore_the_vaults() {
+    let admin = Arc::new(admin());
+    let f = fixture(&admin).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("nodereaper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[chef]\nserver_url = \"{}\"\nallow_plain_http = true\nclient_name = \"admin\"\nclient_key = \"{}\"\n[journal]\ndir = \"{}\"\n[vault]\nenabled = true\ndata_bags = [\"{}\"]\n",
+            stack().chef_url(),
+            stack().admin_key().display(),
+            dir.path().join("journal").display(),
+            f.bag
+        ),
+    )
+    .expect("config");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nodereaper"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run nodereaper")
+    };
+    let done = run(&["deregister", "--node", &f.client]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(!listed(&admin, &f.bag, "a_keys", "clients", &f.client).await);
+    assert_eq!(
+        stored_secret(&admin, &f.bag, "c_keys", &f.client).await,
+        None
+    );
+    let restored = run(&["restore", &f.client]);
+    let out = String::from_utf8_lossy(&restored.stdout);
+    assert!(
+        restored.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(
+        out.contains("estate vault: client") && out.contains("3 vault item(s)"),
+        "{out}"
+    );
+    for (id, secret) in &f.secrets[..3] {
+        let stored = stored_secret(&admin, &f.bag, id, &f.client)
+            .await
+            .expect("back");
+        assert_eq!(&decrypt(&f.private_key, &stored), secret, "{id}");
+    }
+}
