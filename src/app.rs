@@ -49,6 +49,9 @@ pub enum AppError {
     /// The key cannot be read from its secret store.
     #[error(transparent)]
     Secret(#[from] crate::adapters::secrets::SecretError),
+    /// An estate target (`[vault]`, `[webhook]`) cannot be set up.
+    #[error(transparent)]
+    Estate(#[from] crate::ports::estate::EstateError),
     /// No queue is configured.
     #[error("no queue configured: set [[queues]] url = \"...\" in the config file or NODEREAPER_QUEUE_URL")]
     NoQueue,
@@ -63,6 +66,9 @@ pub enum AppError {
         interval: std::time::Duration,
     },
 }
+
+mod estate;
+pub use estate::estate_targets;
 
 /// The configuration of the one target a single-target caller serves: the
 /// whole configuration without `[[chef.targets]]`, else the first target's.
@@ -238,6 +244,7 @@ pub async fn reaper(cfg: &Config, chef: Arc<dyn ChefApi>) -> Result<Reaper, AppE
                 .with_brake(cfg.pipeline.storm_brake_after),
         ),
         acl_backup: AclBackupPolicy::from_required(cfg.journal.require_acl_backup),
+        estate: estate_targets(cfg).await?,
     })
 }
 
@@ -276,6 +283,9 @@ pub async fn target_set(cfg: &Config, primary: Arc<Reaper>) -> Result<TargetSet,
             protection: protection(&tcfg),
             limiter: primary.limiter.clone(),
             acl_backup: primary.acl_backup,
+            // The vault of this target's server (webhook and Automate are
+            // the same for every target).
+            estate: estate_targets(&tcfg).await?,
         };
         reapers.push((name, Arc::new(reaper)));
     }

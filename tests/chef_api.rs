@@ -24,6 +24,7 @@ fn reaper(chef: Arc<dyn ChefApi>, journal_dir: &std::path::Path) -> Reaper {
         protection: Protection::default(),
         limiter: Arc::new(DeletionLimiter::new(0)),
         acl_backup: Default::default(),
+        estate: Vec::new(),
     }
 }
 

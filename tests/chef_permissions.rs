@@ -91,6 +91,7 @@ fn reaper(double: &Double, dir: &std::path::Path, policy: AclBackupPolicy) -> Re
         protection: Protection::default(),
         limiter: Arc::new(DeletionLimiter::new(0)),
         acl_backup: policy,
+        estate: Vec::new(),
     }
 }
 

@@ -218,6 +218,30 @@ fn fully_populated() -> Config {
             format: d.log.format,
             level: d.log.level.clone(),
         },
+        vault: nodereaper::config::VaultConfig {
+            enabled: true,
+            data_bags: vec!["secrets".into()],
+        },
+        webhook: nodereaper::config::WebhookConfig {
+            url: Some("https://hooks.example.com/nodereaper".into()),
+            secret_file: Some(PathBuf::from("/etc/nodereaper/webhook-secret")),
+            secret_id: Some("nodereaper/webhook".into()),
+            timeout: d.webhook.timeout,
+            attempts: d.webhook.attempts,
+            backoff: d.webhook.backoff,
+            allow_plain_http: d.webhook.allow_plain_http,
+        },
+        automate: nodereaper::config::AutomateConfig {
+            url: Some("https://automate.example.com".into()),
+            token_file: Some(PathBuf::from("/etc/nodereaper/automate-token")),
+            token_id: Some("nodereaper/automate".into()),
+            organization: Some("acme".into()),
+            service_hostname: Some("chef.example.com".into()),
+            timeout: d.automate.timeout,
+            attempts: d.automate.attempts,
+            backoff: d.automate.backoff,
+            allow_plain_http: d.automate.allow_plain_http,
+        },
     }
 }
 

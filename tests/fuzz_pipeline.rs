@@ -312,6 +312,7 @@ fn pipeline(world: &FakeWorld, case: &Case) -> (Pipeline, Source) {
         }),
         limiter: Arc::new(DeletionLimiter::new(0)),
         acl_backup: Default::default(),
+        estate: Vec::new(),
     };
     let settings = PipelineConfig {
         dry_run: case.dry_run,

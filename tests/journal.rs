@@ -31,6 +31,7 @@ fn reaper(chef: Arc<dyn ChefApi>, journal_dir: &Path) -> Reaper {
         protection: Protection::default(),
         limiter: Arc::new(DeletionLimiter::new(0)),
         acl_backup: Default::default(),
+        estate: Vec::new(),
     }
 }
 

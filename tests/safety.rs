@@ -404,6 +404,7 @@ async fn dot_and_dot_dot_are_never_addressed() {
         ),
         limiter: std::sync::Arc::new(nodereaper::act::DeletionLimiter::new(0)),
         acl_backup: Default::default(),
+        estate: Vec::new(),
     };
     let request = |name: &str| nodereaper::act::Request {
         target: nodereaper::act::Target::Node(name.into()),

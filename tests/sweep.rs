@@ -71,6 +71,7 @@ fn reaper(chef: Arc<dyn ChefApi>, journal: &std::path::Path) -> Reaper {
         }),
         limiter: Arc::new(DeletionLimiter::new(0)),
         acl_backup: Default::default(),
+        estate: Vec::new(),
     }
 }
 

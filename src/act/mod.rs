@@ -1,6 +1,7 @@
 //! Actions on the outside world: back up, then delete registrations.
 
 pub mod backup;
+pub mod estate;
 pub mod groups;
 pub mod limiter;
 pub mod reaper;

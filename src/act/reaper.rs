@@ -232,6 +232,10 @@ pub enum ReapError {
     /// The storm brake is engaged.
     #[error(transparent)]
     Brake(#[from] super::limiter::Braked),
+    /// An estate target (chef-vault, webhook) failed: before the deletion
+    /// (its backup: nothing deleted) or after it.
+    #[error(transparent)]
+    Estate(#[from] crate::ports::estate::EstateError),
 }
 
 /// What a failed reap was waiting on: the breaker probes that.
@@ -266,7 +270,8 @@ impl ReapError {
     /// What the failure was waiting on.
     pub fn dependency(&self) -> Dependency {
         match self {
-            ReapError::Resolve(_) | ReapError::Chef(_) => Dependency::Chef,
+            // An estate target: the breaker lets one message through to see.
+            ReapError::Resolve(_) | ReapError::Chef(_) | ReapError::Estate(_) => Dependency::Chef,
             ReapError::Journal { .. } => Dependency::Journal,
             ReapError::Brake(_) => Dependency::Brake,
         }
@@ -280,6 +285,7 @@ impl Classify for ReapError {
             ReapError::Chef(e) => e.retry(),
             ReapError::Journal { source, .. } => source.retry(),
             ReapError::Brake(_) => Retry::Transient,
+            ReapError::Estate(e) => e.retry(),
         }
     }
 
@@ -289,6 +295,7 @@ impl Classify for ReapError {
             ReapError::Chef(e) => e.blames_message(),
             // A broken journal is ours, not the message's; so is the brake.
             ReapError::Journal { .. } | ReapError::Brake(_) => false,
+            ReapError::Estate(e) => e.blames_message(),
         }
     }
 }
@@ -308,6 +315,8 @@ pub struct Reaper {
     pub limiter: Arc<DeletionLimiter>,
     /// Whether a deletion needs its ACL backup (`journal.require_acl_backup`).
     pub acl_backup: super::backup::AclBackupPolicy,
+    /// What else each deletion cleans (chef-vault, webhook); empty: nothing.
+    pub estate: super::estate::EstateTargets,
 }
 
 impl Reaper {
@@ -423,8 +432,13 @@ impl Reaper {
         {
             return Ok(Outcome::Changed { reason, plan });
         }
-        let journal_id = self.back_up(req, &plan, node, client).await?;
-        self.delete(plan, journal_id).await
+        let entry = self.back_up(req, &plan, node, client).await?;
+        let outcome = self.delete(plan, entry.id.clone()).await?;
+        if !self.estate.is_empty() {
+            let gone = super::estate::departure(&entry, req.verified_region.as_ref());
+            super::estate::clean(&self.estate, &gone, &entry.estate).await?;
+        }
+        Ok(outcome)
     }
 
     /// The checks on what was read, before anything is written: protection,
@@ -510,15 +524,15 @@ impl Reaper {
         )))
     }
 
-    /// Writes the journal entry (durably) for what is about to be deleted;
-    /// returns its id.
+    /// Writes the journal entry (durably) for what is about to be deleted,
+    /// with the estate targets' backups; returns it.
     async fn back_up(
         &self,
         req: &Request,
         plan: &Plan,
         node: Option<serde_json::Value>,
         client: Option<serde_json::Value>,
-    ) -> Result<String, ReapError> {
+    ) -> Result<JournalEntry, ReapError> {
         let mut entry = JournalEntry::new(
             req.source.as_str(),
             req.reason.clone(),
@@ -534,6 +548,10 @@ impl Reaper {
         // with the server kind and API version: what restore needs.
         super::backup::add_server_extras_with(&mut entry, self.chef.as_ref(), self.acl_backup)
             .await?;
+        if !self.estate.is_empty() {
+            let gone = super::estate::departure(&entry, req.verified_region.as_ref());
+            super::estate::back_up(&self.estate, &gone, &mut entry).await?;
+        }
         self.journal
             .record(&entry)
             .await
@@ -541,7 +559,7 @@ impl Reaper {
                 node: plan.node_name.clone(),
                 source,
             })?;
-        Ok(entry.id)
+        Ok(entry)
     }
 
     /// Deletes the client, then the node (what finds the registration again

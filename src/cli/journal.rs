@@ -297,6 +297,7 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let mut attempts: Vec<Attempt> = Vec::new();
+    let estate = app::estate_targets(&config).await?;
     for (reg, target) in registrations.iter().zip(&targets) {
         let chef = clients
             .get(&target.name)
@@ -304,8 +305,11 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         if config.has_targets() {
             eprintln!("{}: restoring to target {}", reg.node_name, target.name);
         }
-        let result =
+        let mut result =
             jobs::restore::restore_with(chef, reg, args.force, Some(journal.as_ref())).await;
+        if let Ok(restored) = &mut result {
+            jobs::restore_estate::restore(&estate, &reg.estate, restored).await;
+        }
         attempts.push((reg, result));
     }
     // New private keys: shown once, never discarded (also from failures

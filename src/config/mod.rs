@@ -17,6 +17,8 @@ pub use targets::{
     valid_target_name, RouteConfig, TargetConfig, TargetProtect, DEFAULT_TARGET,
     MAX_TARGET_NAME_LEN,
 };
+mod estate;
+pub use estate::{AutomateConfig, VaultConfig, WebhookConfig};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -115,6 +117,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// Logging (`[log]`).
     pub log: LogConfig,
+    /// chef-vault clean-up (`[vault]`).
+    pub vault: VaultConfig,
+    /// The signed webhook after each deletion (`[webhook]`).
+    pub webhook: WebhookConfig,
+    /// Chef Automate node deletion (`[automate]`).
+    pub automate: AutomateConfig,
 }
 
 /// `[chef]`: the server, and nodereaper's identity and key.

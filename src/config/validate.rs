@@ -49,7 +49,9 @@ impl Config {
         self.validate_pipeline(file)?;
         self.validate_protect(file)?;
         self.validate_sweep(file)?;
-        self.validate_journal(file)
+        self.validate_journal(file)?;
+        self.webhook.validate(file)?;
+        self.automate.validate(file)
     }
 
     /// The `[chef]` section (also each target's view of it).

@@ -77,6 +77,11 @@ pub struct JournalEntry {
     /// What could not be backed up and why (e.g. an ACL nodereaper may not read).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What each estate target (chef-vault, webhook, ...) read or is about
+    /// to send, recorded before it changes anything; restore gives it back
+    /// to the target. Empty in entries written before targets existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub estate: Vec<EstateBackup>,
     /// In the index: the objects stored beside this line.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<String>,
@@ -84,6 +89,16 @@ pub struct JournalEntry {
     /// Never written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damage: Vec<String>,
+}
+
+/// One estate target's backup in a journal entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EstateBackup {
+    /// The target's name (`vault`, `webhook`, `automate`).
+    pub target: String,
+    /// What the target needs to undo its clean (its own format).
+    #[serde(default)]
+    pub data: Value,
 }
 
 /// Was an object there when it was backed up?
@@ -190,6 +205,7 @@ impl JournalEntry {
             api_version: None,
             acl_backup: None,
             notes: Vec::new(),
+            estate: Vec::new(),
             objects: Vec::new(),
             damage: Vec::new(),
         }

@@ -113,17 +113,18 @@ pub async fn run(cfg: &Config, config_source: &str) -> Vec<Check> {
     }
     if !cfg.has_targets() {
         chef_checks(cfg, &mut checks).await;
-        return checks;
-    }
-    // Several targets: the routing table, then each target's own checks.
-    checks.push(super::routing::routing_check(cfg));
-    for name in cfg.target_names() {
-        let from = checks.len();
-        if let Some(target) = cfg.for_target(&name) {
-            chef_checks(&target, &mut checks).await;
+    } else {
+        // Several targets: the routing table, then each target's own checks.
+        checks.push(super::routing::routing_check(cfg));
+        for name in cfg.target_names() {
+            let from = checks.len();
+            if let Some(target) = cfg.for_target(&name) {
+                chef_checks(&target, &mut checks).await;
+            }
+            super::routing::label_target_checks(&mut checks, from, &name);
         }
-        super::routing::label_target_checks(&mut checks, from, &name);
     }
+    checks.extend(super::doctor_estate::checks(cfg).await);
     checks
 }
 

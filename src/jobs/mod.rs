@@ -3,8 +3,10 @@
 //! AWS wiring set-up.
 
 pub mod doctor;
+pub mod doctor_estate;
 pub mod permissions;
 pub mod restore;
 pub mod routing;
+pub mod restore_estate;
 pub mod setup;
 pub mod sweep;

@@ -76,6 +76,9 @@ pub struct Registration {
     pub client_already_gone: bool,
     /// Damage found in the merged entries.
     pub damage: Vec<String>,
+    /// The estate targets' backups (chef-vault entries...), newest per target.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub estate: Vec<crate::core::journal::EstateBackup>,
 }
 
 impl Registration {
@@ -100,6 +103,7 @@ impl Registration {
             client_groups: None,
             client_already_gone: false,
             damage: entries.iter().flat_map(|e| e.damage.clone()).collect(),
+            estate: super::restore_estate::newest_per_target(&entries),
         };
         if let Some(e) = entries.iter().find(|e| e.node.is_some()) {
             reg.node_entry = Some(e.id.clone());

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub mod error;
+pub mod estate;
 
 use crate::core::chef::{AclObject, ClientKey, ServerInfo};
 use crate::core::groups::Group;

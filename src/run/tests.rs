@@ -37,6 +37,7 @@ fn reaper(world: &FakeWorld, limiter: Arc<DeletionLimiter>) -> Reaper {
         protection: Protection::default(),
         limiter,
         acl_backup: Default::default(),
+        estate: Vec::new(),
     }
 }
 

@@ -338,6 +338,33 @@ pub fn aws_denied(action: Option<&'static str>) {
         .inc();
 }
 
+/// An estate target finished its clean after a Chef deletion
+/// (`nodereaper_estate_total{target, result="cleaned"|"left_alone"}`).
+pub fn estate_cleaned(target: &str, node: &str, done: &crate::ports::estate::Cleaned) {
+    let m = &metrics::get().estate;
+    m.with_label_values(&[target, "cleaned"]).inc();
+    tracing::info!(
+        target_name = target,
+        node,
+        changed = done.changed,
+        "estate target cleaned"
+    );
+    for why in &done.left_alone {
+        m.with_label_values(&[target, "left_alone"]).inc();
+        tracing::warn!(target_name = target, node, reason = %why, "estate target left an object alone");
+    }
+}
+
+/// An estate target failed after the Chef deletion succeeded
+/// (`nodereaper_estate_total{target, result="failed"}`).
+pub fn estate_failed(target: &str, node: &str, error: &crate::ports::estate::EstateError) {
+    metrics::get()
+        .estate
+        .with_label_values(&[target, "failed"])
+        .inc();
+    tracing::error!(target_name = target, node, error = %error, "estate target failed after the Chef deletion");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

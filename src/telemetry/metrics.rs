@@ -66,6 +66,9 @@ pub struct Metrics {
     pub sweep_last_run: Gauge,
     /// How long the last sweep took, in seconds (`sweep_last_duration_seconds`).
     pub sweep_duration: Gauge,
+    /// Estate target results after Chef deletions, by target and result
+    /// (`cleaned`, `left_alone`, `failed`) (`estate_total`).
+    pub estate: IntCounterVec,
 }
 
 /// Creates metrics and registers each in the registry.
@@ -210,6 +213,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Unix time the last sweep finished",
         )?,
         sweep_duration: r.gauge("sweep_last_duration_seconds", "Duration of the last sweep")?,
+        estate: r.counter(
+            "estate_total",
+            "Estate target results after Chef deletions, by target and result",
+            &["target", "result"],
+        )?,
         families: r.families.take(),
         registry: r.registry,
     })

@@ -353,6 +353,7 @@ pub fn reaper(chef: Arc<dyn ChefApi>, journal: &Path, protect: &ProtectConfig) -
         protection: Protection::new(protect).with_own_client("nodereaper"),
         limiter: Arc::new(DeletionLimiter::new(0)),
         acl_backup: Default::default(),
+        estate: Vec::new(),
     }
 }
 
