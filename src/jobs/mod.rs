@@ -6,7 +6,7 @@ pub mod doctor;
 pub mod doctor_estate;
 pub mod permissions;
 pub mod restore;
-pub mod routing;
 pub mod restore_estate;
+pub mod routing;
 pub mod setup;
 pub mod sweep;
