@@ -262,6 +262,40 @@ fn restore_clients(
     Ok((targets, clients))
 }
 
+/// Restores each registration to its target's Chef server, then its estate
+/// backups (chef-vault entries) to that same target's server.
+async fn restore_each<'a>(
+    config: &Config,
+    registrations: &'a [Registration],
+    (targets, clients): (
+        &[jobs::restore::RestoreTarget],
+        &std::collections::BTreeMap<String, nodereaper::adapters::chef::ChefClient>,
+    ),
+    force: bool,
+    journal: &dyn nodereaper::ports::Journal,
+) -> Result<Vec<Attempt<'a>>> {
+    let mut estates = std::collections::BTreeMap::new();
+    let mut attempts: Vec<Attempt> = Vec::new();
+    for (reg, target) in registrations.iter().zip(targets) {
+        let chef = clients
+            .get(&target.name)
+            .with_context(|| format!("no Chef client for target {:?}", target.name))?;
+        if config.has_targets() {
+            eprintln!("{}: restoring to target {}", reg.node_name, target.name);
+        }
+        if !estates.contains_key(&target.name) {
+            let estate = app::estate_targets(&target.config).await?;
+            estates.insert(target.name.clone(), estate);
+        }
+        let mut result = jobs::restore::restore_with(chef, reg, force, Some(journal)).await;
+        if let (Ok(restored), Some(estate)) = (&mut result, estates.get(&target.name)) {
+            jobs::restore_estate::restore(estate, &reg.estate, restored).await;
+        }
+        attempts.push((reg, result));
+    }
+    Ok(attempts)
+}
+
 /// One registration's restore: what was restored, or why not.
 type Attempt<'a> = (&'a Registration, Result<Restored, RestoreError>);
 
@@ -296,22 +330,14 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         Some(path) => reserve_key_files(path, &registrations)?,
         None => Vec::new(),
     };
-    let mut attempts: Vec<Attempt> = Vec::new();
-    let estate = app::estate_targets(&config).await?;
-    for (reg, target) in registrations.iter().zip(&targets) {
-        let chef = clients
-            .get(&target.name)
-            .with_context(|| format!("no Chef client for target {:?}", target.name))?;
-        if config.has_targets() {
-            eprintln!("{}: restoring to target {}", reg.node_name, target.name);
-        }
-        let mut result =
-            jobs::restore::restore_with(chef, reg, args.force, Some(journal.as_ref())).await;
-        if let Ok(restored) = &mut result {
-            jobs::restore_estate::restore(&estate, &reg.estate, restored).await;
-        }
-        attempts.push((reg, result));
-    }
+    let attempts = restore_each(
+        &config,
+        &registrations,
+        (&targets, &clients),
+        args.force,
+        journal.as_ref(),
+    )
+    .await?;
     // New private keys: shown once, never discarded (also from failures
     // that came after the client was created).
     let new_keys: Vec<(&str, &str)> = attempts

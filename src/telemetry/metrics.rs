@@ -111,6 +111,15 @@ impl Registrar {
         self.register(HistogramVec::new(opts, labels)?)
     }
 
+    fn int_gauge_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, prometheus::Error> {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
     fn int_gauge(&self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
         self.register(IntGauge::new(name, help)?)
     }
@@ -135,6 +144,9 @@ const RATE_LIMITED_HELP: &str =
     "1 while deletions are paused because pipeline.max_deletions_per_minute was reached";
 const STORM_BRAKE_HELP: &str = "1 once deletions ran at pipeline.max_deletions_per_minute for pipeline.storm_brake_after: no deletions until restart";
 const ACL_BACKUP_FORBIDDEN_HELP: &str = "1 once the Chef server refused nodereaper an ACL read (grant missing): deletions are journaled without ACLs, or refused with journal.require_acl_backup";
+
+const BREAKER_HELP: &str = "1 while the breaker for a dependency is open (receiving paused)";
+const SWEEP_LAST_RUN_HELP: &str = "Unix time the last sweep finished";
 
 fn build() -> Result<Metrics, prometheus::Error> {
     let r = Registrar {
@@ -196,22 +208,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
             &["service", "operation", "result"],
             LATENCY_BUCKETS,
         )?,
-        breaker_open: r.register(IntGaugeVec::new(
-            Opts::new(
-                "circuit_breaker_open",
-                "1 while the breaker for a dependency is open (receiving paused)",
-            ),
-            &["dependency"],
-        )?)?,
+        breaker_open: r.int_gauge_vec("circuit_breaker_open", BREAKER_HELP, &["dependency"])?,
         rate_limited: r.int_gauge("deletion_rate_limited", RATE_LIMITED_HELP)?,
         storm_brake: r.int_gauge("storm_brake_engaged", STORM_BRAKE_HELP)?,
         acl_backup_forbidden: r.int_gauge("acl_backup_forbidden", ACL_BACKUP_FORBIDDEN_HELP)?,
         in_flight: r.int_gauge("messages_in_flight", "Messages being processed now")?,
         sweep_candidates: r.int_gauge("sweep_candidates", "Candidates found by the last sweep")?,
-        sweep_last_run: r.gauge(
-            "sweep_last_run_timestamp_seconds",
-            "Unix time the last sweep finished",
-        )?,
+        sweep_last_run: r.gauge("sweep_last_run_timestamp_seconds", SWEEP_LAST_RUN_HELP)?,
         sweep_duration: r.gauge("sweep_last_duration_seconds", "Duration of the last sweep")?,
         estate: r.counter(
             "estate_total",
