@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,24 +72,6 @@ fn reaper(chef: Arc<dyn ChefApi>, journal: &std::path::Path) -> Reaper {
         limiter: Arc::new(DeletionLimiter::new(0)),
         acl_backup: Default::default(),
         estate: Vec::new(),
-    }
-}
-
-/// Removes every node and every non-built-in client.
-async fn wipe(chef: &ChefClient) {
-    for n in chef.list_nodes().await.expect("list") {
-        chef.delete_node(&n).await.expect("delete node");
-    }
-    let resp = chef
-        .send(reqwest::Method::GET, &["clients"], &[], None)
-        .await
-        .expect("clients");
-    let clients: HashMap<String, Value> = serde_json::from_slice(&resp.body).expect("json");
-    for c in clients
-        .keys()
-        .filter(|c| !["admin", "chef-validator", "chef-webui"].contains(&c.as_str()))
-    {
-        chef.delete_client(c).await.expect("delete client");
     }
 }
 

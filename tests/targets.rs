@@ -8,73 +8,25 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use common::*;
-use nodereaper::adapters::chef::auth::{SignVersion, SigningKey};
-use nodereaper::adapters::chef::{ChefClient, ChefSettings};
+use nodereaper::adapters::chef::ChefClient;
 use nodereaper::adapters::journal::LocalJournal;
 use nodereaper::config::{Config, QueueConfig, RouteConfig, TargetConfig};
 use nodereaper::ports::{ChefApi, Journal};
 use serde_json::json;
 
-/// The second goiardi (its stack's moto is stopped: only goiardi is used).
-struct ServerB {
-    url: String,
-    admin_key: PathBuf,
-}
-
-fn server_b() -> &'static ServerB {
-    static B: OnceLock<ServerB> = OnceLock::new();
-    B.get_or_init(|| {
-        let dir = repo_root().join("target/stack-targets-b");
-        let run = |cmd: &str| {
-            let out = Command::new(repo_root().join("scripts/stack.sh"))
-                .arg(cmd)
-                .env("NODEREAPER_STACK_DIR", &dir)
-                .output()
-                .expect("run scripts/stack.sh");
-            assert!(
-                out.status.success(),
-                "stack.sh {cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
-        let env_file = run("up");
-        let env_file = PathBuf::from(env_file.lines().last().unwrap_or_default().trim());
-        let text = std::fs::read_to_string(&env_file).expect("stack-b env");
-        let vars: HashMap<&str, &str> = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .collect();
-        let b = ServerB {
-            url: vars["NODEREAPER_CHEF_URL"].to_string(),
-            admin_key: PathBuf::from(vars["NODEREAPER_CHEF_ADMIN_KEY"]),
-        };
-        run("stop-moto");
-        b
-    })
+/// The second goiardi.
+fn server_b() -> &'static second_server::SecondServer {
+    static B: OnceLock<second_server::SecondServer> = OnceLock::new();
+    B.get_or_init(|| second_server::SecondServer::start("targets-b"))
 }
 
 fn admin_b() -> ChefClient {
-    let b = server_b();
-    ChefClient::new(ChefSettings {
-        server_url: url::Url::parse(&b.url).expect("url"),
-        client_name: "admin".into(),
-        key: SigningKey::from_pem(&std::fs::read_to_string(&b.admin_key).expect("key"))
-            .expect("key"),
-        sign_version: SignVersion::V1_3,
-        timeout: std::time::Duration::from_secs(10),
-        ca_bundle: None,
-        insecure_skip_tls_verify: false,
-        page_size: 1000,
-    })
-    .expect("client b")
+    server_b().admin()
 }
 
 /// Targets "a" (the shared stack's goiardi) and "b"; `queues` as (URL,

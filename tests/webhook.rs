@@ -249,3 +249,78 @@ async fn doctor_probes_the_receiver_and_fails_on_a_closed_port() {
     let checks = nodereaper::jobs::doctor_estate::checks(&cfg).await;
     assert!(!checks[0].ok, "{checks:?}");
 }
+
+/// At least once: a webhook that failed after the Chef deletion is sent
+/// again when the redelivered message finds the registration gone, from
+/// that deletion's journal entry and with the same idempotency key. An entry
+/// recorded before the message was sent (a duplicate notification arriving
+/// after a finished deletion) is not run again.
+#[tokio::test]
+async fn a_failed_webhook_is_sent_again_when_the_message_comes_back() {
+    let (r, url) = receiver(&[503, 503, 503]).await;
+    let (chef, name, id) = registered().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reaper = reaper(chef.clone(), dir.path(), &url);
+    let sent = chrono::Utc::now() - chrono::Duration::seconds(1);
+    reaper
+        .reap(&request(&name, false))
+        .await
+        .expect_err("the webhook failed");
+    assert!(chef.get_node(&name).await.expect("get").is_none());
+    let id = nodereaper::core::ids::InstanceId::parse(&id).expect("instance id");
+
+    let duplicate_sent = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let ran = reaper
+        .resume_estate(&id, duplicate_sent, None)
+        .await
+        .expect("resume");
+    assert!(!ran, "an entry older than the message was run again");
+    assert_eq!(r.got.lock().expect("lock").len(), 3);
+
+    let ran = reaper.resume_estate(&id, sent, None).await.expect("resume");
+    assert!(ran);
+    let got = r.got.lock().expect("lock").clone();
+    assert_eq!(got.len(), 4, "sent again");
+    let key = |i: usize| got[i].0.get("idempotency-key").cloned();
+    assert!(key(3).is_some() && key(3) == key(0), "the same key");
+    assert!(verify(SECRET, &got[3].0, &got[3].1), "signed");
+}
+
+/// The same through the daemon's pipeline on the real queue: the first
+/// delivery deletes the registration and the webhook fails (a 503, one
+/// attempt), so the message is retried; its redelivery finds the
+/// registration gone and sends the webhook again. Queue and DLQ end empty.
+#[tokio::test]
+async fn the_daemon_sends_a_failed_webhook_again_on_redelivery() {
+    let (r, url) = receiver(&[503]).await;
+    let (chef, name, id) = registered().await;
+    let (queue, dlq) = queue_with_dlq(&unique("hook-again"), 5).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).expect("secret");
+    let mut cfg = daemon_config(&[&queue], &dir.path().join("journal"));
+    cfg.webhook.url = Some(url);
+    cfg.webhook.secret_file = Some(secret);
+    cfg.webhook.allow_plain_http = true;
+    cfg.webhook.attempts = 1;
+    send(
+        &queue,
+        &sns_wrap(&asg_terminate_notification(&id, "web-asg")),
+    )
+    .await;
+    let summary = drain(&cfg, None).await;
+    assert!(chef.get_node(&name).await.expect("get").is_none());
+    let got = r.got.lock().expect("lock").clone();
+    assert_eq!(
+        got.len(),
+        2,
+        "the failed POST, then the one sent again: {summary:?}"
+    );
+    assert_eq!(
+        got[0].0.get("idempotency-key"),
+        got[1].0.get("idempotency-key")
+    );
+    assert_eq!(summary.retried, 1, "{summary:?}");
+    assert_eq!(depth(&queue).await, (0, 0));
+    assert_eq!(depth(&dlq).await, (0, 0));
+}

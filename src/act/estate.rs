@@ -52,8 +52,9 @@ pub async fn back_up(
 }
 
 /// Cleans every target after the Chef deletion succeeded. Every target is
-/// tried; the first failure is returned (the message's retry finds the
-/// registration gone, so the failure is also logged and counted here).
+/// tried; the first failure is returned (and logged and counted here: the
+/// message's retry finds the registration gone and re-runs the targets from
+/// the journal entry, [`crate::act::Reaper::resume_estate`]).
 pub async fn clean(
     targets: &EstateTargets,
     gone: &Departure,

@@ -236,6 +236,9 @@ pub enum ReapError {
     /// (its backup: nothing deleted) or after it.
     #[error(transparent)]
     Estate(#[from] crate::ports::estate::EstateError),
+    /// The journal could not be read (to run estate targets again).
+    #[error("cannot read the journal: {0}")]
+    JournalRead(#[source] JournalError),
 }
 
 /// What a failed reap was waiting on: the breaker probes that.
@@ -272,7 +275,7 @@ impl ReapError {
         match self {
             // An estate target: the breaker lets one message through to see.
             ReapError::Resolve(_) | ReapError::Chef(_) | ReapError::Estate(_) => Dependency::Chef,
-            ReapError::Journal { .. } => Dependency::Journal,
+            ReapError::Journal { .. } | ReapError::JournalRead(_) => Dependency::Journal,
             ReapError::Brake(_) => Dependency::Brake,
         }
     }
@@ -283,7 +286,7 @@ impl Classify for ReapError {
         match self {
             ReapError::Resolve(e) => e.retry(),
             ReapError::Chef(e) => e.retry(),
-            ReapError::Journal { source, .. } => source.retry(),
+            ReapError::Journal { source, .. } | ReapError::JournalRead(source) => source.retry(),
             ReapError::Brake(_) => Retry::Transient,
             ReapError::Estate(e) => e.retry(),
         }
@@ -294,7 +297,7 @@ impl Classify for ReapError {
             ReapError::Resolve(e) => e.blames_message(),
             ReapError::Chef(e) => e.blames_message(),
             // A broken journal is ours, not the message's; so is the brake.
-            ReapError::Journal { .. } | ReapError::Brake(_) => false,
+            ReapError::Journal { .. } | ReapError::JournalRead(_) | ReapError::Brake(_) => false,
             ReapError::Estate(e) => e.blames_message(),
         }
     }
@@ -439,6 +442,40 @@ impl Reaper {
             super::estate::clean(&self.estate, &gone, &entry.estate).await?;
         }
         Ok(outcome)
+    }
+
+    /// Runs the estate targets again for a registration already gone: the
+    /// newest journal entry of instance `id` recorded at or after `since`
+    /// (the redelivered message's send time) is a deletion made by an
+    /// earlier delivery of that message, whose estate targets may then have
+    /// failed. Cleaning is idempotent (the webhook sends the same
+    /// idempotency key), so the targets run at least once. True when an
+    /// entry was found and its targets ran; nothing configured or no such
+    /// entry: false.
+    pub async fn resume_estate(
+        &self,
+        id: &InstanceId,
+        since: chrono::DateTime<chrono::Utc>,
+        region: Option<&Placement>,
+    ) -> Result<bool, ReapError> {
+        if self.estate.is_empty() {
+            return Ok(false);
+        }
+        let entries = self
+            .journal
+            .entries_since(since)
+            .await
+            .map_err(ReapError::JournalRead)?;
+        let Some(entry) = entries
+            .iter()
+            .rev()
+            .find(|e| e.instance_id.as_deref() == Some(id.as_str()))
+        else {
+            return Ok(false);
+        };
+        let gone = super::estate::departure(entry, region);
+        super::estate::clean(&self.estate, &gone, &entry.estate).await?;
+        Ok(true)
     }
 
     /// The checks on what was read, before anything is written: protection,

@@ -54,7 +54,8 @@ pub async fn run_daemon(
     }
     if let Some(sweep) = sweep {
         tasks.spawn(periodic_sweep(
-            pipeline.reaper.clone(),
+            pipeline.targets.clone(),
+            pipeline.reaper.journal.clone(),
             sweep,
             shutdown.clone(),
         ));
@@ -140,9 +141,15 @@ async fn daily_prune(
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-/// `run`'s periodic sweep: every `sweep.every`, until shutdown. Its
-/// deletions are capped per rolling 24 hours on top of the per-run caps.
-async fn periodic_sweep(reaper: Arc<Reaper>, sweep: PeriodicSweep, mut shutdown: Shutdown) {
+/// `run`'s periodic sweep: every `sweep.every`, until shutdown, every Chef
+/// target in turn, each within its own per-run caps; their deletions
+/// together are capped per rolling 24 hours (read from `journal` at start).
+async fn periodic_sweep(
+    targets: Arc<TargetSet>,
+    journal: Arc<dyn Journal>,
+    sweep: PeriodicSweep,
+    mut shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval(sweep.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut deleted = DailyCount::default();
@@ -151,34 +158,47 @@ async fn periodic_sweep(reaper: Arc<Reaper>, sweep: PeriodicSweep, mut shutdown:
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if shutdown.is_shutdown() {
-            return;
-        }
         if !deleted.seeded {
-            if let Err(e) = deleted.seed(reaper.journal.as_ref()).await {
+            if let Err(e) = deleted.seed(journal.as_ref()).await {
                 tracing::warn!(error = %e, "periodic sweep: cannot read today's sweep deletions from the journal; this run reports only");
             }
         }
-        let now = tokio::time::Instant::now();
-        let run = deleted.capped(&sweep.settings, sweep.per_day, now);
-        let result =
-            jobs::sweep::sweep(&reaper, sweep.fleet.as_ref(), &run, &jobs::sweep::Silent).await;
-        match result {
-            Ok(r) => {
-                deleted.add(now, r.deleted);
-                tracing::info!(
-                    nodes = r.nodes,
-                    candidates = r.candidates,
-                    deleted = r.deleted,
-                    failed = r.failed,
-                    applied = r.applied,
-                    aborted = r.aborted.as_deref().unwrap_or(""),
-                    duration_ms = r.duration_ms,
-                    "periodic sweep done"
-                )
+        for name in targets.names() {
+            if shutdown.is_shutdown() {
+                return;
             }
-            Err(e) => tracing::warn!(error = %e, "periodic sweep failed"),
+            if let Some(reaper) = targets.get(name) {
+                sweep_target(name, reaper, &sweep, &mut deleted).await;
+            }
         }
+    }
+}
+
+/// One target's periodic sweep, within what is left of the daily cap.
+async fn sweep_target(
+    name: &str,
+    reaper: &Reaper,
+    sweep: &PeriodicSweep,
+    deleted: &mut DailyCount,
+) {
+    let now = tokio::time::Instant::now();
+    let run = deleted.capped(&sweep.settings, sweep.per_day, now);
+    match jobs::sweep::sweep(reaper, sweep.fleet.as_ref(), &run, &jobs::sweep::Silent).await {
+        Ok(r) => {
+            deleted.add(now, r.deleted);
+            tracing::info!(
+                target_name = name,
+                nodes = r.nodes,
+                candidates = r.candidates,
+                deleted = r.deleted,
+                failed = r.failed,
+                applied = r.applied,
+                aborted = r.aborted.as_deref().unwrap_or(""),
+                duration_ms = r.duration_ms,
+                "periodic sweep done"
+            )
+        }
+        Err(e) => tracing::warn!(target_name = name, error = %e, "periodic sweep failed"),
     }
 }
 

@@ -9,7 +9,7 @@ use nodereaper::app;
 use nodereaper::config::Config;
 use nodereaper::jobs::sweep::{Progress, Report};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::{ExitCode, Output};
@@ -26,6 +26,10 @@ pub struct SweepArgs {
     /// Grace period override, e.g. "2h" (default: sweep.grace_period).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub grace_period: Option<std::time::Duration>,
+    /// Sweep only this Chef target (`[[chef.targets]]` name; default: every
+    /// target in turn, each within its own caps).
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
@@ -81,41 +85,87 @@ fn age(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     }
 }
 
-/// `nodereaper sweep`: exit 2 when a safety guard aborted the sweep, 1 when
-/// a deletion failed with an error.
+/// `nodereaper sweep`: every target in turn (or `--target`), each within its
+/// own blast-radius caps. Exit 2 when a safety guard aborted a target's
+/// sweep, 1 when a deletion failed with an error.
 pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
     let mut config = config;
     if let Some(g) = args.grace_period {
         config.sweep.grace_period = g;
     }
-    let chef = Arc::new(app::chef_client(&config)?);
-    let reaper = app::reaper(&config, chef.clone()).await?;
+    let names = match &args.target {
+        Some(t) if config.for_target(t).is_some() => vec![t.clone()],
+        Some(t) => bail!(
+            "--target {t:?}: no such Chef target (configured: {})",
+            config.target_names().join(", ")
+        ),
+        None => config.target_names(),
+    };
     let regions = app::sweep_regions(&config).await;
     let fleet = app::sweep_fleet(&config);
     let settings = app::sweep_settings(&config, regions, args.apply, args.force);
-    let bar = Bar::new(args.output == Output::Text);
-    let report = nodereaper::jobs::sweep::sweep(&reaper, &fleet, &settings, &bar).await;
-    bar.finish();
-    let report = report?;
-    let requests = request_counts(&chef, &fleet).await;
+    let mut swept = Vec::new();
+    for name in names {
+        let (report, requests) = sweep_target(&config, &name, &fleet, &settings, &args).await?;
+        swept.push((name, report, requests));
+    }
     if args.output == Output::Json {
-        let mut out = serde_json::to_value(&report)?;
-        out["requests"] = serde_json::to_value(&requests)?;
+        let mut sections = Vec::new();
+        for (name, report, requests) in &swept {
+            let mut out = serde_json::to_value(report)?;
+            out["requests"] = serde_json::to_value(requests)?;
+            out["target"] = serde_json::Value::String(name.clone());
+            sections.push(out);
+        }
+        // One target without `[[chef.targets]]`: the report as before.
+        let out = match (config.has_targets(), sections.len()) {
+            (false, 1) => sections.remove(0),
+            _ => serde_json::json!({ "targets": sections }),
+        };
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        print_text(&report, &requests)?;
+        for (name, report, requests) in &swept {
+            if config.has_targets() {
+                println!("== target {name}");
+            }
+            print_text(report, requests)?;
+        }
     }
-    Ok(if report.aborted.is_some() {
+    let failed: usize = swept.iter().map(|(_, r, _)| r.failed).sum();
+    Ok(if swept.iter().any(|(_, r, _)| r.aborted.is_some()) {
         ExitCode::from(2)
-    } else if report.failed > 0 {
-        eprintln!(
-            "nodereaper sweep: {} deletion(s) failed (see the skipped rows)",
-            report.failed
-        );
+    } else if failed > 0 {
+        eprintln!("nodereaper sweep: {failed} deletion(s) failed (see the skipped rows)");
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One target's sweep against its own server, journaled under its name.
+async fn sweep_target(
+    config: &Config,
+    name: &str,
+    fleet: &AwsFleet,
+    settings: &nodereaper::jobs::sweep::SweepSettings,
+    args: &SweepArgs,
+) -> Result<(Report, BTreeMap<String, u64>)> {
+    let tcfg = config
+        .for_target(name)
+        .with_context(|| format!("no Chef target {name:?}"))?;
+    let chef = Arc::new(app::chef_client(&tcfg)?);
+    let mut reaper = app::reaper(&tcfg, chef.clone()).await?;
+    if config.has_targets() {
+        reaper.journal = Arc::new(nodereaper::act::TargetJournal {
+            inner: reaper.journal.clone(),
+            target: name.to_string(),
+        });
+    }
+    let bar = Bar::new(args.output == Output::Text);
+    let report = nodereaper::jobs::sweep::sweep(&reaper, fleet, settings, &bar).await;
+    bar.finish();
+    let report = report?;
+    Ok((report, request_counts(&chef, fleet).await))
 }
 
 /// What the sweep cost, by endpoint.

@@ -591,8 +591,41 @@ impl Pipeline {
                 Err(Disposition::DeadLetter { reason })
             }
             Outcome::Protected { .. } => Ok(Handled::Protected),
-            Outcome::AlreadyGone { .. } => Ok(Handled::AlreadyGone),
+            Outcome::AlreadyGone { .. } => {
+                self.resume_estate(work, regional, reaper).await?;
+                Ok(Handled::AlreadyGone)
+            }
             Outcome::Deleted { .. } => Ok(Handled::Deleted),
+        }
+    }
+
+    /// A redelivered message whose registration is gone: an earlier
+    /// delivery may have deleted it and then failed in an estate target
+    /// (chef-vault, webhook, Automate); those run again from that delivery's
+    /// journal entry. A first delivery (a duplicate notification, say) finds
+    /// no such entry worth re-running, so it is not asked.
+    async fn resume_estate(
+        &self,
+        work: &Work<'_>,
+        regional: &Regional,
+        reaper: &Reaper,
+    ) -> Result<(), Disposition> {
+        let (Some(since), false) = (work.msg.sent_at, self.settings.dry_run) else {
+            return Ok(());
+        };
+        if work.msg.receive_count < 2 {
+            return Ok(());
+        }
+        match reaper
+            .resume_estate(&work.t.instance_id, since, Some(&regional.placement))
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(instance_id = %work.t.instance_id, "estate targets run again for a deletion of an earlier delivery");
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(self.fail(&e, e.to_string(), Probe::after(&e))),
         }
     }
 

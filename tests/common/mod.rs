@@ -14,6 +14,8 @@ use nodereaper::adapters::chef::{ChefClient, ChefSettings};
 use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
 
+pub mod second_server;
+
 pub struct Stack {
     pub env_file: PathBuf,
     pub vars: HashMap<String, String>,
@@ -654,4 +656,22 @@ pub async fn dead_letters(dlq: &str) -> Vec<(String, String)> {
             (m.body().unwrap_or_default().to_string(), reason)
         })
         .collect()
+}
+
+/// Removes every node and every non-built-in client.
+pub async fn wipe(chef: &ChefClient) {
+    for n in chef.list_nodes().await.expect("list") {
+        chef.delete_node(&n).await.expect("delete node");
+    }
+    let resp = chef
+        .send(reqwest::Method::GET, &["clients"], &[], None)
+        .await
+        .expect("clients");
+    let clients: HashMap<String, Value> = serde_json::from_slice(&resp.body).expect("json");
+    for c in clients
+        .keys()
+        .filter(|c| !["admin", "chef-validator", "chef-webui"].contains(&c.as_str()))
+    {
+        chef.delete_client(c).await.expect("delete client");
+    }
 }
