@@ -258,6 +258,27 @@ fn protection(cfg: &Config) -> Protection {
     }
 }
 
+/// The reaper of target `name` alone (one-off commands: sweep, deregister)
+/// and its Chef client: the target's server and identity; with
+/// `[[chef.targets]]` its journal entries record the target's name.
+pub async fn target_reaper(
+    cfg: &Config,
+    name: &str,
+) -> Result<(Reaper, Arc<ChefClient>), AppError> {
+    let tcfg = cfg
+        .for_target(name)
+        .ok_or_else(|| AppError::Identity(format!("no Chef target {name:?}")))?;
+    let chef = Arc::new(chef_client(&tcfg)?);
+    let mut reaper = reaper(&tcfg, chef.clone()).await?;
+    if cfg.has_targets() {
+        reaper.journal = Arc::new(TargetJournal {
+            inner: reaper.journal.clone(),
+            target: name.to_string(),
+        });
+    }
+    Ok((reaper, chef))
+}
+
 /// One reaper per configured target (its own Chef API, identity and
 /// protection), sharing `primary`'s journal (each entry records its target)
 /// and rate cap. A single `[chef]` section: `primary` alone, as `default`.

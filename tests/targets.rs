@@ -346,3 +346,40 @@ async fn doctor_prints_the_routing_table_and_checks_every_target() {
         assert!(text.contains(&line), "no {line:?}:\n{text}");
     }
 }
+
+/// `deregister` with several targets refuses to guess the organization:
+/// without `--target` nothing is deleted on either server; with `--target b`
+/// only b's registration goes, a's twin stays, and the journal entry records
+/// b.
+#[tokio::test]
+async fn deregister_names_its_target_or_refuses() {
+    let id = fake_instance_id();
+    let node = unique("dereg");
+    twins(&node, &id).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&[], &dir.path().join("journal"));
+    let file = dir.path().join("nodereaper.toml");
+    std::fs::write(&file, toml::to_string(&cfg).expect("toml")).expect("write");
+
+    let out = nodereaper_cli(&file, &["deregister", "--node", &node]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--target"), "{err}");
+    assert!(registered(&admin(), &node).await && registered(&admin_b(), &node).await);
+
+    let out = nodereaper_cli(&file, &["deregister", "--node", &node, "--target", "b"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(node_gone(&admin_b(), &node).await, "b's registration left");
+    assert!(registered(&admin(), &node).await, "a's twin deleted");
+    let entries = LocalJournal::open(&dir.path().join("journal"))
+        .expect("journal")
+        .entries()
+        .await
+        .expect("entries");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].target.as_deref(), Some("b"));
+}

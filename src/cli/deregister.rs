@@ -1,12 +1,9 @@
 //! `nodereaper deregister`: one instance or node, by hand.
 
-use std::sync::Arc;
-
 use nodereaper::act::{Outcome, Request, Target};
 use nodereaper::app;
 use nodereaper::config::Config;
 use nodereaper::core::ids::InstanceId;
-use nodereaper::ports::ChefApi;
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -22,6 +19,10 @@ pub struct DeregisterArgs {
     /// Deregister this node name instead of resolving an instance id.
     #[arg(long)]
     pub node: Option<String>,
+    /// The Chef target (`[[chef.targets]]` name) the registration is on;
+    /// required when several are configured.
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
     /// Show what would be deleted without deleting.
     #[arg(long)]
     pub dry_run: bool,
@@ -33,8 +34,21 @@ pub struct DeregisterArgs {
 /// `nodereaper deregister`: resolve, back up and delete one registration
 /// through the same path as events (or show it with `--dry-run`).
 pub async fn deregister(config: Config, args: DeregisterArgs) -> Result<ExitCode> {
-    let chef: Arc<dyn ChefApi> = Arc::new(app::chef_client(&config)?);
-    let reaper = app::reaper(&config, chef).await?;
+    let names = config.target_names();
+    let name = match (&args.target, names.as_slice()) {
+        (Some(t), _) if names.contains(t) => t.clone(),
+        (Some(t), _) => bail!(
+            "--target {t:?}: no such Chef target (configured: {})",
+            names.join(", ")
+        ),
+        (None, [only]) => only.clone(),
+        // Refuse rather than guess which organization to delete from.
+        (None, _) => bail!(
+            "several Chef targets are configured ({}): name the one to deregister from with --target",
+            names.join(", ")
+        ),
+    };
+    let (reaper, _) = app::target_reaper(&config, &name).await?;
     let target = match (args.instance_id, args.node) {
         (Some(id), None) => Target::Instance(id),
         (None, Some(node)) => Target::Node(node),

@@ -1,7 +1,6 @@
 //! `nodereaper sweep`: reconciliation report or cleanup.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use nodereaper::adapters::aws::fleet::AwsFleet;
 use nodereaper::adapters::chef::ChefClient;
@@ -9,7 +8,7 @@ use nodereaper::app;
 use nodereaper::config::Config;
 use nodereaper::jobs::sweep::{Progress, Report};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 
 use super::{ExitCode, Output};
@@ -150,17 +149,7 @@ async fn sweep_target(
     settings: &nodereaper::jobs::sweep::SweepSettings,
     args: &SweepArgs,
 ) -> Result<(Report, BTreeMap<String, u64>)> {
-    let tcfg = config
-        .for_target(name)
-        .with_context(|| format!("no Chef target {name:?}"))?;
-    let chef = Arc::new(app::chef_client(&tcfg)?);
-    let mut reaper = app::reaper(&tcfg, chef.clone()).await?;
-    if config.has_targets() {
-        reaper.journal = Arc::new(nodereaper::act::TargetJournal {
-            inner: reaper.journal.clone(),
-            target: name.to_string(),
-        });
-    }
+    let (reaper, chef) = app::target_reaper(config, name).await?;
     let bar = Bar::new(args.output == Output::Text);
     let report = nodereaper::jobs::sweep::sweep(&reaper, fleet, settings, &bar).await;
     bar.finish();
