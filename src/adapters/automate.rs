@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use super::estate_http;
 use crate::core::error::Retry;
 use crate::ports::estate::{Cleaned, Departure, EstateError, EstateTarget};
 
@@ -54,13 +55,7 @@ pub struct AutomateTarget {
 }
 
 fn failed(operation: &str, object: &str, detail: String, retry: Retry) -> EstateError {
-    EstateError {
-        target: NAME,
-        operation: operation.into(),
-        object: object.into(),
-        detail,
-        retry,
-    }
+    estate_http::failed(NAME, operation, object, detail, retry)
 }
 
 /// The node's `chef_guid` (Automate's node id), where the node records it.
@@ -112,37 +107,14 @@ impl AutomateTarget {
             .send()
             .await
             .map_err(|e| failed("POST", &url, e.to_string(), Retry::Transient))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let retry = if status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT
-        {
-            Retry::Transient
-        } else {
-            Retry::Permanent
-        };
-        let text: String = resp
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect();
-        let hint = match status {
+        let hint = match resp.status() {
+            s if s.is_success() => return Ok(()),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 " (the api-token needs ingest:nodes:delete)"
             }
             _ => "",
         };
-        Err(failed(
-            "POST",
-            &url,
-            format!("answered {status}{hint}: {text}"),
-            retry,
-        ))
+        Err(estate_http::refused(NAME, "POST", &url, resp, hint).await)
     }
 }
 
@@ -163,25 +135,15 @@ impl EstateTarget for AutomateTarget {
         backup: Option<&Value>,
     ) -> Result<Cleaned, EstateError> {
         let body = backup.cloned().unwrap_or_else(|| self.delete_request(gone));
-        let mut wait = self.settings.backoff;
-        let mut attempt = 1;
-        loop {
-            match self.post_once(&body).await {
-                Ok(()) => {
-                    return Ok(Cleaned {
-                        changed: 1,
-                        left_alone: Vec::new(),
-                    })
-                }
-                Err(e) if e.retry == Retry::Transient && attempt < self.settings.attempts => {
-                    tracing::warn!(attempt, error = %e, "Automate nodedelete failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = wait.saturating_mul(2);
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (attempts, backoff) = (self.settings.attempts, self.settings.backoff);
+        estate_http::with_retries("Automate nodedelete", attempts, backoff, || {
+            self.post_once(&body)
+        })
+        .await?;
+        Ok(Cleaned {
+            changed: 1,
+            left_alone: Vec::new(),
+        })
     }
 
     async fn restore(&self, _backup: &Value) -> Result<String, EstateError> {

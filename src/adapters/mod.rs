@@ -5,6 +5,7 @@
 pub mod automate;
 pub mod aws;
 pub mod chef;
+pub mod estate_http;
 pub mod journal;
 pub mod secrets;
 pub mod vault;

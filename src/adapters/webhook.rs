@@ -12,10 +12,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Digest;
 
+use super::estate_http;
 use crate::core::error::Retry;
 use crate::ports::estate::{Cleaned, Departure, EstateError, EstateTarget};
 
@@ -60,13 +60,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn failed(operation: &str, object: &str, detail: String, retry: Retry) -> EstateError {
-    EstateError {
-        target: NAME,
-        operation: operation.into(),
-        object: object.into(),
-        detail,
-        retry,
-    }
+    estate_http::failed(NAME, operation, object, detail, retry)
 }
 
 /// The same for every attempt of one termination: the instance (one
@@ -142,31 +136,10 @@ impl WebhookTarget {
             .send()
             .await
             .map_err(|e| failed("POST", url, e.to_string(), Retry::Transient))?;
-        let status = resp.status();
-        if status.is_success() {
+        if resp.status().is_success() {
             return Ok(());
         }
-        let retry = if status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT
-        {
-            Retry::Transient
-        } else {
-            Retry::Permanent
-        };
-        let text: String = resp
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect();
-        Err(failed(
-            "POST",
-            url,
-            format!("answered {status}: {text}"),
-            retry,
-        ))
+        Err(estate_http::refused(NAME, "POST", url, resp, "").await)
     }
 
     /// POSTs with retries and backoff; the last error when every attempt failed.
@@ -183,20 +156,11 @@ impl WebhookTarget {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let mut wait = self.settings.backoff;
-        let mut attempt = 1;
-        loop {
-            match self.post_once(&body, &key).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.retry == Retry::Transient && attempt < self.settings.attempts => {
-                    tracing::warn!(url = %self.settings.url, attempt, error = %e, wait_ms = wait.as_millis() as u64, "webhook POST failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = wait.saturating_mul(2);
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (attempts, backoff) = (self.settings.attempts, self.settings.backoff);
+        estate_http::with_retries("webhook POST", attempts, backoff, || {
+            self.post_once(&body, &key)
+        })
+        .await
     }
 }
 
