@@ -103,35 +103,20 @@ impl AutomateConfig {
     /// `automate.url` https (or http with `allow_plain_http`), exactly one
     /// token source, at least one attempt.
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let Some(url) = &self.url else {
-            return Ok(());
-        };
-        match url::Url::parse(url) {
-            Ok(u) if u.scheme() == "https" => {}
-            Ok(u) if u.scheme() == "http" && self.allow_plain_http => {}
-            _ => {
-                return Err(invalid(
-                    file,
-                    "automate.url",
-                    format!("an https:// URL, got {url:?} (http only with automate.allow_plain_http = true, for a local test double)"),
-                ))
-            }
+        Endpoint {
+            section: "automate",
+            url: self.url.as_deref(),
+            allow_plain_http: self.allow_plain_http,
+            plain_http_for: "a local test double",
+            sources: [
+                ("token_file", self.token_file.is_some()),
+                ("token_id", self.token_id.is_some()),
+            ],
+            secret: "the api-token",
+            attempts: self.attempts,
+            timeout: self.timeout,
         }
-        if self.token_file.is_some() == self.token_id.is_some() {
-            return Err(invalid(
-                file,
-                "automate.token_file",
-                "exactly one of automate.token_file and automate.token_id (the api-token)".into(),
-            ));
-        }
-        if self.attempts == 0 || self.timeout.is_zero() {
-            return Err(invalid(
-                file,
-                "automate.attempts",
-                "at least 1 attempt and a non-zero automate.timeout".into(),
-            ));
-        }
-        Ok(())
+        .validate(file)
     }
 }
 
@@ -147,34 +132,139 @@ impl WebhookConfig {
     /// `webhook.url` https (or http with `allow_plain_http`), exactly one
     /// secret source, at least one attempt.
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let Some(url) = &self.url else {
+        Endpoint {
+            section: "webhook",
+            url: self.url.as_deref(),
+            allow_plain_http: self.allow_plain_http,
+            plain_http_for: "a local test receiver",
+            sources: [
+                ("secret_file", self.secret_file.is_some()),
+                ("secret_id", self.secret_id.is_some()),
+            ],
+            secret: "the HMAC secret",
+            attempts: self.attempts,
+            timeout: self.timeout,
+        }
+        .validate(file)
+    }
+}
+
+/// What the HTTP estate targets' sections have in common.
+struct Endpoint<'a> {
+    section: &'a str,
+    url: Option<&'a str>,
+    allow_plain_http: bool,
+    /// What plain http is allowed for (in the error).
+    plain_http_for: &'a str,
+    /// The two keys of the secret, and whether each is set.
+    sources: [(&'a str, bool); 2],
+    /// What the secret is (in the error).
+    secret: &'a str,
+    attempts: u32,
+    timeout: Duration,
+}
+
+impl Endpoint<'_> {
+    /// Unset URL: nothing to check. Else https (or http with
+    /// `allow_plain_http`), exactly one secret source, at least one attempt
+    /// and a non-zero timeout.
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let Some(url) = self.url else {
             return Ok(());
         };
+        let s = self.section;
         match url::Url::parse(url) {
             Ok(u) if u.scheme() == "https" => {}
             Ok(u) if u.scheme() == "http" && self.allow_plain_http => {}
             _ => {
                 return Err(invalid(
                     file,
-                    "webhook.url",
-                    format!("an https:// URL, got {url:?} (http only with webhook.allow_plain_http = true, for a local test receiver)"),
+                    &format!("{s}.url"),
+                    format!("an https:// URL, got {url:?} (http only with {s}.allow_plain_http = true, for {})", self.plain_http_for),
                 ))
             }
         }
-        if self.secret_file.is_some() == self.secret_id.is_some() {
+        let [(a, a_set), (b, b_set)] = self.sources;
+        if a_set == b_set {
             return Err(invalid(
                 file,
-                "webhook.secret_file",
-                "exactly one of webhook.secret_file and webhook.secret_id (the HMAC secret)".into(),
+                &format!("{s}.{a}"),
+                format!("exactly one of {s}.{a} and {s}.{b} ({})", self.secret),
             ));
         }
         if self.attempts == 0 || self.timeout.is_zero() {
             return Err(invalid(
                 file,
-                "webhook.attempts",
-                "at least 1 attempt and a non-zero webhook.timeout".into(),
+                &format!("{s}.attempts"),
+                format!("at least 1 attempt and a non-zero {s}.timeout"),
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key and message of a refused section.
+    fn refusal(r: Result<(), ConfigError>) -> (String, String) {
+        match r {
+            Err(ConfigError::Invalid { key, expected, .. }) => (key, expected),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn webhook_and_automate_sections_are_refused_by_field() {
+        let file = Path::new("t.toml");
+        let mut w = WebhookConfig {
+            url: Some("http://127.0.0.1:9/hook".into()),
+            secret_file: Some("s".into()),
+            ..WebhookConfig::default()
+        };
+        let (key, msg) = refusal(w.validate(file));
+        assert_eq!(key, "webhook.url");
+        assert!(
+            msg.contains("webhook.allow_plain_http = true, for a local test receiver"),
+            "{msg}"
+        );
+        w.allow_plain_http = true;
+        assert!(w.validate(file).is_ok(), "the happy twin");
+        w.secret_id = Some("id".into());
+        let (key, msg) = refusal(w.validate(file));
+        assert_eq!(key, "webhook.secret_file");
+        assert!(
+            msg.contains(
+                "exactly one of webhook.secret_file and webhook.secret_id (the HMAC secret)"
+            ),
+            "{msg}"
+        );
+        w.secret_id = None;
+        w.attempts = 0;
+        assert_eq!(refusal(w.validate(file)).0, "webhook.attempts");
+
+        let mut a = AutomateConfig {
+            url: Some("https://automate.example".into()),
+            ..AutomateConfig::default()
+        };
+        let (key, msg) = refusal(a.validate(file));
+        assert_eq!(key, "automate.token_file");
+        assert!(
+            msg.contains(
+                "exactly one of automate.token_file and automate.token_id (the api-token)"
+            ),
+            "{msg}"
+        );
+        a.token_id = Some("t".into());
+        assert!(a.validate(file).is_ok(), "the happy twin");
+        a.timeout = Duration::ZERO;
+        let (key, msg) = refusal(a.validate(file));
+        assert_eq!(key, "automate.attempts");
+        assert!(msg.contains("non-zero automate.timeout"), "{msg}");
+        a.url = Some("ftp://automate.example".into());
+        assert!(refusal(a.validate(file))
+            .1
+            .contains("for a local test double"));
     }
 }
