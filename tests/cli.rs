@@ -397,18 +397,7 @@ async fn doctor_passes_on_a_good_setup_and_names_the_fix_otherwise() {
 
 #[tokio::test]
 async fn s3_journal_round_trip_in_moto() {
-    let sdk = aws().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    let bucket = unique("journal");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket");
+    let (s3, bucket) = s3_bucket("journal").await;
     let journal = S3Journal::new(s3, bucket, "nodereaper/journal/");
     let entry = JournalEntry::new(
         "event",

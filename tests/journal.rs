@@ -486,18 +486,7 @@ async fn goiardi_never_receives_keys_or_acl_calls() {
 #[tokio::test]
 async fn s3_journal_encrypts_verifies_and_prunes_in_moto() {
     use nodereaper::adapters::journal::S3Journal;
-    let sdk = aws().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    let bucket = unique("journal");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket");
+    let (s3, bucket) = s3_bucket("journal").await;
     let prefix = "nodereaper/journal/";
     let journal = S3Journal::new(s3.clone(), bucket.clone(), prefix);
     let entry = |name: &str, age_days: i64| {
@@ -718,18 +707,7 @@ async fn put_unreadable_objects(
 // Multi-threaded: the proxy keeps serving while the test waits on the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_unreadable_objects_are_skipped_named_not_fatal() {
-    let sdk = aws().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    let bucket = unique("journal");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket");
+    let (s3, bucket) = s3_bucket("journal").await;
     let prefix = "nodereaper/journal/";
     let admin = admin();
     let name = unique("s3skip");

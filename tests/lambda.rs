@@ -167,17 +167,7 @@ struct Setup {
 async fn setup(prefix: &str) -> Setup {
     let (queue, dlq) = queue_with_dlq(&unique(prefix), 5).await;
     let sdk = aws().await;
-    let bucket = unique("journal");
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    )
-    .create_bucket()
-    .bucket(&bucket)
-    .send()
-    .await
-    .expect("bucket");
+    let (_, bucket) = s3_bucket("journal").await;
     let secret = unique("nodereaper/chef-key");
     aws_sdk_secretsmanager::Client::new(&sdk)
         .create_secret()
@@ -346,12 +336,8 @@ async fn dlq_reasons(dlq: &str) -> HashMap<String, String> {
 }
 
 async fn journal_objects(bucket: &str) -> usize {
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&aws().await)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.list_objects_v2()
+    s3().await
+        .list_objects_v2()
         .bucket(bucket)
         .send()
         .await

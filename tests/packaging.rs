@@ -120,11 +120,7 @@ fn logical_ids(stack: &Value) -> BTreeSet<String> {
 }
 
 async fn put_code_zip(bucket: &str) {
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&aws().await)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3().await;
     s3.create_bucket()
         .bucket(bucket)
         .send()

@@ -209,6 +209,28 @@ pub async fn aws() -> aws_config::SdkConfig {
     aws_in("us-east-1").await
 }
 
+/// An S3 client for moto (path-style addressing: moto serves no bucket
+/// subdomains on 127.0.0.1).
+pub async fn s3() -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws().await)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// A new bucket in moto, named after `prefix`, and the client that made it.
+pub async fn s3_bucket(prefix: &str) -> (aws_sdk_s3::Client, String) {
+    let s3 = s3().await;
+    let bucket = unique(prefix);
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    (s3, bucket)
+}
+
 /// AWS SDK config pointing at moto, for `region` (moto keeps every region's
 /// resources apart, by the region the request is signed for).
 pub async fn aws_in(region: &str) -> aws_config::SdkConfig {
