@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use nodereaper::config::{
     AwsConfig, ChefConfig, Config, HttpConfig, JournalConfig, LogConfig, PipelineConfig,
-    ProtectConfig, QueueConfig, RouteConfig, SweepConfig, TargetConfig, TargetProtect,
+    ProtectConfig, QueueConfig, RouteConfig, SweepConfig, TargetConfig, TargetProtect, TargetSweep,
     ENV_OVERRIDES,
 };
 
@@ -140,6 +140,10 @@ fn fully_populated() -> Config {
                     policy_groups: vec!["core".into()],
                     client_names: vec!["prod-admin-*".into()],
                     client_groups: vec!["prod-admins".into()],
+                },
+                sweep: TargetSweep {
+                    max_candidates: Some(20),
+                    max_candidate_share: Some(0.1),
                 },
             }],
         },

@@ -4,6 +4,7 @@
 //! sweep looks at a whole server, so both are this binary's own and its
 //! tests run one at a time, each starting from empty servers.
 
+mod chef_double;
 mod common;
 
 use std::collections::BTreeSet;
@@ -12,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use chef_double::Double;
 use common::second_server::SecondServer;
 use common::*;
 use nodereaper::adapters::chef::ChefClient;
@@ -96,7 +98,7 @@ fn nodereaper(config: &Path, args: &[&str]) -> Output {
         .expect("run nodereaper")
 }
 
-fn text(out: &Output) -> String {
+fn text_of(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -129,7 +131,7 @@ async fn sweep_covers_every_target_each_within_its_own_caps() {
     let config = write_config(dir.path(), &queue, "max_candidates = 2");
 
     let out = nodereaper(&config, &["sweep", "--apply", "--output", "json"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text_of(&out));
     let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert!(section(&report, "a")["aborted"].is_string(), "{report:#}");
     assert_eq!(section(&report, "b")["deleted"], 1, "{report:#}");
@@ -144,12 +146,16 @@ async fn sweep_covers_every_target_each_within_its_own_caps() {
     let later_b = gone(&b, "gb2", 1).await;
     let config = write_config(dir.path(), &queue, "max_candidates = 10");
     let out = nodereaper(&config, &["sweep", "--apply", "--target", "a"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(existing(&a, &gone_a).await, 0, "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    assert_eq!(existing(&a, &gone_a).await, 0, "{}", text_of(&out));
     assert_eq!(existing(&b, &later_b).await, 1, "--target a swept b");
     let out = nodereaper(&config, &["sweep", "--target", "c"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(text(&out).contains("no such Chef target"), "{}", text(&out));
+    assert!(
+        text_of(&out).contains("no such Chef target"),
+        "{}",
+        text_of(&out)
+    );
 }
 
 /// The daemon's periodic sweep goes over every target (its first run starts
@@ -203,4 +209,93 @@ async fn periodic_sweep_covers_every_target() {
             read()
         );
     }
+}
+
+/// Registers `name` (node, client, ACLs) in one organization of the double,
+/// as instance `instance` saves it, and indexes it for search.
+fn register_in(org: &Double, name: &str, instance: &str) {
+    org.with(|s| {
+        chef_double::register(s, name, &[("default", "infinity")]);
+        s.nodes
+            .insert(name.into(), chef_double::node(name, instance));
+        s.index.push(name.into());
+    });
+}
+
+fn in_org(org: &Double, name: &str) -> bool {
+    org.with(|s| s.nodes.contains_key(name) || s.clients.contains_key(name))
+}
+
+/// Three targets: goiardi (a) and two organizations of one Chef Infra
+/// Server (the double: `east` = org acme, `west` = org beta, same host).
+/// east's own cap (`[chef.targets.sweep] max_candidates = 2`) stops east
+/// alone: its 3 candidates stay, while a and west, under `[sweep]`'s cap of
+/// 10, delete theirs. A node named like one of east's lives in west too
+/// (another org's object): west's copy goes, east's stays. Multi-threaded:
+/// the double serves while the test waits for the `nodereaper` process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_over_three_targets_where_one_targets_caps_stop_only_it() {
+    let _serial = SERIAL.lock().await;
+    let (a, _b) = empty_servers().await;
+    let gone_a = gone(&a, "ta", 1).await;
+    let double = Double::start_orgs(&["acme", "beta"]).await;
+    let (east, west) = (double.org("acme"), double.org("beta"));
+    let ids = run_instances(4).await;
+    terminate_instances(&ids).await;
+    let east_names: Vec<String> = (0..3).map(|i| format!("web-{}", ids[i])).collect();
+    for (name, id) in east_names.iter().zip(&ids) {
+        register_in(&east, name, id);
+    }
+    register_in(&west, &east_names[0], &ids[0]);
+    register_in(&west, "worker-west", &ids[3]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = chef_double::write_config(dir.path(), &east.url).with_file_name("nodereaper.pem");
+    let (queue, _dlq) = queue_with_dlq(&unique("targets-three"), 3).await;
+    let config = write_config(dir.path(), &queue, "max_candidates = 10");
+    let doubles = format!(
+        "\n[[chef.targets]]\nname = \"east\"\nserver_url = \"{}\"\nclient_name = \"nodereaper\"\n\
+         client_key = \"{k}\"\n[chef.targets.sweep]\nmax_candidates = 2\n\
+         [[chef.targets]]\nname = \"west\"\nserver_url = \"{}\"\nclient_name = \"nodereaper\"\n\
+         client_key = \"{k}\"\n",
+        east.url,
+        west.url,
+        k = key.display()
+    );
+    let text = std::fs::read_to_string(&config).expect("config");
+    // The targets go in [chef]'s array of tables, before [aws].
+    let text = text.replacen("[aws]", &format!("{}\n[aws]", doubles.trim_start()), 1);
+    std::fs::write(&config, text).expect("config");
+
+    let out = nodereaper(&config, &["sweep", "--apply", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text_of(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert!(
+        section(&report, "east")["aborted"].is_string(),
+        "{report:#}"
+    );
+    assert_eq!(section(&report, "a")["deleted"], 1, "{report:#}");
+    assert_eq!(section(&report, "west")["deleted"], 2, "{report:#}");
+    assert_eq!(section(&report, "b")["deleted"], 0, "{report:#}");
+    assert_eq!(existing(&a, &gone_a).await, 0, "a's candidate deleted");
+    for name in &east_names {
+        assert!(in_org(&east, name), "east's caps keep {name} in east");
+    }
+    assert!(!in_org(&west, &east_names[0]), "west's own copy deleted");
+    assert!(!in_org(&west, "worker-west"));
+    // Each deletion went to its own org's URL, none across.
+    let deletes = |org: &Double| -> Vec<String> {
+        org.requests()
+            .into_iter()
+            .map(|(line, _)| line)
+            .filter(|l| l.starts_with("DELETE"))
+            .collect()
+    };
+    assert!(deletes(&east).is_empty(), "{:?}", deletes(&east));
+    assert!(
+        deletes(&west)
+            .iter()
+            .all(|l| l.starts_with("DELETE /organizations/beta/")),
+        "{:?}",
+        deletes(&west)
+    );
 }

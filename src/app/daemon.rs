@@ -8,8 +8,9 @@ use super::*;
 pub struct PeriodicSweep {
     /// EC2 in every account and region (own credentials, account roles).
     pub fleet: Arc<dyn Fleet>,
-    /// The settings of every run (`apply` off in a dry run).
-    pub settings: SweepSettings,
+    /// The settings of every target's runs, by target name, each with its
+    /// own caps (`apply` off in a dry run).
+    pub settings: std::collections::BTreeMap<String, SweepSettings>,
     /// Time between runs (`sweep.interval`).
     pub every: Duration,
     /// Deletions per rolling 24 hours (`sweep.max_deletions_per_day`).
@@ -25,7 +26,15 @@ impl PeriodicSweep {
         let apply = config.sweep.apply_in_daemon && !config.pipeline.dry_run;
         Some(Self {
             fleet: Arc::new(sweep_fleet(config)),
-            settings: sweep_settings(config, regions, apply, false),
+            settings: config
+                .target_names()
+                .into_iter()
+                .filter_map(|name| {
+                    let own = config.for_target(&name)?;
+                    let settings = sweep_settings(&own, regions.clone(), apply, false);
+                    Some((name, settings))
+                })
+                .collect(),
             every,
             per_day: config.sweep.max_deletions_per_day,
         })
@@ -167,8 +176,8 @@ async fn periodic_sweep(
             if shutdown.is_shutdown() {
                 return;
             }
-            if let Some(reaper) = targets.get(name) {
-                sweep_target(name, reaper, &sweep, &mut deleted).await;
+            if let (Some(reaper), Some(settings)) = (targets.get(name), sweep.settings.get(name)) {
+                sweep_target(name, reaper, settings, &sweep, &mut deleted).await;
             }
         }
     }
@@ -178,11 +187,12 @@ async fn periodic_sweep(
 async fn sweep_target(
     name: &str,
     reaper: &Reaper,
+    settings: &SweepSettings,
     sweep: &PeriodicSweep,
     deleted: &mut DailyCount,
 ) {
     let now = tokio::time::Instant::now();
-    let run = deleted.capped(&sweep.settings, sweep.per_day, now);
+    let run = deleted.capped(settings, sweep.per_day, now);
     match jobs::sweep::sweep(reaper, sweep.fleet.as_ref(), &run, &jobs::sweep::Silent).await {
         Ok(r) => {
             deleted.add(now, r.deleted);
@@ -391,5 +401,24 @@ mod tests {
         assert_eq!(entries_after_prune(true).await, 1, "a dry run pruned");
         // The happy twin: a live daemon prunes at start.
         assert_eq!(entries_after_prune(false).await, 0);
+    }
+
+    #[tokio::test]
+    async fn periodic_sweep_runs_each_target_within_its_own_caps() {
+        let text = "[chef]\nclient_name = \"n\"\nallow_plain_http = true\n\
+            [[chef.targets]]\nname = \"a\"\nserver_url = \"http://c/organizations/a\"\n\
+            [chef.targets.sweep]\nmax_candidates = 2\n\
+            [[chef.targets]]\nname = \"b\"\nserver_url = \"http://c/organizations/b\"\n\
+            [sweep]\ninterval = \"1h\"\nmax_candidates = 7\nregions = [\"us-east-1\"]\n";
+        let cfg = Config::parse(text, std::path::Path::new("t.toml")).expect("config");
+        let sweep = PeriodicSweep::from_config(&cfg)
+            .await
+            .expect("a periodic sweep");
+        let caps: Vec<(&str, usize)> = sweep
+            .settings
+            .iter()
+            .map(|(name, s)| (name.as_str(), s.max_candidates))
+            .collect();
+        assert_eq!(caps, [("a", 2), ("b", 7)]);
     }
 }

@@ -102,9 +102,11 @@ pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
     };
     let regions = app::sweep_regions(&config).await;
     let fleet = app::sweep_fleet(&config);
-    let settings = app::sweep_settings(&config, regions, args.apply, args.force);
     let mut swept = Vec::new();
     for name in names {
+        // Each target within its own caps (`[chef.targets.sweep]`).
+        let own = config.for_target(&name).unwrap_or_else(|| config.clone());
+        let settings = app::sweep_settings(&own, regions.clone(), args.apply, args.force);
         let (report, requests) = sweep_target(&config, &name, &fleet, &settings, &args).await?;
         swept.push((name, report, requests));
     }

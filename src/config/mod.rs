@@ -14,7 +14,7 @@ mod tests;
 mod validate;
 
 pub use targets::{
-    valid_target_name, RouteConfig, TargetConfig, TargetProtect, DEFAULT_TARGET,
+    valid_target_name, RouteConfig, TargetConfig, TargetProtect, TargetSweep, DEFAULT_TARGET,
     MAX_TARGET_NAME_LEN,
 };
 mod estate;

@@ -62,6 +62,20 @@ pub struct TargetConfig {
     /// Protect rules added to `[protect]` for this target (never removed).
     #[serde(default)]
     pub protect: TargetProtect,
+    /// Sweep caps of this target instead of `[sweep]`'s.
+    #[serde(default)]
+    pub sweep: TargetSweep,
+}
+
+/// The blast-radius caps one target's sweeps use instead of `[sweep]`'s
+/// (`sweep.max_deletions_per_day` stays one cap over every target).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetSweep {
+    /// Instead of `sweep.max_candidates`.
+    pub max_candidates: Option<usize>,
+    /// Instead of `sweep.max_candidate_share`.
+    pub max_candidate_share: Option<f64>,
 }
 
 /// Protect rules one target adds to `[protect]`.
@@ -121,8 +135,8 @@ impl Config {
     }
 
     /// The whole configuration as target `name` sees it: `[chef]` with the
-    /// target's URL and identity, `[protect]` with its additions, and no
-    /// `[[chef.targets]]`. `None`: no such target.
+    /// target's URL and identity, `[protect]` with its additions, `[sweep]`
+    /// with its caps, and no `[[chef.targets]]`. `None`: no such target.
     pub fn for_target(&self, name: &str) -> Option<Config> {
         if !self.has_targets() {
             return (name == DEFAULT_TARGET).then(|| self.clone());
@@ -162,6 +176,12 @@ impl Config {
         p.policy_groups.extend(add.policy_groups.iter().cloned());
         p.client_names.extend(add.client_names.iter().cloned());
         p.client_groups.extend(add.client_groups.iter().cloned());
+        if let Some(n) = t.sweep.max_candidates {
+            cfg.sweep.max_candidates = n;
+        }
+        if let Some(share) = t.sweep.max_candidate_share {
+            cfg.sweep.max_candidate_share = share;
+        }
         Some(cfg)
     }
 
@@ -225,6 +245,16 @@ impl Config {
             if let Some(cfg) = self.for_target(&t.name) {
                 cfg.validate_chef(file)
                     .map_err(|e| retarget(e, &format!("chef.targets[{i}]")))?;
+            }
+            if let Some(share) = t
+                .sweep
+                .max_candidate_share
+                .filter(|s| !(0.0..=1.0).contains(s))
+            {
+                return Err(invalid(
+                    format!("chef.targets[{i}].sweep.max_candidate_share"),
+                    format!("a share from 0.0 to 1.0, got {share}"),
+                ));
             }
         }
         let names = self.target_names();
@@ -347,6 +377,26 @@ target = "staging"
         assert!(staging.protect.roles.is_empty());
         assert!(cfg.for_target("default").is_none());
         assert_eq!(cfg.primary_target().chef.server_url, prod.chef.server_url);
+    }
+
+    #[test]
+    fn a_target_sweeps_within_its_own_caps_or_the_shared_ones() {
+        let text = TWO.replace(
+            "[chef.targets.protect]",
+            "[chef.targets.sweep]\nmax_candidates = 3\nmax_candidate_share = 0.5\n[chef.targets.protect]",
+        );
+        let cfg = parse(&format!("{text}\n[sweep]\nmax_candidates = 40\n")).expect("valid");
+        let prod = cfg.for_target("prod").expect("prod");
+        assert_eq!(prod.sweep.max_candidates, 3);
+        assert_eq!(prod.sweep.max_candidate_share, 0.5);
+        let staging = cfg.for_target("staging").expect("staging");
+        assert_eq!(staging.sweep.max_candidates, 40, "[sweep]'s cap");
+        assert_eq!(staging.sweep.max_candidate_share, 0.2, "the default share");
+        let e = error(&text.replace("0.5", "1.5"));
+        assert!(
+            e.contains("chef.targets[0].sweep.max_candidate_share") && e.contains("1.5"),
+            "{e}"
+        );
     }
 
     #[test]

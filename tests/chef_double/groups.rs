@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{answer, no_route, Req, Server, ORG};
+use super::{answer, no_route, Req, Server};
 
 /// The members of one group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,10 +44,10 @@ pub fn default_groups(s: &mut Server) {
     }
 }
 
-fn group_json(name: &str, m: &Members) -> Value {
+fn group_json(org: &str, name: &str, m: &Members) -> Value {
     let actors: Vec<&String> = m.clients.iter().chain(m.users.iter()).collect();
     json!({"actors": actors, "users": m.users, "clients": m.clients, "groups": m.groups,
-        "orgname": ORG, "name": name, "groupname": name})
+        "orgname": org, "name": name, "groupname": name})
 }
 
 fn group_not_found(name: &str) -> Response {
@@ -65,12 +65,17 @@ pub fn groups(s: &mut Server, req: &Req, rest: &[&str]) -> Response {
             Value::Object(
                 s.groups
                     .keys()
-                    .map(|g| (g.clone(), json!(format!("/organizations/{ORG}/groups/{g}"))))
+                    .map(|g| {
+                        (
+                            g.clone(),
+                            json!(format!("/organizations/{}/groups/{g}", s.org)),
+                        )
+                    })
                     .collect(),
             ),
         ),
         ("GET", [name]) => match s.groups.get(*name) {
-            Some(m) => answer(StatusCode::OK, group_json(name, m)),
+            Some(m) => answer(StatusCode::OK, group_json(&s.org, name, m)),
             None => group_not_found(name),
         },
         ("PUT", [name]) => put_group(s, req, name),
@@ -79,6 +84,7 @@ pub fn groups(s: &mut Server, req: &Req, rest: &[&str]) -> Response {
 }
 
 fn put_group(s: &mut Server, req: &Req, name: &str) -> Response {
+    let org = s.org.clone();
     let clients_known: Vec<String> = s.clients.keys().cloned().collect();
     let Some(m) = s.groups.get_mut(name) else {
         return group_not_found(name);
@@ -106,7 +112,7 @@ fn put_group(s: &mut Server, req: &Req, name: &str) -> Response {
     if let Some(groups) = list("groups") {
         m.groups = groups;
     }
-    let body = group_json(name, m);
+    let body = group_json(&org, name, m);
     answer(StatusCode::OK, body)
 }
 

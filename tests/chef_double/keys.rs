@@ -91,6 +91,6 @@ fn post_key(s: &mut Server, req: &Req, client: &str) -> Response {
     keys.insert(k.clone(), (public_key, expiration.to_string()));
     answer(
         StatusCode::CREATED,
-        json!({"uri": format!("/organizations/{}/clients/{client}/keys/{k}", super::ORG)}),
+        json!({"uri": format!("/organizations/{}/clients/{client}/keys/{k}", s.org)}),
     )
 }

@@ -87,9 +87,19 @@ pub struct Server {
     /// Requests whose line starts with one of these get a 500 (an outage
     /// in the middle of a restore).
     pub fail: Vec<String>,
+    /// The organization this state is (`/organizations/ORG`).
+    pub org: String,
 }
 
 pub type Shared = Arc<Mutex<Server>>;
+
+/// Every organization of one server, by name: erchef serves each org's
+/// objects under `/organizations/ORG/` from one host
+/// (oc_chef_wm/src/oc_chef_wm_routes.erl), and an org's objects are its own
+/// (each org's authz and database rows are apart:
+/// oc_chef_wm/src/oc_chef_wm_base.erl `malformed_request` loads the org
+/// first).
+pub type Orgs = Arc<BTreeMap<String, Shared>>;
 
 /// One request, parsed once for the handlers.
 pub struct Req {
@@ -139,7 +149,7 @@ pub fn not_found() -> Response {
     answer(StatusCode::NOT_FOUND, json!({"error": ["not found"]}))
 }
 
-async fn handle(State(server): State<Shared>, req: Request) -> Response {
+async fn handle(State(orgs): State<Orgs>, req: Request) -> Response {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query: BTreeMap<String, String> = req
@@ -165,6 +175,24 @@ async fn handle(State(server): State<Shared>, req: Request) -> Response {
         query,
         requestor,
         body,
+    };
+    let org = req
+        .path
+        .strip_prefix("/organizations/")
+        .and_then(|rest| rest.split('/').next());
+    let server = match org {
+        Some(org) => match orgs.get(org) {
+            Some(server) => server,
+            // oc_chef_wm/src/oc_chef_wm_base.erl `malformed_request`: org_not_found.
+            None => {
+                let msg = format!("organization '{org}' does not exist.");
+                return answer(StatusCode::NOT_FOUND, json!({"error": [msg]}));
+            }
+        },
+        None => match orgs.values().next() {
+            Some(server) => server,
+            None => return no_route(&req),
+        },
     };
     let mut s = server.lock().expect("lock");
     let line = request_line(&req);
@@ -201,15 +229,7 @@ fn request_line(req: &Req) -> String {
 }
 
 fn route(s: &mut Server, req: &Req) -> Response {
-    let prefix = format!("/organizations/{ORG}");
-    if let Some(org) = req.path.strip_prefix("/organizations/") {
-        let org = org.split('/').next().unwrap_or_default();
-        if org != ORG {
-            // oc_chef_wm/src/oc_chef_wm_base.erl `malformed_request`: org_not_found.
-            let msg = format!("organization '{org}' does not exist.");
-            return answer(StatusCode::NOT_FOUND, json!({"error": [msg]}));
-        }
-    }
+    let prefix = format!("/organizations/{}", s.org);
     let parts: Vec<&str> = req
         .path
         .trim_start_matches(prefix.as_str())
@@ -224,8 +244,8 @@ fn route(s: &mut Server, req: &Req) -> Response {
         ("GET" | "POST", ["search", "node"]) => search::search_nodes(s, req),
         (_, [kind, name, "_acl", rest @ ..]) => acl::acl(s, req, kind, name, rest),
         (_, ["clients", _, "keys", ..]) => keys::keys(s, req, parts[1], &parts[3..]),
-        ("GET", ["nodes"]) => list("nodes", s.nodes.keys()),
-        ("GET", ["clients"]) => list("clients", s.clients.keys()),
+        ("GET", ["nodes"]) => list(&s.org, "nodes", s.nodes.keys()),
+        ("GET", ["clients"]) => list(&s.org, "clients", s.clients.keys()),
         (_, ["nodes", ..]) => objects::nodes(s, req, &parts[1..]),
         (_, ["clients", ..]) => objects::clients(s, req, &parts[1..]),
         (_, ["groups", ..]) => groups::groups(s, req, &parts[1..]),
@@ -235,9 +255,9 @@ fn route(s: &mut Server, req: &Req) -> Response {
 
 /// GET /nodes, GET /clients: `{name: uri}` (chef_wm_nodes.erl,
 /// chef_wm_clients.erl `to_json` of the container).
-fn list<'a>(kind: &str, names: impl Iterator<Item = &'a String>) -> Response {
+fn list<'a>(org: &str, kind: &str, names: impl Iterator<Item = &'a String>) -> Response {
     let map: serde_json::Map<String, Value> = names
-        .map(|n| (n.clone(), json!(format!("/organizations/{ORG}/{kind}/{n}"))))
+        .map(|n| (n.clone(), json!(format!("/organizations/{org}/{kind}/{n}"))))
         .collect();
     answer(StatusCode::OK, Value::Object(map))
 }
@@ -249,19 +269,38 @@ pub fn no_route(req: &Req) -> Response {
     )
 }
 
-/// A running double and a handle on its state.
+/// A running double and a handle on one organization's state.
 pub struct Double {
     pub url: String,
     pub state: Shared,
+    /// Every organization of the server.
+    pub orgs: Orgs,
 }
 
 impl Double {
+    /// A server with the one organization [`ORG`].
     pub async fn start() -> Self {
-        let state: Shared = Default::default();
-        authz::seed(&mut state.lock().expect("lock"));
+        Self::start_orgs(&[ORG]).await
+    }
+
+    /// A server with these organizations; the handle is on the first
+    /// ([`Double::org`] gives the others).
+    pub async fn start_orgs(names: &[&str]) -> Self {
+        let orgs: BTreeMap<String, Shared> = names
+            .iter()
+            .map(|name| {
+                let mut server = Server {
+                    org: name.to_string(),
+                    ..Server::default()
+                };
+                authz::seed(&mut server);
+                (name.to_string(), Arc::new(Mutex::new(server)))
+            })
+            .collect();
+        let orgs: Orgs = Arc::new(orgs);
         let app = axum::Router::new()
             .fallback(handle)
-            .with_state(state.clone());
+            .with_state(orgs.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -269,9 +308,31 @@ impl Double {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
+        let base = format!("http://{addr}");
+        let first = names.first().copied().unwrap_or(ORG);
+        let double = Self {
+            url: base,
+            state: orgs.get(first).cloned().expect("an organization"),
+            orgs,
+        };
+        double.org(first)
+    }
+
+    /// The handle on organization `name` of the same server.
+    pub fn org(&self, name: &str) -> Self {
+        let base = self
+            .url
+            .split("/organizations/")
+            .next()
+            .unwrap_or(&self.url);
         Self {
-            url: format!("http://{addr}/organizations/{ORG}"),
-            state,
+            url: format!("{base}/organizations/{name}"),
+            state: self
+                .orgs
+                .get(name)
+                .cloned()
+                .expect("a configured organization"),
+            orgs: self.orgs.clone(),
         }
     }
 
@@ -331,7 +392,7 @@ pub fn register(s: &mut Server, name: &str, keys: &[(&str, &str)]) {
     s.clients.insert(
         name.into(),
         (
-            json!({"name": name, "clientname": name, "orgname": ORG, "validator": false,
+            json!({"name": name, "clientname": name, "orgname": s.org, "validator": false,
                 "json_class": "Chef::ApiClient", "chef_type": "client"}),
             keys.iter()
                 .map(|(k, exp)| (k.to_string(), (public_key(k), exp.to_string())))

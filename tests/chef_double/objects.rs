@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{acl_for, answer, no_route, not_found, public_key, Req, Server, FAKE_PRIVATE_KEY, ORG};
+use super::{acl_for, answer, no_route, not_found, public_key, Req, Server, FAKE_PRIVATE_KEY};
 
 /// `/nodes` and `/nodes/NAME`.
 pub fn nodes(s: &mut Server, req: &Req, rest: &[&str]) -> Response {
@@ -99,7 +99,7 @@ fn create_client(s: &mut Server, req: &Req) -> Response {
         );
     }
     let mut keys = BTreeMap::new();
-    let uri = format!("/organizations/{ORG}/clients/{name}");
+    let uri = format!("/organizations/{}/clients/{name}", s.org);
     let mut out = json!({"uri": uri});
     let key_uri = format!("{uri}/keys/default");
     if let Some(pk) = public {
@@ -116,7 +116,7 @@ fn create_client(s: &mut Server, req: &Req) -> Response {
         out["chef_key"] = json!({"name": "default", "public_key": public_key("generated"),
             "expiration_date": "infinity", "private_key": FAKE_PRIVATE_KEY, "uri": key_uri});
     }
-    let v1 = json!({"name": name, "clientname": name, "orgname": ORG, "validator": body["validator"] == json!(true),
+    let v1 = json!({"name": name, "clientname": name, "orgname": s.org, "validator": body["validator"] == json!(true),
         "json_class": "Chef::ApiClient", "chef_type": "client"});
     s.clients.insert(name.clone(), (v1, keys));
     s.acls

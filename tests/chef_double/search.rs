@@ -137,7 +137,7 @@ pub fn search_nodes(s: &mut Server, req: &Req) -> Response {
         // Stale index entries: no object in the database, dropped.
         .filter_map(|(_, name)| s.nodes.get(name.as_str()))
         .map(|node| match req.method.as_str() {
-            "POST" => partial_row(node, &req.body),
+            "POST" => partial_row(&s.org, node, &req.body),
             _ => node.clone(),
         })
         .collect();
@@ -380,7 +380,7 @@ fn glob(p: &[u8], t: &[u8]) -> bool {
     }
 }
 
-fn partial_row(node: &Value, aliases: &Value) -> Value {
+fn partial_row(org: &str, node: &Value, aliases: &Value) -> Value {
     let merged = for_indexing(node);
     let data: Map<String, Value> = aliases
         .as_object()
@@ -398,7 +398,7 @@ fn partial_row(node: &Value, aliases: &Value) -> Value {
         })
         .unwrap_or_default();
     let name = node["name"].as_str().unwrap_or("");
-    json!({"url": format!("/organizations/{ORG}/nodes/{name}"), "data": data})
+    json!({"url": format!("/organizations/{org}/nodes/{name}"), "data": data})
 }
 
 fn lookup<'a>(v: &'a Value, path: &[Value]) -> Option<&'a Value> {
