@@ -704,3 +704,139 @@ fn cloudformation_role_grants_what_the_printed_policy_grants_in_both_modes() {
         BTreeSet::from(known.map(String::from))
     );
 }
+
+/// A proxy in front of moto that keeps the decoded form of every Query
+/// protocol request (Auto Scaling's): moto 5.2 does not store a hook's
+/// NotificationMetadata (DescribeLifecycleHooks never returns it), so what
+/// setup wrote is read from the request it sent.
+struct FormRecorder {
+    url: String,
+    calls: Calls,
+}
+
+impl FormRecorder {
+    async fn start() -> Self {
+        use axum::{body::Bytes, extract::State, http::HeaderMap, response::Response};
+        async fn forward(
+            State(calls): State<Calls>,
+            method: axum::http::Method,
+            uri: axum::http::Uri,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> Response {
+            if headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+            {
+                calls
+                    .lock()
+                    .expect("lock")
+                    .push(url::form_urlencoded::parse(&body).into_owned().collect());
+            }
+            let target = format!("{}{uri}", stack().moto_url());
+            let mut req = reqwest::Client::new().request(method, target).body(body);
+            for (k, v) in headers.iter().filter(|(k, _)| *k != "host") {
+                req = req.header(k, v);
+            }
+            let answer = req.send().await.expect("moto");
+            let mut out = Response::builder().status(answer.status());
+            for (k, v) in answer.headers() {
+                out = out.header(k, v);
+            }
+            let bytes = answer.bytes().await.expect("moto body");
+            out.body(axum::body::Body::from(bytes)).expect("response")
+        }
+        let calls: Calls = Default::default();
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind recorder");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url: format!("http://{addr}"),
+            calls,
+        }
+    }
+
+    /// Every PutLifecycleHook call.
+    fn hook_puts(&self) -> Vec<Vec<(String, String)>> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|c| param(c, "Action") == Some("PutLifecycleHook"))
+            .cloned()
+            .collect()
+    }
+}
+
+/// `setup --hook-target b` writes the marker routing reads back as `b`
+/// into the hook's NotificationMetadata; a target that is not configured
+/// is refused before anything changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_writes_the_hook_target_into_notification_metadata() {
+    let group = unique("nr-route");
+    create_asg(&group, &[]).await;
+    let proxy = FormRecorder::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("nodereaper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[chef]\nclient_name = \"admin\"\nclient_key = \"{key}\"\nallow_plain_http = true\n\
+             [[chef.targets]]\nname = \"a\"\nserver_url = \"{chef}\"\n\
+             [[chef.targets]]\nname = \"b\"\nserver_url = \"{chef}\"\n\
+             [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\n",
+            key = stack().admin_key().display(),
+            chef = stack().chef_url(),
+            url = proxy.url,
+        ),
+    )
+    .expect("config");
+    let setup_with = |target: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nodereaper"));
+        cmd.arg("--config").arg(&config).args([
+            "setup",
+            "--name",
+            &unique("nr-route-q"),
+            "--asg",
+            &group,
+            "--lifecycle-hook",
+            "--hook-role-arn",
+            "arn:aws:iam::123456789012:role/asg-sns",
+            "--hook-target",
+            target,
+        ]);
+        cmd
+    };
+    // Blocks this worker; the proxy answers on the other.
+    let out = setup_with("c").output().expect("run setup");
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "an unknown target was accepted: {text}"
+    );
+    assert!(
+        text.contains("--hook-target \"c\"") && text.contains("a, b"),
+        "{text}"
+    );
+    assert!(proxy.calls.lock().expect("lock").is_empty(), "changed AWS");
+
+    // Blocks this worker; the proxy answers on the other.
+    let out = setup_with("b").output().expect("run setup");
+    let puts = proxy.hook_puts();
+    assert_eq!(puts.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    let metadata = param(&puts[0], "NotificationMetadata").expect("metadata written");
+    assert_eq!(metadata, "nodereaper:target=b");
+    assert_eq!(
+        nodereaper::core::routing::metadata_target(metadata).expect("a marker"),
+        Some("b".to_string()),
+        "routing reads back what setup writes"
+    );
+}

@@ -34,6 +34,11 @@ pub struct SetupArgs {
     /// Name of the lifecycle hook.
     #[arg(long, default_value = nodereaper::jobs::setup::DEFAULT_HOOK_NAME)]
     pub hook_name: String,
+    /// Route the hook's terminations to this Chef target (`[[chef.targets]]`
+    /// name): writes `nodereaper:target=NAME` into the hook's
+    /// NotificationMetadata, which every lifecycle message carries.
+    #[arg(long, value_name = "TARGET", requires = "lifecycle_hook")]
+    pub hook_target: Option<String>,
     /// Lifecycle hook heartbeat timeout, seconds.
     #[arg(long, default_value_t = 300)]
     pub hook_heartbeat_timeout: u32,
@@ -97,6 +102,16 @@ pub async fn setup(config: Config, args: SetupArgs) -> Result<ExitCode> {
         print_iam_policy(&config, &args).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    let notification_metadata = match &args.hook_target {
+        Some(t) if config.target_names().contains(t) => {
+            Some(nodereaper::core::routing::metadata_marker(t))
+        }
+        Some(t) => anyhow::bail!(
+            "--hook-target {t:?}: no such Chef target (configured: {})",
+            config.target_names().join(", ")
+        ),
+        None => None,
+    };
     let spec = SetupSpec {
         name: args.name,
         asg_names: args.asg_names,
@@ -109,6 +124,7 @@ pub async fn setup(config: Config, args: SetupArgs) -> Result<ExitCode> {
             heartbeat_timeout_secs: args.hook_heartbeat_timeout,
             default_result: args.hook_default_result,
             role_arn: args.hook_role_arn,
+            notification_metadata,
         }),
         eventbridge_rule: args.eventbridge_rule,
         dry_run: args.dry_run,

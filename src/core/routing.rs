@@ -99,6 +99,12 @@ impl crate::core::error::Classify for Unroutable {
     }
 }
 
+/// The marker `nodereaper setup --hook-target NAME` writes into a hook's
+/// `NotificationMetadata`: what [`metadata_target`] reads back as `NAME`.
+pub fn metadata_marker(target: &str) -> String {
+    format!("nodereaper:target={target}")
+}
+
 /// The nodereaper marker in hook metadata: `Ok(None)` when there is none.
 pub fn metadata_target(metadata: &str) -> Result<Option<String>, Unroutable> {
     let text = metadata.trim();

@@ -176,15 +176,15 @@ impl Setup<'_> {
             .iter()
             .find(|h| h.lifecycle_hook_name() == Some(hook.hook_name.as_str()));
         let role = hook.role_arn.clone().unwrap_or_default();
-        let want = [
+        let mut want = vec![
             ("LifecycleTransition", TERMINATING_TRANSITION.to_string()),
             ("NotificationTargetARN", topic_arn.to_string()),
             ("RoleARN", role.clone()),
             ("HeartbeatTimeout", hook.heartbeat_timeout_secs.to_string()),
             ("DefaultResult", hook.default_result.clone()),
         ];
-        let have = current.map(|h| {
-            [
+        let mut have = current.map(|h| {
+            vec![
                 h.lifecycle_transition().map(str::to_string),
                 h.notification_target_arn().map(str::to_string),
                 h.role_arn().map(str::to_string),
@@ -192,6 +192,13 @@ impl Setup<'_> {
                 h.default_result().map(str::to_string),
             ]
         });
+        // Compared only when asked for: metadata someone else set is kept.
+        if let Some(m) = &hook.notification_metadata {
+            want.push(("NotificationMetadata", m.clone()));
+            if let (Some(have), Some(h)) = (have.as_mut(), current) {
+                have.push(h.notification_metadata().map(str::to_string));
+            }
+        }
         let diffs: Vec<String> = want
             .iter()
             .enumerate()
@@ -219,6 +226,7 @@ impl Setup<'_> {
                 .role_arn(role)
                 .heartbeat_timeout(i32::try_from(hook.heartbeat_timeout_secs).unwrap_or(i32::MAX))
                 .default_result(&hook.default_result)
+                .set_notification_metadata(hook.notification_metadata.clone())
                 .send()
                 .await
                 .map_err(|e| step_err(&resource, "AutoScaling", "PutLifecycleHook", e))?;

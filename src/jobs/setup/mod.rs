@@ -123,6 +123,10 @@ pub struct LifecycleHookSpec {
     /// Role Auto Scaling assumes to publish to the topic. Required: setup
     /// does not create IAM roles.
     pub role_arn: Option<String>,
+    /// The hook's `NotificationMetadata` (at most 1023 characters), carried
+    /// in every lifecycle message: `nodereaper:target=NAME` routes the
+    /// group's terminations to a Chef target.
+    pub notification_metadata: Option<String>,
 }
 
 impl Default for LifecycleHookSpec {
@@ -132,6 +136,7 @@ impl Default for LifecycleHookSpec {
             heartbeat_timeout_secs: 300,
             default_result: "CONTINUE".into(),
             role_arn: None,
+            notification_metadata: None,
         }
     }
 }
@@ -208,6 +213,15 @@ impl SetupSpec {
                 "default result {:?} is not CONTINUE or ABANDON",
                 hook.default_result
             ));
+        }
+        if let Some(m) = &hook.notification_metadata {
+            // PutLifecycleHook's limit (Auto Scaling API reference).
+            if m.is_empty() || m.chars().count() > 1023 {
+                return invalid(format!(
+                    "hook notification metadata: 1 to 1023 characters, got {}",
+                    m.chars().count()
+                ));
+            }
         }
         Ok(())
     }
