@@ -186,18 +186,20 @@ async fn setup(prefix: &str) -> Setup {
 
 /// Starts the binary as the function's bootstrap would be started.
 fn start_function(api: &RuntimeApi, s: &Setup, args: &[&str], chef_url: &str) -> Function {
-    start_function_with(api, s, args, chef_url, &[])
+    start_function_with(api, s, args, Some(chef_url), &[])
 }
 
-/// The same, with more environment variables.
+/// The same, with more environment variables; without `chef_url` the Chef
+/// servers come from the configuration file (`NODEREAPER_CONFIG` in `env`).
 fn start_function_with(
     api: &RuntimeApi,
     s: &Setup,
     args: &[&str],
-    chef_url: &str,
+    chef_url: Option<&str>,
     env: &[(&str, &str)],
 ) -> Function {
     let st = stack();
+    let chef_url = chef_url.map(|url| ("NODEREAPER_CHEF_SERVER_URL", url));
     let child = Command::new(env!("CARGO_BIN_EXE_nodereaper"))
         .args(args)
         .env_clear()
@@ -212,7 +214,7 @@ fn start_function_with(
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_ENDPOINT_URL", st.moto_url())
-        .env("NODEREAPER_CHEF_SERVER_URL", chef_url)
+        .envs(chef_url)
         // goiardi on 127.0.0.1 speaks plain http.
         .env("NODEREAPER_CHEF_ALLOW_PLAIN_HTTP", "true")
         .env("NODEREAPER_CHEF_CLIENT_NAME", "admin")
@@ -563,7 +565,7 @@ async fn dry_run_leaves_records_in_the_queue() {
         &api,
         &s,
         &["lambda"],
-        stack().chef_url(),
+        Some(stack().chef_url()),
         &[("NODEREAPER_CONFIG", config.to_str().expect("utf-8 path"))],
     );
     let ids = run_instances(2).await;
@@ -605,4 +607,88 @@ async fn dry_run_leaves_records_in_the_queue() {
         assert_eq!(registered(&chef, &format!("n-{id}")).await, (true, true));
     }
     assert_eq!(journal_objects(&s.bucket).await, 0);
+}
+
+/// Several Chef targets in Lambda mode, each key from Secrets Manager: a
+/// lifecycle message whose hook metadata names target b deletes the
+/// registration on server b only (the same-named twin on a stays), and a
+/// termination no rule routes goes to the DLQ with the reason, deleting
+/// nothing anywhere. The lifecycle calls go to a recorder (moto does not
+/// implement CompleteLifecycleAction), through the SDK's per-service
+/// endpoint variable.
+#[tokio::test]
+async fn several_targets_route_in_lambda_with_keys_from_secrets_manager() {
+    let b = common::second_server::SecondServer::start("targets-b");
+    let (chef_a, chef_b) = (admin(), b.admin());
+    let s = setup("lambdatargets").await;
+    let secret_b = unique("nodereaper/chef-key-b");
+    aws_sdk_secretsmanager::Client::new(&aws().await)
+        .create_secret()
+        .name(&secret_b)
+        .secret_string(std::fs::read_to_string(&b.admin_key).expect("b key"))
+        .send()
+        .await
+        .expect("secret b");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("nodereaper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[chef.targets]]\nname = \"a\"\nserver_url = \"{}\"\n\
+             [[chef.targets]]\nname = \"b\"\nserver_url = \"{}\"\nclient_key_secret = \"{secret_b}\"\n",
+            stack().chef_url(),
+            b.url
+        ),
+    )
+    .expect("config");
+    let recorder = LifecycleRecorder::start(false).await;
+    let api = RuntimeApi::start().await;
+    let _function = start_function_with(
+        &api,
+        &s,
+        &["lambda"],
+        None,
+        &[
+            ("NODEREAPER_CONFIG", config.to_str().expect("utf-8 path")),
+            ("AWS_ENDPOINT_URL_AUTO_SCALING", &recorder.url),
+        ],
+    );
+    let ids = run_instances(2).await;
+    terminate_instances(&ids).await;
+    let (routed, unroutable) = (format!("n-{}", ids[0]), format!("n-{}", ids[1]));
+    for name in [&routed, &unroutable] {
+        let id = &name[2..];
+        register(&chef_a, name, Some(id)).await;
+        register(&chef_b, name, Some(id)).await;
+    }
+    let to_b = lifecycle_hook_message(&ids[0], "nodereaper:target=b");
+    let nowhere = asg_terminate_notification(&ids[1], "web-asg");
+    let (event, _) = sqs_event(&s.queue, &[to_b, nowhere.clone()]).await;
+    let (kind, answer) = api.invoke(event).await;
+    assert_eq!(kind, "response", "{answer}");
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
+    assert_eq!(
+        registered(&chef_b, &routed).await,
+        (false, false),
+        "b's registration deleted"
+    );
+    assert_eq!(
+        registered(&chef_a, &routed).await,
+        (true, true),
+        "a's twin kept"
+    );
+    for chef in [&chef_a, &chef_b] {
+        assert_eq!(registered(chef, &unroutable).await, (true, true));
+    }
+    let dlq = dlq_reasons(&s.dlq).await;
+    assert_eq!(dlq.keys().collect::<Vec<_>>(), vec![&nowhere], "{dlq:?}");
+    assert!(dlq[&nowhere].contains("target"), "{dlq:?}");
+    let completed: Vec<_> = recorder
+        .calls()
+        .into_iter()
+        .filter(|c| param(c, "Action") == Some("CompleteLifecycleAction"))
+        .collect();
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(param(&completed[0], "InstanceId"), Some(ids[0].as_str()));
 }

@@ -17,7 +17,6 @@ use nodereaper::adapters::chef::ChefClient;
 use nodereaper::adapters::journal::LocalJournal;
 use nodereaper::config::{Config, QueueConfig, RouteConfig, TargetConfig};
 use nodereaper::ports::{ChefApi, Journal};
-use serde_json::json;
 
 /// The second goiardi.
 fn server_b() -> &'static second_server::SecondServer {
@@ -74,24 +73,6 @@ async fn twins(name: &str, instance: &str) {
 async fn registered(chef: &ChefClient, name: &str) -> bool {
     chef.get_node(name).await.expect("node").is_some()
         && chef.get_client(name).await.expect("client").is_some()
-}
-
-fn hook_message(instance: &str, metadata: &str) -> String {
-    json!({
-        "Origin": "AutoScalingGroup",
-        "Destination": "EC2",
-        "Service": "AWS Auto Scaling",
-        "Time": "2026-11-25T10:00:00.000Z",
-        "AccountId": "123456789012",
-        "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
-        "RequestId": "63f0f8c4-3c4a-4c2f-8b87-9f4f5a0b7e0e",
-        "LifecycleActionToken": format!("token-{instance}"),
-        "AutoScalingGroupName": "web-asg",
-        "LifecycleHookName": "nodereaper-terminate",
-        "EC2InstanceId": instance,
-        "NotificationMetadata": metadata,
-    })
-    .to_string()
 }
 
 async fn entries(dir: &Path) -> Vec<nodereaper::adapters::journal::JournalEntry> {
@@ -222,7 +203,11 @@ async fn hook_metadata_routes_to_the_named_target() {
     let id = fake_instance_id();
     let node = unique("hook");
     twins(&node, &id).await;
-    send(&queue, &hook_message(&id, "team=web; nodereaper:target=b")).await;
+    send(
+        &queue,
+        &lifecycle_hook_message(&id, "team=web; nodereaper:target=b"),
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(&[(&queue, None)], dir.path());
     let p = pipeline(&cfg, Some(&recorder)).await;
@@ -281,13 +266,13 @@ async fn unroutable_or_contradicted_events_go_to_the_dlq_and_nothing_is_deleted(
     // The queue says a, the hook says b.
     send(
         &queue_a,
-        &hook_message(&contradicted, "nodereaper:target=b"),
+        &lifecycle_hook_message(&contradicted, "nodereaper:target=b"),
     )
     .await;
     // The hook names a target that is not configured.
     send(
         &untargeted,
-        &hook_message(&unknown, "nodereaper:target=prod"),
+        &lifecycle_hook_message(&unknown, "nodereaper:target=prod"),
     )
     .await;
 

@@ -427,6 +427,26 @@ pub fn asg_terminate_notification(instance_id: &str, asg: &str) -> String {
     .to_string()
 }
 
+/// A termination lifecycle hook message (group `web-asg`) carrying the
+/// hook's `NotificationMetadata`.
+pub fn lifecycle_hook_message(instance: &str, metadata: &str) -> String {
+    json!({
+        "Origin": "AutoScalingGroup",
+        "Destination": "EC2",
+        "Service": "AWS Auto Scaling",
+        "Time": "2026-11-25T10:00:00.000Z",
+        "AccountId": "123456789012",
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "RequestId": "63f0f8c4-3c4a-4c2f-8b87-9f4f5a0b7e0e",
+        "LifecycleActionToken": format!("token-{instance}"),
+        "AutoScalingGroupName": "web-asg",
+        "LifecycleHookName": "nodereaper-terminate",
+        "EC2InstanceId": instance,
+        "NotificationMetadata": metadata,
+    })
+    .to_string()
+}
+
 /// The same, inside an SNS envelope as delivered to SQS without raw delivery.
 pub fn sns_wrap(message: &str) -> String {
     json!({
