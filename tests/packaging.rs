@@ -273,6 +273,56 @@ async fn cloudformation_function_stack_creates_in_moto() {
     assert!(!policy.contains("secretsmanager:"), "{policy}");
 }
 
+/// Function mode with several Chef targets: the targets and routes reach
+/// the function as NODEREAPER_CHEF_TARGETS and NODEREAPER_ROUTES (no
+/// NODEREAPER_CHEF_SERVER_URL), nodereaper reads them back as its targets,
+/// and the role may read every target's key secret beside the shared one.
+#[tokio::test]
+async fn cloudformation_function_stack_with_several_chef_targets() {
+    let name = unique("cfnt");
+    let code = unique("code");
+    put_code_zip(&code).await;
+    let secret =
+        |n: &str| format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{n}-AbCdEf");
+    let targets = format!(
+        r#"[{{"name":"prod","server_url":"https://chef.example/organizations/prod"}},{{"name":"staging","server_url":"https://chef2.example/organizations/staging","client_key_secret":"{}"}}]"#,
+        secret("staging")
+    );
+    let routes = r#"[{"account":"210987654321","target":"staging"}]"#;
+    let st = create_stack(
+        &name,
+        &[
+            ("Name", &name),
+            ("Mode", "function"),
+            ("CodeS3Bucket", &code),
+            ("CodeS3Key", "nodereaper.zip"),
+            ("JournalS3Bucket", "journal-bucket"),
+            ("ChefClientName", "nodereaper"),
+            ("ChefClientKeySecretArn", &secret("shared")),
+            ("ChefTargets", &targets),
+            ("ChefTargetKeySecretArns", &secret("staging")),
+            ("Routes", routes),
+        ],
+    );
+    assert_eq!(st["status"], "CREATE_COMPLETE", "{st:#}");
+    let env = &resource(&st, "Function")["details"]["Environment"]["Variables"];
+    assert!(env.get("NODEREAPER_CHEF_SERVER_URL").is_none(), "{env:#}");
+    let var = |k: &str| env.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut cfg = nodereaper::config::Config::default();
+    cfg.apply_env(var).expect("the function's environment");
+    cfg.validate(std::path::Path::new("(environment)"))
+        .expect("a valid configuration");
+    assert_eq!(cfg.target_names(), ["prod", "staging"]);
+    assert_eq!(cfg.routing_table().accounts[0].target, "staging");
+    let staging = cfg.for_target("staging").expect("staging");
+    assert_eq!(staging.chef.client_key_secret, Some(secret("staging")));
+
+    let policy = resource(&st, "Role")["details"]["Policies"]["nodereaper"].to_string();
+    for arn in [secret("shared"), secret("staging")] {
+        assert!(policy.contains(&arn), "{arn} not in {policy}");
+    }
+}
+
 /// Daemon mode: no function, an instance profile for the host instead.
 #[tokio::test]
 async fn cloudformation_daemon_stack_creates_in_moto() {

@@ -59,6 +59,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ),
     ("NODEREAPER_LISTEN", "http.listen"),
     ("NODEREAPER_CHEF_ALLOW_PLAIN_HTTP", "chef.allow_plain_http"),
+    (
+        "NODEREAPER_CHEF_TARGETS",
+        "chef.targets (a JSON array of its tables)",
+    ),
+    ("NODEREAPER_ROUTES", "routes (a JSON array of its tables)"),
 ];
 
 /// A configuration that cannot be used: every variant names the file.
@@ -659,6 +664,6 @@ impl Config {
                     expected,
                 })?;
         }
-        Ok(())
+        self.apply_env_targets(var)
     }
 }

@@ -210,6 +210,34 @@ impl Config {
         }
     }
 
+    /// `NODEREAPER_CHEF_TARGETS` and `NODEREAPER_ROUTES`: JSON arrays of the
+    /// objects `[[chef.targets]]` and `[[routes]]` hold (same keys), which
+    /// replace the file's lists (Lambda and CloudFormation pass them so).
+    pub(super) fn apply_env_targets(
+        &mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        fn list<T: serde::de::DeserializeOwned>(
+            name: &str,
+            value: &str,
+            what: &str,
+        ) -> Result<Vec<T>, ConfigError> {
+            serde_json::from_str(value).map_err(|e| ConfigError::Invalid {
+                file: std::path::PathBuf::from("(environment)"),
+                key: name.into(),
+                expected: format!("a JSON array of {what} objects: {e}"),
+            })
+        }
+        let non_empty = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        if let Some(v) = non_empty("NODEREAPER_CHEF_TARGETS") {
+            self.chef.targets = list("NODEREAPER_CHEF_TARGETS", &v, "[[chef.targets]]")?;
+        }
+        if let Some(v) = non_empty("NODEREAPER_ROUTES") {
+            self.routes = list("NODEREAPER_ROUTES", &v, "[[routes]]")?;
+        }
+        Ok(())
+    }
+
     /// `[[chef.targets]]`, `[[routes]]` and `queues[].target`.
     pub(super) fn validate_targets(&self, file: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, expected: String| ConfigError::Invalid {
@@ -397,6 +425,38 @@ target = "staging"
             e.contains("chef.targets[0].sweep.max_candidate_share") && e.contains("1.5"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn targets_and_routes_from_the_environment_or_a_named_refusal() {
+        let env = |targets: &'static str| {
+            move |k: &str| match k {
+                "NODEREAPER_CHEF_TARGETS" => Some(targets.to_string()),
+                "NODEREAPER_ROUTES" => {
+                    Some(r#"[{"account": "210987654321", "target": "b"}]"#.to_string())
+                }
+                _ => None,
+            }
+        };
+        let mut cfg = Config::default();
+        cfg.apply_env(env(
+            r#"[{"name": "a", "server_url": "https://c/organizations/a"},
+                {"name": "b", "server_url": "https://c/organizations/b", "sweep": {"max_candidates": 3}}]"#,
+        ))
+        .expect("targets");
+        assert_eq!(cfg.target_names(), ["a", "b"]);
+        assert_eq!(cfg.routes[0].target, "b");
+        assert_eq!(cfg.for_target("b").expect("b").sweep.max_candidates, 3);
+        for bad in [r#"{"name": "a"}"#, r#"[{"name": "a", "url": "x"}]"#, "[{"] {
+            let e = Config::default()
+                .apply_env(env(bad))
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                e.contains("NODEREAPER_CHEF_TARGETS") && e.contains("JSON array"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -28,8 +28,9 @@ pub struct PolicyScope {
     pub roles: Vec<String>,
     /// Auto Scaling group names the lifecycle actions are narrowed to.
     pub groups: Vec<String>,
-    /// Where the Chef key is read from, if a secret store.
-    pub key_store: Option<KeyStore>,
+    /// Where the Chef keys are read from, when from a secret store: every
+    /// Chef target's (`[chef]`, or each of `[[chef.targets]]`).
+    pub key_stores: Vec<KeyStore>,
     /// The Lambda function's name (adds its log group), in function mode.
     pub lambda_function: Option<String>,
 }
@@ -80,7 +81,12 @@ impl PolicyScope {
         let default_region = cfg.aws.region.clone().unwrap_or_else(|| "*".into());
         let mut scope = PolicyScope {
             groups: groups.to_vec(),
-            key_store: KeyStore::from_config(&cfg.chef),
+            key_stores: cfg
+                .target_names()
+                .iter()
+                .filter_map(|name| cfg.for_target(name))
+                .filter_map(|target| KeyStore::from_config(&target.chef))
+                .collect(),
             roles: cfg
                 .aws
                 .accounts

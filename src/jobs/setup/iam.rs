@@ -51,9 +51,7 @@ pub fn daemon_policy(scope: &PolicyScope) -> Value {
     if !scope.roles.is_empty() {
         statements.push(statement(sid::ACCOUNTS, json!(scope.roles)));
     }
-    if let Some(store) = &scope.key_store {
-        statements.push(key_store_statement(store));
-    }
+    statements.extend(key_store_statements(&scope.key_stores));
     if let Some(function) = &scope.lambda_function {
         statements.push(json!({
             "Sid": sid::LOGS,
@@ -76,6 +74,30 @@ pub fn iam_policy(
     journal: Option<(&str, &str)>,
 ) -> Value {
     daemon_policy(&PolicyScope::from_arns(queue_arns, dlq_arns, journal))
+}
+
+/// The statements that let nodereaper read its Chef keys from secret
+/// stores: one per kind of store, naming every key of that kind (several
+/// Chef targets may each have their own).
+pub fn key_store_statements(stores: &[KeyStore]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for store in stores {
+        let statement = key_store_statement(store);
+        match out.iter_mut().find(|s| s["Sid"] == statement["Sid"]) {
+            Some(same) => {
+                let mut resources = match same["Resource"].take() {
+                    Value::Array(list) => list,
+                    one => vec![one],
+                };
+                if !resources.contains(&statement["Resource"]) {
+                    resources.push(statement["Resource"].clone());
+                }
+                same["Resource"] = Value::Array(resources);
+            }
+            None => out.push(statement),
+        }
+    }
+    out
 }
 
 /// The statement that lets nodereaper read its Chef key from a secret store
@@ -106,7 +128,7 @@ pub fn iam_policy_for(
     chef: &crate::config::ChefConfig,
 ) -> Value {
     let mut scope = PolicyScope::from_arns(queue_arns, dlq_arns, journal);
-    scope.key_store = KeyStore::from_config(chef);
+    scope.key_stores = KeyStore::from_config(chef).into_iter().collect();
     daemon_policy(&scope)
 }
 
@@ -165,5 +187,37 @@ mod tests {
             Some(("b", "")),
         );
         assert_eq!(cn["Statement"][5]["Resource"], "arn:aws-cn:s3:::b");
+    }
+
+    #[test]
+    fn every_chef_targets_key_store_is_granted() {
+        let text = "[chef]\nclient_name = \"n\"\nclient_key_secret = \"shared\"\n\
+            [[chef.targets]]\nname = \"a\"\nserver_url = \"https://c/organizations/a\"\n\
+            [[chef.targets]]\nname = \"b\"\nserver_url = \"https://c/organizations/b\"\n\
+            client_key_parameter = \"/nodereaper/b\"\n\
+            [[chef.targets]]\nname = \"c\"\nserver_url = \"https://c/organizations/c\"\n\
+            client_key_secret = \"arn:aws:secretsmanager:us-east-1:1:secret:c-AbCdEf\"\n";
+        let cfg =
+            crate::config::Config::parse(text, std::path::Path::new("t.toml")).expect("parse");
+        let (scope, _) = PolicyScope::from_config(&cfg, &[], &[]).expect("scope");
+        let policy = daemon_policy(&scope);
+        let by_sid = |sid: &str| {
+            policy["Statement"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["Sid"] == sid))
+                .map(|s| s["Resource"].clone())
+        };
+        assert_eq!(
+            by_sid(sid::KEY_SECRET),
+            Some(json!([
+                "arn:aws:secretsmanager:*:*:secret:shared-??????",
+                "arn:aws:secretsmanager:us-east-1:1:secret:c-AbCdEf"
+            ])),
+            "a's (shared) and c's secrets"
+        );
+        assert_eq!(
+            by_sid(sid::KEY_PARAMETER),
+            Some(json!("arn:aws:ssm:*:*:parameter/nodereaper/b"))
+        );
     }
 }
