@@ -717,7 +717,7 @@ async fn answers_404_to_everything() -> String {
 /// is not ready, the right one is.
 #[tokio::test]
 async fn readyz_fails_when_our_own_client_is_not_found_there() {
-    use nodereaper::telemetry::http::{HttpServer, Readiness};
+    use nodereaper::telemetry::http::{ChefProbe, HttpServer, Readiness};
     let (queue, _) = queue_with_dlq(&unique("ready"), 5).await;
     let journal = tempfile::tempdir().expect("tempdir");
     let cfg = daemon_config(&[&queue], journal.path());
@@ -732,8 +732,11 @@ async fn readyz_fails_when_our_own_client_is_not_found_there() {
             cfg.chef.server_url = Some(server_url);
             let ready = Readiness {
                 queues: vec![sqs],
-                chef: std::sync::Arc::new(nodereaper::app::chef_client(&cfg).expect("chef")),
-                client_name: "admin".into(),
+                chefs: vec![ChefProbe {
+                    target: None,
+                    chef: std::sync::Arc::new(nodereaper::app::chef_client(&cfg).expect("chef")),
+                    client_name: "admin".into(),
+                }],
             };
             let server = HttpServer::bind("127.0.0.1:0".parse().expect("addr"), ready.into())
                 .await

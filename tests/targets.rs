@@ -368,3 +368,62 @@ async fn deregister_names_its_target_or_refuses() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].target.as_deref(), Some("b"));
 }
+
+async fn readyz(cfg: &Config, dir: &Path) -> (u16, String) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut cfg = cfg.clone();
+    cfg.http.listen = Some(format!("127.0.0.1:{port}").parse().expect("addr"));
+    let file = dir.join("nodereaper.toml");
+    std::fs::write(&file, toml::to_string(&cfg).expect("toml")).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nodereaper"))
+        .arg("--config")
+        .arg(&file)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let mut answer = (0, String::new());
+    for _ in 0..150 {
+        if let Ok(r) = reqwest::get(&url).await {
+            answer = (r.status().as_u16(), r.text().await.unwrap_or_default());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    answer
+}
+
+/// `/readyz` asks every target's server as that target's own client: ready
+/// when both answer, not ready (naming the target) when b's server is gone
+/// while a's is fine.
+#[tokio::test]
+async fn readyz_checks_every_target() {
+    let (q, _) = queue_with_dlq(&unique("tgt-ready"), 5).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&[(&q, None)], &dir.path().join("journal"));
+    let (status, body) = readyz(&cfg, dir.path()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("ok   chef [a]") && body.contains("ok   chef [b]"),
+        "{body}"
+    );
+
+    let mut dead_b = cfg.clone();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_url = format!("http://{}", dead.local_addr().expect("addr"));
+    drop(dead);
+    dead_b.chef.targets[1].server_url = dead_url;
+    let (status, body) = readyz(&dead_b, dir.path()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("ok   chef [a]") && body.contains("FAIL chef [b]"),
+        "{body}"
+    );
+}

@@ -8,7 +8,7 @@ use clap::Args;
 use nodereaper::app;
 use nodereaper::config::Config;
 use nodereaper::ports::ChefApi;
-use nodereaper::telemetry::http::{HttpServer, Readiness};
+use nodereaper::telemetry::http::{ChefProbe, HttpServer, Readiness};
 
 use super::ExitCode;
 
@@ -44,8 +44,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
     if let Some(addr) = config.http.listen {
         let ready = Arc::new(Readiness {
             queues: pipeline.sources.iter().map(|s| s.queue.clone()).collect(),
-            chef,
-            client_name,
+            chefs: chef_probes(&config, &pipeline)?,
         });
         let server = HttpServer::bind(addr, ready)
             .await
@@ -72,4 +71,23 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
         "nodereaper stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `/readyz` asks every Chef target: its server, as its own client.
+fn chef_probes(config: &Config, pipeline: &nodereaper::run::Pipeline) -> Result<Vec<ChefProbe>> {
+    let mut probes = Vec::new();
+    for name in pipeline.targets.names() {
+        let Some(reaper) = pipeline.targets.get(name) else {
+            continue;
+        };
+        let own = config
+            .for_target(name)
+            .with_context(|| format!("no Chef target {name:?}"))?;
+        probes.push(ChefProbe {
+            target: config.has_targets().then(|| name.to_string()),
+            chef: reaper.chef.clone(),
+            client_name: app::chef_identity(&own)?.client_name,
+        });
+    }
+    Ok(probes)
 }

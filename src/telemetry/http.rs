@@ -17,10 +17,20 @@ pub struct Readiness {
     /// Every queue consumed: each must answer a depth query
     /// (`GetQueueAttributes`) within 5 seconds.
     pub queues: Vec<Arc<dyn Queue>>,
-    /// The Chef server, which must return nodereaper's own client or user
-    /// ([`ChefApi::own_identity`]) within 5 seconds.
+    /// Every Chef target's server: each must return nodereaper's own client
+    /// or user ([`ChefApi::own_identity`]) within 5 seconds.
+    pub chefs: Vec<ChefProbe>,
+}
+
+/// One Chef target as `/readyz` checks it.
+pub struct ChefProbe {
+    /// The target's name, shown with several targets (`None`: the one
+    /// `[chef]` target, shown as before).
+    pub target: Option<String>,
+    /// Its Chef API.
     pub chef: Arc<dyn ChefApi>,
-    /// The reaper's own client: reading it proves reachability and a valid signature.
+    /// nodereaper's own client there: reading it proves reachability and a
+    /// valid signature.
     pub client_name: String,
 }
 
@@ -45,39 +55,41 @@ impl Readiness {
                 }
             }
         }
-        match tokio::time::timeout(Duration::from_secs(5), self.chef.own_identity()).await {
-            Ok(Ok(Some((kind, _)))) => lines.push(format!(
-                "ok   chef {} (our {kind} {:?} read back)",
-                self.chef.server(),
-                self.client_name
-            )),
-            // A wrong server URL (another org, a proxy) answers 404 to
-            // everything: only our own identity, read back, proves the URL.
-            Ok(Ok(None)) => {
-                ok = false;
-                lines.push(format!(
-                    "FAIL chef {}: neither client nor user {:?} exists there (404): wrong server URL or organization?",
-                    self.chef.server(),
-                    self.client_name
-                ));
-            }
-            Ok(Err(e)) => {
-                ok = false;
-                lines.push(format!("FAIL chef: {e}"));
-            }
-            Err(_) => {
-                ok = false;
-                lines.push(format!(
-                    "FAIL chef {}: no answer within 5s",
-                    self.chef.server()
-                ));
-            }
+        // Every target at once: a slow one costs 5 s, not 5 s each.
+        let checks = futures::future::join_all(self.chefs.iter().map(ChefProbe::check)).await;
+        for check in checks {
+            ok &= check.is_ok();
+            lines.push(check.unwrap_or_else(|line| line));
         }
         let text = lines.join("\n") + "\n";
         if ok {
             Ok(text)
         } else {
             Err(text)
+        }
+    }
+}
+
+impl ChefProbe {
+    /// The line of this target: `Ok` when our own identity read back.
+    async fn check(&self) -> Result<String, String> {
+        let server = match &self.target {
+            Some(t) => format!("[{t}] {}", self.chef.server()),
+            None => self.chef.server().to_string(),
+        };
+        match tokio::time::timeout(Duration::from_secs(5), self.chef.own_identity()).await {
+            Ok(Ok(Some((kind, _)))) => Ok(format!(
+                "ok   chef {server} (our {kind} {:?} read back)",
+                self.client_name
+            )),
+            // A wrong server URL (another org, a proxy) answers 404 to
+            // everything: only our own identity, read back, proves the URL.
+            Ok(Ok(None)) => Err(format!(
+                "FAIL chef {server}: neither client nor user {:?} exists there (404): wrong server URL or organization?",
+                self.client_name
+            )),
+            Ok(Err(e)) => Err(format!("FAIL chef {server}: {e}")),
+            Err(_) => Err(format!("FAIL chef {server}: no answer within 5s")),
         }
     }
 }
