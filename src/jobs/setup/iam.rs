@@ -36,6 +36,10 @@ pub fn daemon_policy(scope: &PolicyScope) -> Value {
         statement(sid::DESCRIBE, json!("*")),
         statement(sid::LIFECYCLE, json!(scope.group_arns())),
     ];
+    if scope.group_tags {
+        // DescribeTags has no resource-level permissions.
+        statements.push(statement(sid::GROUP_TAGS, json!("*")));
+    }
     if let Some((bucket, prefix)) = &scope.journal {
         statements.push(statement(
             sid::JOURNAL_OBJECTS,
@@ -165,5 +169,23 @@ mod tests {
             Some(("b", "")),
         );
         assert_eq!(cn["Statement"][5]["Resource"], "arn:aws-cn:s3:::b");
+    }
+
+    #[test]
+    fn describe_tags_only_when_group_tags_route() {
+        let has = |scope: &PolicyScope| {
+            daemon_policy(scope)["Statement"]
+                .as_array()
+                .expect("statements")
+                .iter()
+                .any(|s| {
+                    s["Sid"] == sid::GROUP_TAGS
+                        && s["Action"] == json!(["autoscaling:DescribeTags"])
+                })
+        };
+        let mut scope = PolicyScope::from_arns(&[], &[], None);
+        assert!(!has(&scope));
+        scope.group_tags = true;
+        assert!(has(&scope));
     }
 }
