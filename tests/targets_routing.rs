@@ -243,3 +243,63 @@ async fn search_deletes_on_the_one_target_that_has_it() {
     assert!(node_gone(&admin_b(), &node).await, "b's node left");
     assert!(registered(&admin(), &node).await, "a's node deleted");
 }
+
+fn nodereaper_cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nodereaper"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run nodereaper")
+}
+
+/// `autoscaling:DescribeTags` is in the printed policy only when the group
+/// tag rule can ask it (several targets, `group_tag` not ""); `doctor`
+/// shows rules 3 and 5.
+#[tokio::test]
+async fn describe_tags_is_granted_only_when_needed_and_doctor_shows_the_rules() {
+    let (queue, _) = queue_with_dlq(&unique("tag-iam"), 5).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("nodereaper.toml");
+    let policy_of = |cfg: &nodereaper::config::Config| {
+        std::fs::write(&file, toml::to_string(cfg).expect("toml")).expect("write");
+        let out = nodereaper_cli(&file, &["setup", "--print-iam-policy", "--output", "json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["iam_policy"]["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .filter(|s| s["Sid"] == "DescribeGroupTags")
+            .map(|s| (s["Action"].clone(), s["Resource"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut cfg = config(&[(&queue, None)], dir.path());
+    assert_eq!(
+        policy_of(&cfg),
+        [(
+            serde_json::json!(["autoscaling:DescribeTags"]),
+            serde_json::json!("*")
+        )]
+    );
+    cfg.routing.group_tag = String::new();
+    assert!(policy_of(&cfg).is_empty(), "granted with the rule off");
+    let single = daemon_config(&[&queue], dir.path());
+    assert!(policy_of(&single).is_empty(), "granted to a single target");
+
+    let mut cfg = config(&[(&queue, None)], dir.path());
+    cfg.routing.search_all_targets = true;
+    std::fs::write(&file, toml::to_string(&cfg).expect("toml")).expect("write");
+    let out = nodereaper_cli(&file, &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("3. Auto Scaling group tag nodereaper:target=NAME -> NAME"),
+        "{text}"
+    );
+    assert!(text.contains("5. otherwise, search every target"), "{text}");
+}
