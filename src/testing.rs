@@ -30,8 +30,8 @@ use crate::adapters::chef::ChefError;
 use crate::adapters::journal::{JournalEntry, JournalError};
 use crate::core::placement::Placement;
 use crate::ports::{
-    ChefApi, Completion, Deleted, Fleet, InstanceInfo, InstanceInventory, Journal, Lifecycle,
-    LifecycleAction, PlacementError, Queue, ReceivedMessage, Regional, SearchRow,
+    ChefApi, Completion, Deleted, Fleet, GroupTags, InstanceInfo, InstanceInventory, Journal,
+    Lifecycle, LifecycleAction, PlacementError, Queue, ReceivedMessage, Regional, SearchRow,
 };
 
 /// Every placement gets the same inventory and lifecycle; the placements
@@ -68,6 +68,7 @@ impl Fleet for FixedFleet {
             placement: placement.clone(),
             inventory: self.inventory.clone(),
             lifecycle: self.lifecycle.clone(),
+            group_tags: Arc::new(FakeGroupTags::default()),
         })
     }
 }
@@ -143,6 +144,7 @@ impl Fleet for FakeFleet {
             },
             inventory,
             lifecycle: self.lifecycle.clone(),
+            group_tags: Arc::new(FakeGroupTags::default()),
         })
     }
 }
@@ -203,6 +205,49 @@ impl Fleet for LifecycleOverride {
         let mut regional = self.inner.regional(placement).await?;
         regional.lifecycle = self.lifecycle.clone();
         Ok(regional)
+    }
+}
+
+/// `inner`'s services, with group tags read from `group_tags`.
+pub struct GroupTagsOverride {
+    /// The services but group tags.
+    pub inner: Arc<dyn Fleet>,
+    /// Where group tags are read instead.
+    pub group_tags: Arc<dyn GroupTags>,
+}
+
+#[async_trait]
+impl Fleet for GroupTagsOverride {
+    async fn regional(&self, placement: &Placement) -> Result<Regional, PlacementError> {
+        let mut regional = self.inner.regional(placement).await?;
+        regional.group_tags = self.group_tags.clone();
+        Ok(regional)
+    }
+}
+
+/// Group tags as told: `tags[(group, key)]`, or `fails` for every call;
+/// counts the calls.
+#[derive(Default)]
+pub struct FakeGroupTags {
+    /// (group, key) -> value.
+    pub tags: HashMap<(String, String), String>,
+    /// Every call answers this error.
+    pub fails: Option<AwsError>,
+    /// Calls so far.
+    pub calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl GroupTags for FakeGroupTags {
+    async fn group_tag(&self, group: &str, key: &str) -> Result<Option<String>, AwsError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(e) = &self.fails {
+            return Err(e.clone());
+        }
+        Ok(self
+            .tags
+            .get(&(group.to_string(), key.to_string()))
+            .cloned())
     }
 }
 

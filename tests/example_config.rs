@@ -167,6 +167,10 @@ fn fully_populated() -> Config {
             region: Some("eu-west-1".into()),
             target: "prod".into(),
         }],
+        routing: nodereaper::config::RoutingConfig {
+            group_tag: d.routing.group_tag.clone(),
+            search_all_targets: d.routing.search_all_targets,
+        },
         pipeline: PipelineConfig {
             workers: d.pipeline.workers,
             wait_time: d.pipeline.wait_time,

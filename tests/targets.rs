@@ -10,70 +10,12 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
+use common::two_targets::*;
 use common::*;
-use nodereaper::adapters::chef::ChefClient;
 use nodereaper::adapters::journal::LocalJournal;
-use nodereaper::config::{Config, QueueConfig, RouteConfig, TargetConfig};
+use nodereaper::config::{Config, RouteConfig};
 use nodereaper::ports::{ChefApi, Journal};
-
-/// The second goiardi.
-fn server_b() -> &'static second_server::SecondServer {
-    static B: OnceLock<second_server::SecondServer> = OnceLock::new();
-    B.get_or_init(|| second_server::SecondServer::start("targets-b"))
-}
-
-fn admin_b() -> ChefClient {
-    server_b().admin()
-}
-
-/// Targets "a" (the shared stack's goiardi) and "b"; `queues` as (URL,
-/// target).
-fn config(queues: &[(&str, Option<&str>)], journal: &Path) -> Config {
-    stack();
-    let b = server_b();
-    let mut cfg = daemon_config(&[], journal);
-    let a_url = cfg.chef.server_url.take().expect("a url");
-    cfg.chef.client_key = None;
-    cfg.chef.targets = vec![
-        TargetConfig {
-            name: "a".into(),
-            server_url: a_url,
-            client_key: Some(stack().admin_key()),
-            ..Default::default()
-        },
-        TargetConfig {
-            name: "b".into(),
-            server_url: b.url.clone(),
-            client_key: Some(b.admin_key.clone()),
-            ..Default::default()
-        },
-    ];
-    cfg.queues = queues
-        .iter()
-        .map(|(url, target)| QueueConfig {
-            url: url.to_string(),
-            region: None,
-            dlq_url: None,
-            target: target.map(str::to_owned),
-        })
-        .collect();
-    cfg.validate(Path::new("targets-test"))
-        .expect("valid config");
-    cfg
-}
-
-/// A node and client named `name` recording `instance` on both servers.
-async fn twins(name: &str, instance: &str) {
-    register(&admin(), name, Some(instance)).await;
-    register(&admin_b(), name, Some(instance)).await;
-}
-
-async fn registered(chef: &ChefClient, name: &str) -> bool {
-    chef.get_node(name).await.expect("node").is_some()
-        && chef.get_client(name).await.expect("client").is_some()
-}
 
 async fn entries(dir: &Path) -> Vec<nodereaper::adapters::journal::JournalEntry> {
     LocalJournal::open(dir)
@@ -321,7 +263,7 @@ async fn doctor_prints_the_routing_table_and_checks_every_target() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("1. queue {queue} -> a")), "{text}");
     assert!(
-        text.contains("3. account 123456789012 region (any) -> b"),
+        text.contains("4. account 123456789012 region (any) -> b"),
         "{text}"
     );
     assert!(out.status.success(), "{text}");

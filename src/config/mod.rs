@@ -14,8 +14,8 @@ mod tests;
 mod validate;
 
 pub use targets::{
-    valid_target_name, RouteConfig, TargetConfig, TargetProtect, TargetSweep, DEFAULT_TARGET,
-    MAX_TARGET_NAME_LEN,
+    valid_target_name, RouteConfig, RoutingConfig, TargetConfig, TargetProtect, TargetSweep,
+    DEFAULT_GROUP_TAG, DEFAULT_TARGET, MAX_TARGET_NAME_LEN,
 };
 mod estate;
 pub use estate::{AutomateConfig, VaultConfig, WebhookConfig};
@@ -110,6 +110,8 @@ pub struct Config {
     pub queues: Vec<QueueConfig>,
     /// Account (and region) routing rules to Chef targets (`[[routes]]`).
     pub routes: Vec<RouteConfig>,
+    /// The group-tag and search routing rules (`[routing]`).
+    pub routing: RoutingConfig,
     /// How events are received and handled (`[pipeline]`).
     pub pipeline: PipelineConfig,
     /// What is never deleted (`[protect]`).

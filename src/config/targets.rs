@@ -110,6 +110,31 @@ pub struct RouteConfig {
     pub target: String,
 }
 
+/// The default `[routing] group_tag`.
+pub const DEFAULT_GROUP_TAG: &str = "nodereaper:target";
+
+/// `[routing]`: the rules that need AWS or Chef to be asked. Used only with
+/// several targets.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// The Auto Scaling group tag key whose value names the target (rule 3,
+    /// read with DescribeTags); `""` turns the rule off.
+    pub group_tag: String,
+    /// Rule 5 (opt-in): when no rule routes, look the instance up on every
+    /// target; registered on exactly one: that one; on several: refused.
+    pub search_all_targets: bool,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            group_tag: DEFAULT_GROUP_TAG.into(),
+            search_all_targets: false,
+        }
+    }
+}
+
 /// Whether `name` is a valid target name.
 pub fn valid_target_name(name: &str) -> bool {
     (1..=MAX_TARGET_NAME_LEN).contains(&name.len())
@@ -207,6 +232,8 @@ impl Config {
                     target: r.target.clone(),
                 })
                 .collect(),
+            group_tag: self.group_tag_key().map(str::to_owned),
+            search_all_targets: self.has_targets() && self.routing.search_all_targets,
         }
     }
 
@@ -236,6 +263,14 @@ impl Config {
             self.routes = list("NODEREAPER_ROUTES", &v, "[[routes]]")?;
         }
         Ok(())
+    }
+
+    /// The group tag key of rule 3, when several targets are configured and
+    /// the rule is not turned off: then DescribeTags is called (and needs
+    /// `autoscaling:DescribeTags`).
+    pub fn group_tag_key(&self) -> Option<&str> {
+        let key = self.routing.group_tag.as_str();
+        (self.has_targets() && !key.is_empty()).then_some(key)
     }
 
     /// `[[chef.targets]]`, `[[routes]]` and `queues[].target`.
@@ -314,6 +349,13 @@ impl Config {
                     format!("one of the targets {names:?}, got {:?}", r.target),
                 ));
             }
+        }
+        let tag = &self.routing.group_tag;
+        if tag.len() > 128 || tag.trim() != tag {
+            return Err(invalid(
+                "routing.group_tag".into(),
+                format!("an Auto Scaling tag key (at most 128 characters, no surrounding blanks; \"\" turns the rule off), got {tag:?}"),
+            ));
         }
         Ok(())
     }

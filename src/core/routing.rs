@@ -7,13 +7,18 @@
 //!    nodereaper's marker: `nodereaper:target=prod` (one whitespace-, comma-
 //!    or semicolon-separated token among any other text) or a JSON object
 //!    with `"nodereaper_target": "prod"`;
-//! 3. the account and region: `[[routes]] account = "…" region = "…"
+//! 3. the Auto Scaling group's tag (`[routing] group_tag`, by default
+//!    `nodereaper:target`): its value names the target (the tag is read by
+//!    the caller; here only its value counts);
+//! 4. the account and region: `[[routes]] account = "…" region = "…"
 //!    target = "…"` (a route with a region wins over one without).
 //!
 //! Every rule that applies must name the same target: a queue that says
-//! `prod` and a hook that says `staging` is refused, as is a marker naming a
-//! target that is not configured. An event no rule routes goes to the only
-//! target when there is one, else it is refused.
+//! `prod` and a hook that says `staging` is refused, as is a marker or tag
+//! naming a target that is not configured. An event no rule routes goes to
+//! the only target when there is one; else [`decide`] says so (`None`) and
+//! the caller may search every target (rule 5, `[routing]
+//! search_all_targets`, in `act::targets`) or refuses.
 
 use serde::Serialize;
 
@@ -24,6 +29,12 @@ pub struct RoutingTable {
     pub targets: Vec<String>,
     /// Account (and region) -> target.
     pub accounts: Vec<AccountRoute>,
+    /// The Auto Scaling group tag key naming the target (rule 3); `None`:
+    /// the rule is off. Asked only with several targets.
+    pub group_tag: Option<String>,
+    /// Rule 5: with several targets and no rule routing, search every
+    /// target for the instance's registration.
+    pub search_all_targets: bool,
 }
 
 /// One `[[routes]]` rule.
@@ -50,6 +61,11 @@ pub struct RouteInput<'a> {
     pub account: Option<&'a str>,
     /// The instance's region.
     pub region: &'a str,
+    /// The instance's Auto Scaling group, when the event names it.
+    pub group: Option<&'a str>,
+    /// The value of the group's [`RoutingTable::group_tag`], when read and
+    /// present.
+    pub group_target: Option<&'a str>,
 }
 
 /// Which rule chose the target.
@@ -62,8 +78,12 @@ pub enum Rule {
     Queue,
     /// The lifecycle hook's notification metadata.
     HookMetadata,
+    /// The Auto Scaling group's tag.
+    GroupTag,
     /// `[[routes]]` account (and region).
     Account,
+    /// Found registered on exactly one target (`search_all_targets`).
+    Search,
 }
 
 impl Rule {
@@ -73,7 +93,9 @@ impl Rule {
             Rule::Only => "only target",
             Rule::Queue => "queue",
             Rule::HookMetadata => "hook metadata",
+            Rule::GroupTag => "group tag",
             Rule::Account => "account route",
+            Rule::Search => "search of every target",
         }
     }
 }
@@ -168,14 +190,24 @@ fn account_target(
     Ok(None)
 }
 
-/// Routes one event. See the module documentation for the rules.
+/// Routes one event. See the module documentation for the rules. An event
+/// no rule routes, with several targets, is refused ([`unrouted`]).
 pub fn route(table: &RoutingTable, input: &RouteInput<'_>) -> Result<Route, Unroutable> {
+    decide(table, input)?.ok_or_else(|| unrouted(table, input))
+}
+
+/// What the rules say: `Ok(None)` when none applies and several targets are
+/// configured (the caller searches them or refuses with [`unrouted`]).
+pub fn decide(table: &RoutingTable, input: &RouteInput<'_>) -> Result<Option<Route>, Unroutable> {
     let mut said: Vec<(Rule, String)> = Vec::new();
     if let Some(t) = input.queue_target {
         said.push((Rule::Queue, t.to_owned()));
     }
     if let Some(t) = input.metadata.map(metadata_target).transpose()?.flatten() {
         said.push((Rule::HookMetadata, t));
+    }
+    if let Some(t) = input.group_target {
+        said.push((Rule::GroupTag, t.to_owned()));
     }
     if let Some(account) = input.account {
         if let Some(t) = account_target(table, account, input.region)? {
@@ -199,24 +231,34 @@ pub fn route(table: &RoutingTable, input: &RouteInput<'_>) -> Result<Route, Unro
                 rule.as_str()
             )));
         }
-        return Ok(Route {
+        return Ok(Some(Route {
             target: first.clone(),
             rule: *first_rule,
-        });
+        }));
     }
-    match table.targets.as_slice() {
-        [only] => Ok(Route {
+    Ok(match table.targets.as_slice() {
+        [only] => Some(Route {
             target: only.clone(),
             rule: Rule::Only,
         }),
-        _ => Err(Unroutable(format!(
-            "no rule routes it (queue {}, account {}, region {}, hook metadata {}): set [[queues]] target, a hook's NotificationMetadata \"nodereaper:target=NAME\" or a [[routes]] entry",
-            input.queue,
-            input.account.unwrap_or("(own)"),
-            input.region,
-            if input.metadata.is_some() { "without a nodereaper:target marker" } else { "none" }
-        ))),
-    }
+        _ => None,
+    })
+}
+
+/// Why no rule routes `input`: every rule's input, and how to set one.
+pub fn unrouted(table: &RoutingTable, input: &RouteInput<'_>) -> Unroutable {
+    let group = match (input.group, &table.group_tag) {
+        (Some(g), Some(key)) => format!("group {g} without tag {key}"),
+        (Some(g), None) => format!("group {g}"),
+        (None, _) => "no group".into(),
+    };
+    Unroutable(format!(
+        "no rule routes it (queue {}, account {}, region {}, {group}, hook metadata {}): set [[queues]] target, a hook's NotificationMetadata \"nodereaper:target=NAME\", the group's tag or a [[routes]] entry",
+        input.queue,
+        input.account.unwrap_or("(own)"),
+        input.region,
+        if input.metadata.is_some() { "without a nodereaper:target marker" } else { "none" }
+    ))
 }
 
 #[cfg(test)]
@@ -238,6 +280,7 @@ mod tests {
                     target: "prod".into(),
                 },
             ],
+            ..Default::default()
         }
     }
 
@@ -252,6 +295,8 @@ mod tests {
             metadata,
             account,
             region: "us-east-1",
+            group: None,
+            group_target: None,
         }
     }
 
@@ -350,5 +395,38 @@ mod tests {
         };
         let r = route(&single, &input("https://q/other", None, None)).expect("routed");
         assert_eq!((r.target.as_str(), r.rule), ("default", Rule::Only));
+    }
+
+    #[test]
+    fn group_tag_routes_must_agree_and_name_a_configured_target() {
+        let t = table();
+        let mut i = input("https://q/other", None, None);
+        i.group = Some("web-asg");
+        i.group_target = Some("staging");
+        let r = route(&t, &i).expect("routed");
+        assert_eq!((r.target.as_str(), r.rule), ("staging", Rule::GroupTag));
+        i.group_target = Some("qa");
+        let e = route(&t, &i).unwrap_err();
+        assert!(e.0.contains("the group tag names target \"qa\""), "{e}");
+        // The queue says prod, the tag says staging: both names in the reason.
+        let mut i = input("https://q/prod", None, None);
+        i.group_target = Some("staging");
+        let e = route(&t, &i).unwrap_err();
+        assert!(
+            e.0.contains("queue says \"prod\" but the group tag says \"staging\""),
+            "{e}"
+        );
+        // The happy twin: agreeing.
+        i.group_target = Some("prod");
+        assert_eq!(target(route(&t, &i)), "prod");
+    }
+
+    #[test]
+    fn decide_leaves_an_unrouted_event_to_the_caller() {
+        let i = input("https://q/other", None, Some("222222222222"));
+        assert_eq!(decide(&table(), &i).expect("no refusal"), None);
+        assert!(decide(&table(), &input("https://q/prod", None, None))
+            .expect("routed")
+            .is_some());
     }
 }

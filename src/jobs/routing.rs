@@ -21,13 +21,22 @@ pub fn routing_table(cfg: &Config) -> String {
         }
     }
     lines.push("2. hook NotificationMetadata \"nodereaper:target=NAME\" (or JSON {\"nodereaper_target\": NAME}) -> NAME".into());
+    if let Some(key) = cfg.group_tag_key() {
+        lines.push(format!(
+            "3. Auto Scaling group tag {key}=NAME -> NAME (DescribeTags in the group's account and region, cached {} s)",
+            crate::act::targets::GROUP_TAG_TTL.as_secs()
+        ));
+    }
     for r in &cfg.routes {
         lines.push(format!(
-            "3. account {} region {} -> {}",
+            "4. account {} region {} -> {}",
             r.account,
             r.region.as_deref().unwrap_or("(any)"),
             r.target
         ));
+    }
+    if cfg.has_targets() && cfg.routing.search_all_targets {
+        lines.push("5. otherwise, search every target: registered on exactly one -> that one; on several -> the DLQ (refused); on none -> not registered".into());
     }
     lines.push(match cfg.target_names().as_slice() {
         [only] => format!("otherwise -> {only}"),
@@ -81,9 +90,19 @@ mod tests {
         );
         assert!(t.contains("1. queue https://sqs.example/q -> a"), "{t}");
         assert!(
-            t.contains("3. account 123456789012 region (any) -> b"),
+            t.contains("4. account 123456789012 region (any) -> b"),
             "{t}"
         );
+        assert!(
+            t.contains("3. Auto Scaling group tag nodereaper:target=NAME -> NAME"),
+            "{t}"
+        );
+        assert!(!t.contains("5. otherwise, search every target"), "{t}");
         assert!(t.ends_with("the DLQ with the reason"), "{t}");
+        cfg.routing.search_all_targets = true;
+        cfg.routing.group_tag = String::new();
+        let t = routing_table(&cfg);
+        assert!(t.contains("5. otherwise, search every target"), "{t}");
+        assert!(!t.contains("group tag"), "{t}");
     }
 }

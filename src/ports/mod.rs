@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub mod error;
 pub mod estate;
+pub mod tags;
 
 use crate::core::chef::{AclObject, ClientKey, ServerInfo};
 use crate::core::groups::Group;
@@ -23,6 +24,7 @@ use crate::core::placement::Placement;
 pub use crate::core::ec2::InstanceInfo;
 pub use crate::core::event::LifecycleAction;
 pub use error::{AwsError, ChefError, JournalError, PlacementError};
+pub use tags::GroupTags;
 
 /// Result of a DELETE on the Chef server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -216,6 +218,8 @@ pub struct Regional {
     pub inventory: Arc<dyn InstanceInventory>,
     /// Auto Scaling lifecycle-hook calls in that account and region.
     pub lifecycle: Arc<dyn Lifecycle>,
+    /// Auto Scaling group tags in that account and region (routing).
+    pub group_tags: Arc<dyn GroupTags>,
 }
 
 /// EC2 and Auto Scaling wherever an instance lives: clients per account and

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use super::{backoff, Verdict};
 use super::{Checked, Disposition, Handled, Pipeline, PlacementStates, Probe, Source, Summary};
+use crate::act::targets::RouteError;
 use crate::act::{Outcome, Plan, ReapError, Reaper, Request, RequestSource, Target};
 use crate::config::OtherEvents;
 use crate::core::error::{error_policy, Classify, ErrorDisposition};
@@ -435,7 +436,7 @@ impl Pipeline {
             Ok(checked) => checked,
             Err(done) => return done,
         };
-        let reaper = match self.route(work, &checked) {
+        let reaper = match self.route(work, &checked).await {
             Ok(reaper) => reaper,
             Err(done) => return done,
         };
@@ -481,21 +482,25 @@ impl Pipeline {
     }
 
     /// The Chef target of the termination (its reaper), or the DLQ with
-    /// the reason: never guessed.
-    fn route(&self, work: &Work<'_>, checked: &Checked) -> Result<Arc<Reaper>, Disposition> {
+    /// the reason: never guessed. A group tag or a target's lookup that
+    /// failed ends as the error policy says.
+    async fn route(&self, work: &Work<'_>, checked: &Checked) -> Result<Arc<Reaper>, Disposition> {
         let placement = &checked.regional.placement;
+        let action = work.t.lifecycle.as_ref();
         let input = RouteInput {
             queue: work.source.queue.name(),
             queue_target: work.source.target.as_deref(),
-            metadata: work
-                .t
-                .lifecycle
-                .as_ref()
-                .and_then(|a| a.metadata.as_deref()),
+            metadata: action.and_then(|a| a.metadata.as_deref()),
             account: placement.account.as_deref().or(work.t.account.as_deref()),
             region: &placement.region,
+            group: (work.t.auto_scaling_group.as_deref())
+                .or(action.map(|a| a.auto_scaling_group.as_str())),
+            group_target: None,
         };
-        match self.targets.route(&input) {
+        let routed = (self.targets)
+            .route_event(&input, &work.t.instance_id, &checked.regional)
+            .await;
+        match routed {
             Ok((route, reaper)) => {
                 if route.rule != Rule::Only {
                     tracing::info!(instance_id = %work.t.instance_id, target = %route.target, rule = route.rule.as_str(), "routed to a Chef target");
@@ -503,9 +508,16 @@ impl Pipeline {
                 Ok(reaper)
             }
             Err(e) => {
-                events::refused(Refusal::Unroutable);
+                let probe = match &e {
+                    RouteError::Search { error, .. } => Probe::after(error),
+                    RouteError::Unroutable(_) => {
+                        events::refused(Refusal::Unroutable);
+                        Probe::Aws(work.placement.clone())
+                    }
+                    RouteError::GroupTag { .. } => Probe::Aws(work.placement.clone()),
+                };
                 let text = format!("instance {}: {e}", work.t.instance_id);
-                Err(self.fail(&e, text, Probe::Aws(work.placement.clone())))
+                Err(self.fail(&e, text, probe))
             }
         }
     }

@@ -15,6 +15,7 @@ use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
 
 pub mod second_server;
+pub mod two_targets;
 
 pub struct Stack {
     pub env_file: PathBuf,

@@ -14,6 +14,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use super::ec2::Ec2Inventory;
 use super::lifecycle::AsgLifecycle;
+use super::tags::AsgGroupTags;
 use super::AwsError;
 use crate::config::{AccountConfig, AwsConfig};
 use crate::core::placement::Placement;
@@ -239,7 +240,8 @@ impl Fleet for AwsFleet {
                 region: placement.region.clone(),
             },
             inventory: inventory.clone(),
-            lifecycle: Arc::new(AsgLifecycle::new(autoscaling)),
+            lifecycle: Arc::new(AsgLifecycle::new(autoscaling.clone())),
+            group_tags: Arc::new(AsgGroupTags::new(autoscaling)),
         };
         cache.insert(key, (regional.clone(), inventory));
         Ok(regional)

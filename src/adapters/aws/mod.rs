@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod lifecycle;
 pub mod permissions;
 pub mod sqs;
+pub mod tags;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::error::ProvideErrorMetadata;

@@ -53,6 +53,9 @@ pub mod sid {
     pub const KEY_SECRET: &str = "ChefKeySecret";
     /// Read the Chef key from SSM Parameter Store.
     pub const KEY_PARAMETER: &str = "ChefKeyParameter";
+    /// Read the Auto Scaling group tag that names a Chef target (several
+    /// targets, `[routing] group_tag`): no resource scoping.
+    pub const GROUP_TAGS: &str = "DescribeGroupTags";
     /// The Lambda function's own log group.
     pub const LOGS: &str = "Logs";
 }
@@ -106,6 +109,12 @@ pub const CALLS: &[Call] = &[
         "RecordLifecycleActionHeartbeat",
         "autoscaling:RecordLifecycleActionHeartbeat",
         sid::LIFECYCLE,
+    ),
+    call(
+        "AutoScaling",
+        "DescribeTags",
+        "autoscaling:DescribeTags",
+        sid::GROUP_TAGS,
     ),
     call("S3", "PutObject", "s3:PutObject", sid::JOURNAL_OBJECTS),
     call("S3", "GetObject", "s3:GetObject", sid::JOURNAL_OBJECTS),

@@ -33,6 +33,9 @@ pub struct PolicyScope {
     pub key_stores: Vec<KeyStore>,
     /// The Lambda function's name (adds its log group), in function mode.
     pub lambda_function: Option<String>,
+    /// Routing reads Auto Scaling group tags (several Chef targets and
+    /// `[routing] group_tag`): adds `autoscaling:DescribeTags`.
+    pub group_tags: bool,
 }
 
 /// The partition of a region name.
@@ -94,6 +97,7 @@ impl PolicyScope {
                 .map(|a| a.role_arn.clone())
                 .collect(),
             kms_key: cfg.journal.s3_kms_key_id.clone().filter(|k| !k.is_empty()),
+            group_tags: cfg.group_tag_key().is_some(),
             journal: cfg
                 .journal
                 .s3_bucket

@@ -36,6 +36,10 @@ pub fn daemon_policy(scope: &PolicyScope) -> Value {
         statement(sid::DESCRIBE, json!("*")),
         statement(sid::LIFECYCLE, json!(scope.group_arns())),
     ];
+    if scope.group_tags {
+        // DescribeTags has no resource-level permissions.
+        statements.push(statement(sid::GROUP_TAGS, json!("*")));
+    }
     if let Some((bucket, prefix)) = &scope.journal {
         statements.push(statement(
             sid::JOURNAL_OBJECTS,
@@ -219,5 +223,23 @@ mod tests {
             by_sid(sid::KEY_PARAMETER),
             Some(json!("arn:aws:ssm:*:*:parameter/nodereaper/b"))
         );
+    }
+
+    #[test]
+    fn describe_tags_only_when_group_tags_route() {
+        let has = |scope: &PolicyScope| {
+            daemon_policy(scope)["Statement"]
+                .as_array()
+                .expect("statements")
+                .iter()
+                .any(|s| {
+                    s["Sid"] == sid::GROUP_TAGS
+                        && s["Action"] == json!(["autoscaling:DescribeTags"])
+                })
+        };
+        let mut scope = PolicyScope::from_arns(&[], &[], None);
+        assert!(!has(&scope));
+        scope.group_tags = true;
+        assert!(has(&scope));
     }
 }
