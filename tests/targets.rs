@@ -62,6 +62,17 @@ async fn queue_routes_each_termination_to_its_server_only() {
         (Some("a".into()), stack().chef_url().to_string())
     );
     assert_eq!(target_of(&nb), (Some("b".into()), server_b().url.clone()));
+    // Counted by target (a bounded label set: the configured names).
+    let metrics = nodereaper::telemetry::metrics::render();
+    for target in ["a", "b"] {
+        assert!(
+            metrics.lines().any(|l| l
+                .starts_with("nodereaper_target_terminations_total")
+                && l.contains(&format!("target=\"{target}\""))
+                && l.contains("outcome=\"deleted\"")),
+            "{metrics}"
+        );
+    }
 
     // `journal --target b` lists b's entry only.
     let file = dir.path().join("nodereaper.toml");

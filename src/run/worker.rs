@@ -16,16 +16,18 @@ use tokio::task::JoinSet;
 
 use super::{backoff, Verdict};
 use super::{Checked, Disposition, Handled, Pipeline, PlacementStates, Probe, Source, Summary};
-use crate::act::targets::RouteError;
 use crate::act::{Outcome, Plan, ReapError, Reaper, Request, RequestSource, Target};
 use crate::config::OtherEvents;
 use crate::core::error::{error_policy, Classify, ErrorDisposition};
 use crate::core::event::{self, Event, LifecycleAction, Termination};
 use crate::core::placement::Placement;
-use crate::core::routing::{RouteInput, Rule};
 use crate::core::verify::{self, Verification};
 use crate::ports::{PlacementError, ReceivedMessage, Regional};
 use crate::telemetry::events::{self, LifecycleCall, MessageKind, Refusal};
+
+mod report;
+mod route;
+use report::Seen;
 
 /// A received message, its parsed event and (for a termination) its
 /// verification.
@@ -334,9 +336,9 @@ impl Pipeline {
             t: &termination,
             placement: placement_of(&termination, source),
         };
-        let mut plan = None;
-        let disposition = self.handle_termination(&work, verdict, &mut plan).await;
-        self.log_handled(&work, plan.as_ref(), &disposition, started);
+        let mut seen = Seen::default();
+        let disposition = self.handle_termination(&work, verdict, &mut seen).await;
+        self.log_handled(&work, &seen, &disposition, started);
         disposition
     }
 
@@ -394,53 +396,27 @@ impl Pipeline {
         Ok(termination)
     }
 
-    /// The one log line per handled termination.
-    fn log_handled(
-        &self,
-        work: &Work<'_>,
-        plan: Option<&Plan>,
-        disposition: &Disposition,
-        started: Instant,
-    ) {
-        let (outcome, detail) = match disposition {
-            Disposition::Delete { outcome } => (outcome.as_str(), ""),
-            Disposition::DeadLetter { reason } => ("dead_lettered", reason.as_str()),
-            Disposition::Retry { error } => ("retry", error.as_str()),
-            Disposition::Hold { error } => ("held", error.as_str()),
-        };
-        let t = work.t;
-        tracing::info!(
-            instance_id = %t.instance_id,
-            node = plan.map_or("-", |p| p.node_name.as_str()),
-            client = plan.map_or("-", |p| p.client_name.as_str()),
-            asg = t.auto_scaling_group.as_deref().unwrap_or("-"),
-            origin = ?t.origin,
-            message_id = %work.msg.message_id,
-            outcome,
-            detail = %detail,
-            dry_run = self.settings.dry_run,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "termination handled"
-        );
-    }
-
-    /// Verified -> gone for sure -> reaped -> lifecycle action completed.
-    /// `plan` receives what was (or would be) deleted, for the log line.
+    /// Verified -> routed -> gone for sure -> reaped -> lifecycle action
+    /// completed. `seen` receives the target and what was (or would be)
+    /// deleted, for the log line.
     async fn handle_termination(
         &self,
         work: &Work<'_>,
         verdict: Option<Verdict>,
-        plan: &mut Option<Plan>,
+        seen: &mut Seen,
     ) -> Disposition {
         let checked = match self.checked(work, verdict) {
             Ok(checked) => checked,
             Err(done) => return done,
         };
         let reaper = match self.route(work, &checked).await {
-            Ok(reaper) => reaper,
+            Ok((target, reaper)) => {
+                seen.target = Some(target);
+                reaper
+            }
             Err(done) => return done,
         };
-        let outcome = match self.act_on(work, &checked, &reaper, plan).await {
+        let outcome = match self.act_on(work, &checked, &reaper, &mut seen.plan).await {
             Ok(outcome) => outcome,
             Err(done) => return done,
         };
@@ -478,47 +454,6 @@ impl Pipeline {
             None => Err(Disposition::Retry {
                 error: format!("instance {} was not verified", work.t.instance_id),
             }),
-        }
-    }
-
-    /// The Chef target of the termination (its reaper), or the DLQ with
-    /// the reason: never guessed. A group tag or a target's lookup that
-    /// failed ends as the error policy says.
-    async fn route(&self, work: &Work<'_>, checked: &Checked) -> Result<Arc<Reaper>, Disposition> {
-        let placement = &checked.regional.placement;
-        let action = work.t.lifecycle.as_ref();
-        let input = RouteInput {
-            queue: work.source.queue.name(),
-            queue_target: work.source.target.as_deref(),
-            metadata: action.and_then(|a| a.metadata.as_deref()),
-            account: placement.account.as_deref().or(work.t.account.as_deref()),
-            region: &placement.region,
-            group: (work.t.auto_scaling_group.as_deref())
-                .or(action.map(|a| a.auto_scaling_group.as_str())),
-            group_target: None,
-        };
-        let routed = (self.targets)
-            .route_event(&input, &work.t.instance_id, &checked.regional)
-            .await;
-        match routed {
-            Ok((route, reaper)) => {
-                if route.rule != Rule::Only {
-                    tracing::info!(instance_id = %work.t.instance_id, target = %route.target, rule = route.rule.as_str(), "routed to a Chef target");
-                }
-                Ok(reaper)
-            }
-            Err(e) => {
-                let probe = match &e {
-                    RouteError::Search { error, .. } => Probe::after(error),
-                    RouteError::Unroutable(_) => {
-                        events::refused(Refusal::Unroutable);
-                        Probe::Aws(work.placement.clone())
-                    }
-                    RouteError::GroupTag { .. } => Probe::Aws(work.placement.clone()),
-                };
-                let text = format!("instance {}: {e}", work.t.instance_id);
-                Err(self.fail(&e, text, probe))
-            }
         }
     }
 

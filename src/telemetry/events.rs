@@ -154,6 +154,16 @@ pub fn chef_deleted(object: ChefObject, result: Deleted) {
         .inc();
 }
 
+/// A termination routed to Chef target `target` was handled
+/// (`nodereaper_target_terminations_total{target, outcome}`; the targets are
+/// the configured names, so the label set is bounded).
+pub fn target_termination(target: &str, outcome: &str) {
+    metrics::get()
+        .target_terminations
+        .with_label_values(&[target, outcome])
+        .inc();
+}
+
 /// Neither node nor client existed for a termination: nothing to delete.
 pub fn registration_already_gone() {
     metrics::get()

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub outcomes: IntCounterVec,
     /// Chef objects deleted, by kind (node, client) and result (removed, already_gone).
     pub deletions: IntCounterVec,
+    /// Terminations routed to a Chef target, by target and outcome.
+    pub target_terminations: IntCounterVec,
     /// Terminations refused because EC2 says the instance is alive, or protection.
     pub refusals: IntCounterVec,
     /// Seconds from a message's `SentTimestamp` to its processing, by queue
@@ -168,6 +170,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "chef_deletions_total",
             "Chef objects deleted, by object kind and result",
             &["object", "result"],
+        )?,
+        target_terminations: r.counter(
+            "target_terminations_total",
+            "Terminations routed to a Chef target, by target and outcome",
+            &["target", "outcome"],
         )?,
         refusals: r.counter(
             "refusals_total",
