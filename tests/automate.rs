@@ -570,3 +570,34 @@ async fn restore_of_an_automate_sweep_entry_says_automate_cannot_restore() {
         None
     );
 }
+
+#[tokio::test]
+async fn doctor_lists_one_missing_node_and_reports_a_refused_token() {
+    let (a, url) = automate(&[]).await;
+    missing_node(
+        &a,
+        "doctor-node",
+        None,
+        OWN_ACCOUNT,
+        Duration::from_secs(7200),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = daemon_config(&[], dir.path());
+    let token = dir.path().join("token");
+    cfg.automate.url = Some(url);
+    cfg.automate.token_file = Some(token.clone());
+    cfg.automate.allow_plain_http = true;
+    for (written, passes) in [(TOKEN, true), ("wrong", false)] {
+        std::fs::write(&token, written).expect("token");
+        let checks = nodereaper::jobs::doctor_estate::checks(&cfg).await;
+        let check = checks
+            .iter()
+            .find(|c| c.name.starts_with("automate sweep"))
+            .expect("the sweep check");
+        assert!(check.ok, "never fails doctor: {check:?}");
+        assert_eq!(check.unknown, !passes, "{check:?}");
+        if !passes {
+            assert!(check.detail.contains("401"), "{check:?}");
+        }
+    }
+}

@@ -41,6 +41,15 @@ pub async fn estate_targets(cfg: &Config) -> Result<crate::act::estate::EstateTa
             attempts: w.attempts,
             backoff: w.backoff,
             allow_plain_http: w.allow_plain_http,
+            template: w.parsed_template().map_err(|(key, expected)| {
+                crate::ports::estate::EstateError {
+                    target: crate::adapters::webhook::NAME,
+                    operation: format!("read {key}"),
+                    object: key.to_string(),
+                    detail: format!("expected {expected}"),
+                    retry: crate::core::error::Retry::Permanent,
+                }
+            })?,
         })?));
     }
     if let Some(target) = automate_target(cfg).await? {
