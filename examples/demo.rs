@@ -22,8 +22,12 @@
 //!    one forged notification for db-1, whose instance still runs;
 //! 7. runs `nodereaper run --exit-when-idle` until the queue is drained;
 //! 8. shows the Chef server afterwards and `nodereaper journal`, and checks
-//!    that exactly the 3 terminated instances were deregistered. The exit
-//!    status is 1 when any check fails.
+//!    that exactly the 3 terminated instances were deregistered;
+//! 9. checks the rest of the estate (`demo/estate.rs`): the terminated
+//!    clients are gone from the chef-vault item the web clients shared, and
+//!    the demo's local webhook receiver got one templated POST per
+//!    terminated instance, each signature verified. The exit status is 1
+//!    when any check fails.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -43,6 +47,9 @@ use nodereaper::config::Config;
 use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[path = "demo/estate.rs"]
+mod estate;
 
 /// The Auto Scaling group of the demo.
 const GROUP: &str = "demo-web";
@@ -289,7 +296,10 @@ async fn run(args: Args) -> Result<usize> {
     // The configuration, first without a queue: setup needs none, and the
     // demo's own Chef client is built from it by the library.
     let journal_dir = work_dir.join("journal");
+    let receiver = estate::Receiver::start().await?;
+    let estate_toml = estate::config_toml(&receiver, &work_dir)?;
     let settings = ConfigText {
+        estate: &estate_toml,
         chef_url: &chef_url,
         admin_name: &admin_name,
         admin_key: &admin_key,
@@ -351,6 +361,16 @@ async fn run(args: Args) -> Result<usize> {
         nodes.len(),
         nodes.len()
     ));
+    let web: Vec<String> = nodes
+        .iter()
+        .filter(|r| r.role == "web")
+        .map(|r| r.node.clone())
+        .collect();
+    estate::create_vault(&chef, (&admin_name, Path::new(&admin_key)), &web).await?;
+    demo.out.say(
+        "  and a chef-vault item the web clients can read (knife vault create ... -S 'role:web'):",
+    );
+    estate::show_vault(&demo.out, &chef).await?;
 
     demo.out.section("The nodereaper configuration");
     demo.out.say(&format!("  {}:", short(&demo.config_path)));
@@ -467,6 +487,20 @@ async fn run(args: Args) -> Result<usize> {
         .await?;
 
     demo.out
+        .section("The rest of the estate: chef-vault and the signed webhook");
+    let gone: Vec<(String, String)> = nodes
+        .iter()
+        .filter(|r| terminated.contains(&r.instance_id))
+        .map(|r| (r.node.clone(), r.instance_id.clone()))
+        .collect();
+    let kept_web: Vec<String> = nodes
+        .iter()
+        .filter(|r| r.role == "web" && remaining.contains(&r.instance_id))
+        .map(|r| r.node.clone())
+        .collect();
+    estate::check(&mut demo.out, &chef, &receiver, &gone, &kept_web).await?;
+
+    demo.out
         .section("nodereaper journal (the backup of everything deleted)");
     let journal = demo.nodereaper(&[], &["journal"]).await?;
     demo.out.block(&journal.stdout);
@@ -519,6 +553,8 @@ struct ConfigText<'a> {
     admin_key: &'a str,
     moto_url: &'a str,
     journal_dir: &'a Path,
+    /// `[vault]` and `[webhook]` ([`estate::config_toml`]).
+    estate: &'a str,
 }
 
 impl ConfigText<'_> {
@@ -557,13 +593,16 @@ impl ConfigText<'_> {
              listen = \"127.0.0.1:0\"  # /metrics, /healthz, /readyz on a free port\n\
              \n\
              [log]\n\
-             format = \"text\"\n",
+             format = \"text\"\n\
+             \n\
+             {estate}",
             chef = q(self.chef_url),
             name = q(self.admin_name),
             key = q(self.admin_key),
             region = q(REGION),
             moto = q(self.moto_url),
             journal = q(&self.journal_dir.display().to_string()),
+            estate = self.estate,
         )
     }
 }
