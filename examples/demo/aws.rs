@@ -9,6 +9,22 @@ impl Demo {
     /// messages in its queues. Chef objects are gone anyway when goiardi
     /// restarted (it keeps everything in memory).
     pub(super) async fn cleanup(&mut self, chef: &ChefClient) -> Result<()> {
+        let mut removed = self.cleanup_aws().await?;
+        removed.extend(cleanup_chef(chef).await?);
+        removed.extend(self.cleanup_queues().await?);
+        if removed.is_empty() {
+            self.out
+                .say("  nothing to clean up (first run on this stack)");
+        } else {
+            for r in removed {
+                self.out.say(&format!("  removed {r}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The group, its launch template and the demo's instances outside it.
+    async fn cleanup_aws(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         let groups = self
             .asg
@@ -78,29 +94,12 @@ impl Demo {
                 .context("TerminateInstances")?;
             removed.push(format!("instances {}", leftover.join(", ")));
         }
-        let ours =
-            |name: &str| name.starts_with("web-") || name == PROTECTED_NODE || name == DB_NODE;
-        let (mut nodes, mut clients) = (0, 0);
-        for node in chef.list_nodes().await? {
-            if ours(&node) {
-                chef.delete_node(&node).await?;
-                nodes += 1;
-            }
-        }
-        // A client outlives its node after a `nodereaper restore` of the node alone.
-        for client in list_clients(chef).await? {
-            if ours(&client) {
-                chef.delete_client(&client).await?;
-                clients += 1;
-            }
-        }
-        if nodes + clients > 0 {
-            removed.push(format!(
-                "{} and {} from Chef",
-                plural(nodes, "node"),
-                plural(clients, "client")
-            ));
-        }
+        Ok(removed)
+    }
+
+    /// The messages left in the demo's queues.
+    async fn cleanup_queues(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
         for name in [SETUP_NAME.to_string(), format!("{SETUP_NAME}-dlq")] {
             if let Ok(q) = self.sqs.get_queue_url().queue_name(&name).send().await {
                 if let Some(url) = q.queue_url() {
@@ -111,15 +110,7 @@ impl Demo {
                 }
             }
         }
-        if removed.is_empty() {
-            self.out
-                .say("  nothing to clean up (first run on this stack)");
-        } else {
-            for r in removed {
-                self.out.say(&format!("  removed {r}"));
-            }
-        }
-        Ok(())
+        Ok(removed)
     }
 
     /// Deletes every message of a queue; returns how many. (PurgeQueue is
@@ -313,6 +304,34 @@ impl Demo {
             get(Qa::ApproximateNumberOfMessagesNotVisible),
         ))
     }
+}
+
+/// The demo's nodes and clients.
+async fn cleanup_chef(chef: &ChefClient) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let ours = |name: &str| name.starts_with("web-") || name == PROTECTED_NODE || name == DB_NODE;
+    let (mut nodes, mut clients) = (0, 0);
+    for node in chef.list_nodes().await? {
+        if ours(&node) {
+            chef.delete_node(&node).await?;
+            nodes += 1;
+        }
+    }
+    // A client outlives its node after a `nodereaper restore` of the node alone.
+    for client in list_clients(chef).await? {
+        if ours(&client) {
+            chef.delete_client(&client).await?;
+            clients += 1;
+        }
+    }
+    if nodes + clients > 0 {
+        removed.push(format!(
+            "{} and {} from Chef",
+            plural(nodes, "node"),
+            plural(clients, "client")
+        ));
+    }
+    Ok(removed)
 }
 
 /// Names of every API client (`GET /clients`).

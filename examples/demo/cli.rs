@@ -227,6 +227,11 @@ impl Demo {
                 wrong(&kept_wrong)
             ),
         );
+        self.check_queues(queues).await
+    }
+
+    /// The queue is empty; the forged notification is in the DLQ, with why.
+    async fn check_queues(&mut self, queues: &Queues) -> Result<()> {
         let (visible, hidden) = self.depth(&queues.queue_url).await?;
         self.out.check(
             visible + hidden == 0,
