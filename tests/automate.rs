@@ -601,3 +601,67 @@ async fn doctor_lists_one_missing_node_and_reports_a_refused_token() {
         }
     }
 }
+
+/// `nodereaper sweep --automate` and `restore` as an operator runs them,
+/// against the double and moto: a report first, `--apply` deletes the gone
+/// node only, and `restore` says Automate cannot restore it.
+#[tokio::test]
+async fn sweep_automate_command_reports_applies_and_restore_refuses() {
+    let sdk = aws().await;
+    let running = run_instances_with(&sdk, 1).await;
+    let (a, url) = automate(&[]).await;
+    let old = Duration::from_secs(3 * 3600);
+    let gone = missing_node(&a, "cli-gone", Some(&fake_instance_id()), OWN_ACCOUNT, old);
+    let alive = missing_node(&a, "cli-alive", Some(&running[0]), OWN_ACCOUNT, old);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("token"), TOKEN).expect("token");
+    let config = dir.path().join("nodereaper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[chef]\nserver_url = \"{chef}\"\nallow_plain_http = true\nclient_name = \"admin\"\n\
+             client_key = \"{key}\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{moto}\"\n\
+             [journal]\ndir = \"{journal}\"\n[automate]\nurl = \"{url}\"\nallow_plain_http = true\n\
+             token_file = \"{token}\"\n[sweep]\nmax_candidate_share = 1.0\n",
+            chef = stack().chef_url(),
+            key = stack().admin_key().display(),
+            moto = stack().moto_url(),
+            journal = dir.path().join("journal").display(),
+            token = dir.path().join("token").display(),
+        ),
+    )
+    .expect("config");
+    let cli = |args: &'static [&'static str]| {
+        let config = config.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_nodereaper"))
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .output()
+                .await
+                .expect("run nodereaper")
+        }
+    };
+    let report = cli(&["sweep", "--automate", "--output", "json"]).await;
+    assert_eq!(report.status.code(), Some(0), "{report:?}");
+    let json: Value = serde_json::from_slice(&report.stdout).expect("json report");
+    assert_eq!(
+        (json["candidates"].as_u64(), json["deleted"].as_u64()),
+        (Some(1), Some(0)),
+        "{json}"
+    );
+    assert_eq!(listed_ids(&a).len(), 2, "a report deletes nothing");
+
+    let applied = cli(&["sweep", "--automate", "--apply"]).await;
+    let text = String::from_utf8_lossy(&applied.stdout).into_owned();
+    assert_eq!(applied.status.code(), Some(0), "{applied:?}");
+    assert!(text.contains("1 deleted"), "{text}");
+    assert_eq!(listed_ids(&a), vec![alive.clone()], "only {gone} deleted");
+
+    let restore = cli(&["restore", "cli-gone"]).await;
+    let text = String::from_utf8_lossy(&restore.stdout).into_owned();
+    assert_eq!(restore.status.code(), Some(1), "{restore:?}");
+    assert!(text.contains("cannot restore"), "{text}");
+}
