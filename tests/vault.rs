@@ -177,6 +177,7 @@ fn request(node: &str, dry_run: bool) -> Request {
         dry_run,
         recheck: None,
         verified_region: None,
+        group: None,
     }
 }
 

@@ -117,6 +117,7 @@ fn request(node: &str, dry_run: bool) -> Request {
         dry_run,
         recheck: None,
         verified_region: None,
+        group: None,
     }
 }
 
@@ -331,6 +332,11 @@ async fn the_daemon_sends_a_failed_webhook_again_on_redelivery() {
         got[1].0.get("idempotency-key")
     );
     assert_eq!(summary.retried, 1, "{summary:?}");
+    // The event's Auto Scaling group, in both (the second from the journal).
+    for (_, body) in &got {
+        let doc: Value = serde_json::from_slice(body).expect("json");
+        assert_eq!(doc["group"], "web-asg", "{doc}");
+    }
     assert_eq!(depth(&queue).await, (0, 0));
     assert_eq!(depth(&dlq).await, (0, 0));
 }

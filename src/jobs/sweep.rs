@@ -657,6 +657,7 @@ async fn delete_one(
 ) -> Deletion {
     let request = Request {
         verified_region: Some(asked),
+        group: None,
         target: Target::Node(row.node.clone()),
         source: crate::act::RequestSource::Sweep,
         reason: format!(

@@ -30,8 +30,8 @@ pub struct Departure {
     pub account: Option<String>,
     /// The region asked about the instance, when known.
     pub region: Option<String>,
-    /// The Auto Scaling group, when the request named it (`None` today:
-    /// the reaper's request does not carry the event's group yet).
+    /// The Auto Scaling group the event named (journalled with the
+    /// deletion); `None` for deregister, sweep, and events naming none.
     pub group: Option<String>,
     /// The Chef node.
     pub node_name: String,
