@@ -118,7 +118,7 @@ pub fn config_toml(receiver: &Receiver, work_dir: &Path) -> Result<String> {
          url = {url}  # the demo's own receiver\n\
          allow_plain_http = true  # local receiver only (never in production)\n\
          secret_file = {secret}  # HMAC-SHA256 key of X-Nodereaper-Signature\n\
-         template = '{{\"text\": \"nodereaper {{{{outcome}}}} {{{{node_name}}}} ({{{{instance_id}}}}, {{{{fqdn}}}})\", \"instance_id\": \"{{{{instance_id}}}}\", \"node\": \"{{{{node_name}}}}\"}}'\n",
+         template = '{{\"text\": \"nodereaper {{{{outcome}}}} {{{{node_name}}}} ({{{{instance_id}}}}, {{{{fqdn}}}})\", \"instance_id\": \"{{{{instance_id}}}}\", \"node\": \"{{{{node_name}}}}\", \"group\": \"{{{{group}}}}\"}}'\n",
         bag = q(VAULT_BAG),
         url = q(&receiver.url),
         secret = q(&secret_file.display().to_string()),
@@ -289,7 +289,10 @@ pub async fn check(
     }
     let mut ids: Vec<&str> = got
         .iter()
-        .filter(|(ok, b)| *ok && b["text"].as_str().is_some_and(|t| t.contains("deleted")))
+        .filter(|(ok, b)| {
+            *ok && b["group"] == super::GROUP
+                && b["text"].as_str().is_some_and(|t| t.contains("deleted"))
+        })
         .filter_map(|(_, b)| b["instance_id"].as_str())
         .collect();
     ids.sort_unstable();
@@ -299,8 +302,9 @@ pub async fn check(
     out.check(
         ids == expected && got.iter().all(|(ok, _)| *ok),
         &format!(
-            "webhook: a templated POST for each of the {} terminated instances, every signature verified by the receiver",
-            expected.len()
+            "webhook: a templated POST for each of the {} terminated instances (group {}), every signature verified by the receiver",
+            expected.len(),
+            super::GROUP
         ),
     );
     Ok(())
