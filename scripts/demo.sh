@@ -12,8 +12,11 @@
 # 3. Runs examples/demo.rs: an Auto Scaling group of 4 instances, each
 #    registered in Chef, scales in to 1; `nodereaper setup` wires the SNS
 #    topic and SQS queue, `nodereaper run` deregisters the 3 terminated
-#    instances, and the demo checks that nothing else was touched (exit
-#    status 1 otherwise).
+#    instances, and the demo checks that nothing else was touched; with
+#    [vault] and [webhook] configured, it also checks that the terminated
+#    clients left the demo's chef-vault item and that its own local
+#    receiver got one signed, templated POST per terminated instance (exit
+#    status 1 when any check fails).
 #
 # The demo can be run again at any time; each run starts from a clean slate.
 # Its configuration and journal stay in target/stack-demo/demo for you to

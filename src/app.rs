@@ -70,7 +70,7 @@ pub enum AppError {
 mod daemon;
 mod estate;
 pub use daemon::{run_daemon, wait_for_signal, PeriodicSweep};
-pub use estate::estate_targets;
+pub use estate::{automate, estate_targets};
 
 /// The configuration of the one target a single-target caller serves: the
 /// whole configuration without `[[chef.targets]]`, else the first target's.

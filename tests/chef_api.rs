@@ -37,6 +37,7 @@ fn request(target: Target, dry_run: bool) -> Request {
         dry_run,
         recheck: None,
         verified_region: None,
+        group: None,
     }
 }
 

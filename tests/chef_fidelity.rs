@@ -267,6 +267,7 @@ fn deregister(target: Target) -> ReapRequest {
         dry_run: false,
         recheck: None,
         verified_region: None,
+        group: None,
     }
 }
 

@@ -104,6 +104,7 @@ fn deregister(node: &str) -> Request {
         dry_run: false,
         recheck: None,
         verified_region: None,
+        group: None,
     }
 }
 

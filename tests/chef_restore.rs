@@ -29,6 +29,7 @@ async fn deregister(chef: ChefClient, journal: &Path, name: &str) {
             dry_run: false,
             recheck: None,
             verified_region: None,
+            group: None,
         })
         .await
         .expect("reap");

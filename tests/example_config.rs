@@ -238,6 +238,8 @@ fn fully_populated() -> Config {
             attempts: d.webhook.attempts,
             backoff: d.webhook.backoff,
             allow_plain_http: d.webhook.allow_plain_http,
+            template: Some(r#"{"text": "{{node_name}}"}"#.into()),
+            template_file: Some(PathBuf::from("/etc/nodereaper/webhook-template.json")),
         },
         automate: nodereaper::config::AutomateConfig {
             url: Some("https://automate.example.com".into()),

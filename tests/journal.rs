@@ -44,6 +44,7 @@ fn request(node: &str) -> Request {
         dry_run: false,
         recheck: None,
         verified_region: None,
+        group: None,
     }
 }
 

@@ -414,6 +414,7 @@ async fn dot_and_dot_dot_are_never_addressed() {
         dry_run: false,
         recheck: None,
         verified_region: None,
+        group: None,
     };
     for name in [".", "..", "a/b", ""] {
         let err = reaper

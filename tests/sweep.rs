@@ -336,6 +336,7 @@ async fn deleted_node_restores_equal_to_the_original() {
             dry_run: false,
             recheck: None,
             verified_region: None,
+            group: None,
         })
         .await
         .expect("deregister");
@@ -589,6 +590,7 @@ async fn sweep_recheck_stops_when_the_node_vanished() {
             not_seen_since: chrono::Utc::now() - chrono::Duration::hours(1),
         }),
         verified_region: None,
+        group: None,
     };
     // Only the client is there: the old node is gone, the new instance's
     // first run has not saved its node yet.

@@ -177,6 +177,7 @@ fn request(node: &str, dry_run: bool) -> Request {
         dry_run,
         recheck: None,
         verified_region: None,
+        group: None,
     }
 }
 
@@ -377,4 +378,70 @@ async fn deregister_and_restore_commands_clean_and_restore_the_vaults() {
             .expect("back");
         assert_eq!(&decrypt(&f.private_key, &stored), secret, "{id}");
     }
+}
+
+/// Three deletions at once (the daemon's workers) editing one keys item:
+/// each client's entry is removed, none written back by another's edit.
+#[tokio::test]
+async fn concurrent_deletions_each_leave_a_shared_vault() {
+    use nodereaper::ports::estate::{Departure, EstateTarget};
+    let admin = Arc::new(admin());
+    let bag = unique("vault-shared");
+    create_bag(&admin, &bag).await;
+    let secret: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let name = unique("shared");
+        new_client(&admin, &name, false).await;
+        let c = admin.get_client(&name).await.expect("get").expect("client");
+        let key = encode_key(c["public_key"].as_str().expect("public_key"), &secret);
+        clients.push((name, key));
+    }
+    let listed_clients: Vec<(&str, String)> = clients
+        .iter()
+        .map(|(n, k)| (n.as_str(), k.clone()))
+        .collect();
+    let (keys, _) = keys_item("app_keys", "default", &[], &listed_clients);
+    admin.create_item(&bag, &keys).await.expect("keys item");
+    let vault = VaultTarget::new(admin.clone(), vec![bag.clone()]);
+    let departure = |name: &str| Departure {
+        journal_id: unique("j"),
+        source: "event".into(),
+        instance_id: None,
+        account: None,
+        region: None,
+        group: None,
+        node_name: name.to_string(),
+        client_name: name.to_string(),
+        node: None,
+    };
+    let gone: Vec<Departure> = clients[..3].iter().map(|(n, _)| departure(n)).collect();
+    let mut backups = Vec::new();
+    for d in &gone {
+        backups.push(vault.backup(d).await.expect("backup"));
+    }
+    let cleans = gone
+        .iter()
+        .zip(&backups)
+        .map(|(d, b)| vault.clean(d, b.as_ref()));
+    for done in futures::future::join_all(cleans).await {
+        done.expect("clean");
+    }
+    for (name, _) in &clients[..3] {
+        assert!(
+            !listed(&admin, &bag, "app_keys", "clients", name).await,
+            "{name} still listed"
+        );
+        assert!(
+            stored_secret(&admin, &bag, "app_keys", name)
+                .await
+                .is_none(),
+            "{name}'s secret kept"
+        );
+    }
+    let kept = &clients[3].0;
+    assert!(
+        listed(&admin, &bag, "app_keys", "clients", kept).await,
+        "the fourth stays"
+    );
 }

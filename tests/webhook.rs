@@ -78,6 +78,15 @@ fn verify(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
 }
 
 fn reaper(chef: Arc<dyn ChefApi>, dir: &std::path::Path, url: &str) -> Reaper {
+    templated_reaper(chef, dir, url, None)
+}
+
+fn templated_reaper(
+    chef: Arc<dyn ChefApi>,
+    dir: &std::path::Path,
+    url: &str,
+    template: Option<nodereaper::core::template::Template>,
+) -> Reaper {
     let target = WebhookTarget::new(WebhookSettings {
         url: url.to_string(),
         secret: SECRET.to_vec(),
@@ -85,6 +94,7 @@ fn reaper(chef: Arc<dyn ChefApi>, dir: &std::path::Path, url: &str) -> Reaper {
         attempts: 3,
         backoff: Duration::from_millis(50),
         allow_plain_http: true,
+        template,
     })
     .expect("webhook");
     Reaper {
@@ -107,6 +117,7 @@ fn request(node: &str, dry_run: bool) -> Request {
         dry_run,
         recheck: None,
         verified_region: None,
+        group: None,
     }
 }
 
@@ -321,6 +332,47 @@ async fn the_daemon_sends_a_failed_webhook_again_on_redelivery() {
         got[1].0.get("idempotency-key")
     );
     assert_eq!(summary.retried, 1, "{summary:?}");
+    // The event's Auto Scaling group, in both (the second from the journal).
+    for (_, body) in &got {
+        let doc: Value = serde_json::from_slice(body).expect("json");
+        assert_eq!(doc["group"], "web-asg", "{doc}");
+    }
     assert_eq!(depth(&queue).await, (0, 0));
     assert_eq!(depth(&dlq).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_template_shapes_the_signed_body_and_hostile_values_stay_strings() {
+    let (r, url) = receiver(&[]).await;
+    let (chef, name, id) = registered().await;
+    // Ohai's fqdn is whatever the host said: quotes, a newline, a brace.
+    let hostile = "evil\", \"outcome\": \"kept\", \"x\": \"\n}{";
+    let mut node = chef.get_node(&name).await.expect("get").expect("node");
+    node["automatic"]["fqdn"] = Value::from(hostile);
+    chef.update_node(&name, &node).await.expect("update");
+    let template = nodereaper::core::template::Template::parse(
+        r#"{"text": "{{node_name}} ({{fqdn}}) {{outcome}}", "instance": "{{instance_id}}",
+            "outcome": "{{outcome}}", "group": "{{group}}", "ip": "{{ipaddress}}"}"#,
+    )
+    .expect("template");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outcome = templated_reaper(chef, dir.path(), &url, Some(template))
+        .reap(&request(&name, false))
+        .await
+        .expect("reap");
+    assert!(matches!(outcome, Outcome::Deleted { .. }), "{outcome:?}");
+    let got = r.got.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1, "one POST");
+    let (headers, body) = &got[0];
+    assert!(
+        verify(SECRET, headers, body),
+        "the signature covers the rendered body"
+    );
+    let doc: Value = serde_json::from_slice(body).expect("valid JSON");
+    assert_eq!(doc.as_object().map(|m| m.len()), Some(5), "{doc}");
+    assert_eq!(doc["outcome"], "deleted");
+    assert_eq!(doc["instance"], id.as_str());
+    assert_eq!(doc["ip"], "10.1.2.3");
+    assert_eq!(doc["group"], Value::Null);
+    assert_eq!(doc["text"], format!("{name} ({hostile}) deleted"));
 }

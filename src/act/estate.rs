@@ -22,7 +22,7 @@ pub fn departure(
         instance_id: entry.instance_id.clone(),
         account: region.and_then(|p| p.account.clone()),
         region: region.map(|p| p.region.clone()),
-        group: None,
+        group: entry.group.clone(),
         node_name: entry.node_name.clone(),
         client_name: entry
             .client_name

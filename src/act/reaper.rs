@@ -84,6 +84,9 @@ pub struct Request {
     /// another account, or a zone of another region, is not this instance's
     /// ([`misplaced`]). `None` (deregister): nothing was asked.
     pub verified_region: Option<Placement>,
+    /// The Auto Scaling group the event named (journalled; the estate
+    /// targets' `group`); `None` when no event named one.
+    pub group: Option<String>,
 }
 
 /// How long after reading node and client a second read is due before the
@@ -581,6 +584,7 @@ impl Reaper {
             node,
             client,
         );
+        entry.group = req.group.clone();
         // Keys and ACLs where the server has them (Chef Infra Server API v1),
         // with the server kind and API version: what restore needs.
         super::backup::add_server_extras_with(&mut entry, self.chef.as_ref(), self.acl_backup)

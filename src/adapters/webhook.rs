@@ -8,6 +8,9 @@
 //! (delivery is at least once: a receiver may see a retried POST twice).
 //! Answers 5xx, 408, 429 and transport failures are retried with backoff;
 //! redirects are not followed (the signed body goes only where configured).
+//! With a body template ([`crate::core::template`]) the body is the
+//! template rendered from the default document; the signature covers the
+//! rendered bytes, and the journal keeps the default document.
 
 use std::time::Duration;
 
@@ -40,6 +43,8 @@ pub struct WebhookSettings {
     pub backoff: Duration,
     /// Allow `http://` (local test receivers).
     pub allow_plain_http: bool,
+    /// The body template; `None`: the default document.
+    pub template: Option<crate::core::template::Template>,
 }
 
 /// The webhook estate target.
@@ -142,9 +147,18 @@ impl WebhookTarget {
         Err(estate_http::refused(NAME, "POST", url, resp, "").await)
     }
 
+    /// The body sent for `doc` (the default document): the template
+    /// rendered from it, else `doc` itself.
+    pub fn body(&self, doc: &Value) -> Value {
+        match &self.settings.template {
+            Some(t) => t.render(doc),
+            None => doc.clone(),
+        }
+    }
+
     /// POSTs with retries and backoff; the last error when every attempt failed.
     async fn deliver(&self, doc: &Value) -> Result<(), EstateError> {
-        let body = serde_json::to_vec(doc).map_err(|e| {
+        let body = serde_json::to_vec(&self.body(doc)).map_err(|e| {
             failed(
                 "encode",
                 &self.settings.url,

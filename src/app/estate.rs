@@ -41,6 +41,15 @@ pub async fn estate_targets(cfg: &Config) -> Result<crate::act::estate::EstateTa
             attempts: w.attempts,
             backoff: w.backoff,
             allow_plain_http: w.allow_plain_http,
+            template: w.parsed_template().map_err(|(key, expected)| {
+                crate::ports::estate::EstateError {
+                    target: crate::adapters::webhook::NAME,
+                    operation: format!("read {key}"),
+                    object: key.to_string(),
+                    detail: format!("expected {expected}"),
+                    retry: crate::core::error::Retry::Permanent,
+                }
+            })?,
         })?));
     }
     if let Some(target) = automate_target(cfg).await? {
@@ -53,6 +62,16 @@ pub async fn estate_targets(cfg: &Config) -> Result<crate::act::estate::EstateTa
 async fn automate_target(
     cfg: &Config,
 ) -> Result<Option<Arc<dyn crate::ports::estate::EstateTarget>>, AppError> {
+    Ok(automate(cfg)
+        .await?
+        .map(|a| Arc::new(a) as Arc<dyn crate::ports::estate::EstateTarget>))
+}
+
+/// Chef Automate's client (the target, and the inventory `sweep
+/// --automate` lists), when `automate.url` is set.
+pub async fn automate(
+    cfg: &Config,
+) -> Result<Option<crate::adapters::automate::AutomateTarget>, AppError> {
     use crate::adapters::automate::{AutomateSettings, AutomateTarget, NAME};
     let a = &cfg.automate;
     let Some(url) = &a.url else {
@@ -83,7 +102,7 @@ async fn automate_target(
         segments.find(|s| *s == "organizations")?;
         segments.next().map(str::to_string)
     });
-    Ok(Some(Arc::new(AutomateTarget::new(AutomateSettings {
+    Ok(Some(AutomateTarget::new(AutomateSettings {
         url: url.clone(),
         token: token.trim().to_string(),
         organization: a
@@ -101,5 +120,5 @@ async fn automate_target(
         attempts: a.attempts,
         backoff: a.backoff,
         allow_plain_http: a.allow_plain_http,
-    })?)))
+    })?))
 }

@@ -62,6 +62,7 @@ pub async fn deregister(config: Config, args: DeregisterArgs) -> Result<ExitCode
         dry_run: args.dry_run,
         recheck: None,
         verified_region: None,
+        group: None,
     };
     let outcome = reaper.reap(&request).await?;
     if args.output == Output::Json {

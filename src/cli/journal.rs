@@ -307,7 +307,19 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         node: args.node.clone(),
         instance: None,
     };
-    let registrations = jobs::restore::select(journal.as_ref(), &filter).await?;
+    let mut registrations = jobs::restore::select(journal.as_ref(), &filter).await?;
+    // What an Automate sweep deleted cannot come back: said, and left out.
+    let before = registrations.len();
+    registrations.retain(|reg| match jobs::automate_sweep::unrestorable(reg) {
+        Some(why) => {
+            println!("{}: NOT restored: {why}", reg.node_name);
+            false
+        }
+        None => true,
+    });
+    if registrations.is_empty() && before > 0 {
+        return Ok(ExitCode::FAILURE);
+    }
     if registrations.is_empty() {
         bail!(
             "the journal has no matching entry{}",

@@ -29,6 +29,10 @@ pub struct SweepArgs {
     /// target in turn, each within its own caps).
     #[arg(long, value_name = "TARGET")]
     pub target: Option<String>,
+    /// Sweep Chef Automate's missing nodes (`[automate]`) instead of the
+    /// Chef server: for Effortless and chef-solo fleets.
+    #[arg(long, conflicts_with = "target")]
+    pub automate: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
@@ -92,6 +96,9 @@ pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
     if let Some(g) = args.grace_period {
         config.sweep.grace_period = g;
     }
+    if args.automate {
+        return sweep_automate(&config, &args).await;
+    }
     let names = match &args.target {
         Some(t) if config.for_target(t).is_some() => vec![t.clone()],
         Some(t) => bail!(
@@ -137,6 +144,58 @@ pub async fn sweep(config: Config, args: SweepArgs) -> Result<ExitCode> {
         ExitCode::from(2)
     } else if failed > 0 {
         eprintln!("nodereaper sweep: {failed} deletion(s) failed (see the skipped rows)");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `nodereaper sweep --automate`: Chef Automate's missing nodes whose
+/// instances EC2 reports gone. Exit codes as for the Chef sweep.
+async fn sweep_automate(config: &Config, args: &SweepArgs) -> Result<ExitCode> {
+    use nodereaper::jobs::automate_sweep::{self, AutomateSweep, AutomateSweepSettings};
+    let Some(automate) = app::automate(config).await? else {
+        bail!("--automate: set [automate] url (and its token) in the config file");
+    };
+    let regions = app::sweep_regions(config).await;
+    let fleet = app::sweep_fleet(config);
+    let settings = AutomateSweepSettings {
+        sweep: app::sweep_settings(config, regions, args.apply, args.force),
+        max_deletions: config.sweep.max_deletions_per_day,
+        automate_url: config.automate.url.clone().unwrap_or_default(),
+        page_size: automate_sweep::PAGE_SIZE,
+    };
+    let journal = app::journal(config).await?;
+    let protection = nodereaper::core::verify::Protection::new(&config.protect);
+    let limiter = nodereaper::act::DeletionLimiter::new(config.pipeline.max_deletions_per_minute);
+    let with = AutomateSweep {
+        automate: &automate,
+        fleet: &fleet,
+        journal: journal.as_ref(),
+        protection: &protection,
+        limiter: &limiter,
+    };
+    let bar = Bar::new(args.output == Output::Text);
+    let report = automate_sweep::sweep_automate(&with, &settings, &bar).await;
+    bar.finish();
+    let report = report?;
+    let (pages, _) = fleet.request_counts().await;
+    let requests = BTreeMap::from([("EC2 DescribeInstances".to_string(), pages)]);
+    if args.output == Output::Json {
+        let mut out = serde_json::to_value(&report)?;
+        out["requests"] = serde_json::to_value(&requests)?;
+        out["target"] = serde_json::Value::String("automate".into());
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_text(&report, &requests)?;
+    }
+    Ok(if report.aborted.is_some() {
+        ExitCode::from(2)
+    } else if report.failed > 0 {
+        eprintln!(
+            "nodereaper sweep --automate: {} deletion(s) failed (see the skipped rows)",
+            report.failed
+        );
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -39,6 +39,11 @@ pub struct WebhookConfig {
     pub backoff: Duration,
     /// Allow an `http://` URL (local test receivers only).
     pub allow_plain_http: bool,
+    /// The body as a JSON template with `{{field}}` placeholders
+    /// ([`crate::core::template`]); unset: the default document.
+    pub template: Option<String>,
+    /// The template from a file instead.
+    pub template_file: Option<PathBuf>,
 }
 
 impl Default for WebhookConfig {
@@ -51,6 +56,8 @@ impl Default for WebhookConfig {
             attempts: 4,
             backoff: Duration::from_secs(1),
             allow_plain_http: false,
+            template: None,
+            template_file: None,
         }
     }
 }
@@ -129,9 +136,45 @@ fn invalid(file: &Path, key: &str, expected: String) -> ConfigError {
 }
 
 impl WebhookConfig {
+    /// The body template's text and the key it came from, when one is set;
+    /// both set, or a file that cannot be read: the error.
+    pub fn template_text(&self) -> Result<Option<(&'static str, String)>, (&'static str, String)> {
+        match (&self.template, &self.template_file) {
+            (Some(_), Some(_)) => Err((
+                "webhook.template",
+                "at most one of webhook.template and webhook.template_file".into(),
+            )),
+            (Some(t), None) => Ok(Some(("webhook.template", t.clone()))),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|t| Some(("webhook.template_file", t)))
+                .map_err(|e| {
+                    (
+                        "webhook.template_file",
+                        format!("a readable template file, {}: {e}", path.display()),
+                    )
+                }),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The parsed body template, when one is set.
+    pub fn parsed_template(
+        &self,
+    ) -> Result<Option<crate::core::template::Template>, (&'static str, String)> {
+        let Some((key, text)) = self.template_text()? else {
+            return Ok(None);
+        };
+        crate::core::template::Template::parse(&text)
+            .map(Some)
+            .map_err(|e| (key, format!("a JSON body template: {e}")))
+    }
+
     /// `webhook.url` https (or http with `allow_plain_http`), exactly one
-    /// secret source, at least one attempt.
+    /// secret source, at least one attempt; a template that parses and
+    /// names only known fields.
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        self.parsed_template()
+            .map_err(|(key, expected)| invalid(file, key, expected))?;
         Endpoint {
             section: "webhook",
             url: self.url.as_deref(),
@@ -262,6 +305,21 @@ mod tests {
         let (key, msg) = refusal(a.validate(file));
         assert_eq!(key, "automate.attempts");
         assert!(msg.contains("non-zero automate.timeout"), "{msg}");
+        let mut t = WebhookConfig {
+            template: Some(r#"{"text": "{{node_name}} {{instance_idd}}"}"#.into()),
+            ..WebhookConfig::default()
+        };
+        let (key, msg) = refusal(t.validate(file));
+        assert_eq!(key, "webhook.template");
+        assert!(msg.contains("{{instance_idd}}"), "{msg}");
+        t.template = Some(r#"{"text": "{{node_name}} {{instance_id}}"}"#.into());
+        assert!(t.validate(file).is_ok(), "the happy twin");
+        t.template_file = Some("/nonexistent/template.json".into());
+        assert_eq!(refusal(t.validate(file)).0, "webhook.template");
+        t.template = None;
+        let (key, msg) = refusal(t.validate(file));
+        assert_eq!(key, "webhook.template_file");
+        assert!(msg.contains("/nonexistent/template.json"), "{msg}");
         a.url = Some("ftp://automate.example".into());
         assert!(refusal(a.validate(file))
             .1

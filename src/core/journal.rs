@@ -25,6 +25,9 @@ pub struct JournalEntry {
     /// The terminated EC2 instance; `None` when the deletion named a node
     /// rather than an instance.
     pub instance_id: Option<String>,
+    /// The Auto Scaling group the event named, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// The Chef node deleted (or meant to be: see `node_status`).
     pub node_name: String,
     /// The Chef API client deleted with the node; `None` when none was named.
@@ -188,6 +191,7 @@ impl JournalEntry {
             reason: reason.into(),
             message_id,
             instance_id,
+            group: None,
             node_name: node_name.into(),
             chef_server: chef_server.into(),
             target: None,

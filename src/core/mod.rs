@@ -12,6 +12,7 @@ pub mod journal;
 pub mod placement;
 pub mod protect;
 pub mod routing;
+pub mod template;
 pub mod verify;
 pub mod x509;
 pub mod zone;

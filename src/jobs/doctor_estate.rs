@@ -27,7 +27,33 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
             Err(e) => Check::fail(name, e.to_string(), fix(target.name())),
         });
     }
+    if let Ok(Some(automate)) = crate::app::automate(cfg).await {
+        out.push(automate_sweep_check(&automate).await);
+    }
     out
+}
+
+/// `sweep --automate` lists Automate's missing nodes: one page of one node
+/// shows the token may (`infra:nodes:list`). Only that command needs it, so
+/// a refusal is reported, never a failure of `doctor`.
+async fn automate_sweep_check(automate: &dyn crate::ports::estate::AutomateNodes) -> Check {
+    let name = "automate sweep (sweep --automate)";
+    match automate.missing_nodes(1, 1).await {
+        Ok(nodes) => Check::pass(
+            name,
+            format!(
+                "GET /api/v0/cfgmgmt/nodes?filter=status:missing answered ({} on the first page of 1)",
+                nodes.len()
+            ),
+        ),
+        Err(e) => Check {
+            name: name.into(),
+            ok: true,
+            unknown: true,
+            detail: format!("{e}"),
+            fix: Some("only `sweep --automate` needs this: give the api-token infra:nodes:list and infra:nodes:get (and ingest:nodes:delete)".into()),
+        },
+    }
 }
 
 fn fix(target: &str) -> &'static str {

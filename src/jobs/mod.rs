@@ -2,6 +2,7 @@
 //! reconciliation sweep, restore from the journal, the doctor checks and the
 //! AWS wiring set-up.
 
+pub mod automate_sweep;
 pub mod doctor;
 pub mod doctor_estate;
 pub mod permissions;

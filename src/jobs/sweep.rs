@@ -262,7 +262,7 @@ pub async fn sweep(
 
 impl Report {
     /// A report of `nodes` nodes, nothing classified yet.
-    fn empty(nodes: usize, applied: bool) -> Self {
+    pub(crate) fn empty(nodes: usize, applied: bool) -> Self {
         Report {
             rows: Vec::new(),
             nodes,
@@ -396,7 +396,7 @@ async fn ask_ec2(
 }
 
 /// Nodes that checked in after this are too recent to delete.
-fn cutoff(grace_period: Duration) -> DateTime<Utc> {
+pub(crate) fn cutoff(grace_period: Duration) -> DateTime<Utc> {
     Utc::now() - chrono::Duration::from_std(grace_period).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -538,7 +538,7 @@ impl Row {
 
 /// Blast-radius caps: why nothing may be deleted, if too many candidates
 /// (by count, or by share of the nodes EC2 was asked about) and not forced.
-fn blast_radius(report: &Report, settings: &SweepSettings) -> Option<String> {
+pub(crate) fn blast_radius(report: &Report, settings: &SweepSettings) -> Option<String> {
     if settings.force || report.candidates == 0 {
         return None;
     }
@@ -657,6 +657,7 @@ async fn delete_one(
 ) -> Deletion {
     let request = Request {
         verified_region: Some(asked),
+        group: None,
         target: Target::Node(row.node.clone()),
         source: crate::act::RequestSource::Sweep,
         reason: format!(

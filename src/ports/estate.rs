@@ -30,8 +30,8 @@ pub struct Departure {
     pub account: Option<String>,
     /// The region asked about the instance, when known.
     pub region: Option<String>,
-    /// The Auto Scaling group, when the request named it (`None` today:
-    /// the reaper's request does not carry the event's group yet).
+    /// The Auto Scaling group the event named (journalled with the
+    /// deletion); `None` for deregister, sweep, and events naming none.
     pub group: Option<String>,
     /// The Chef node.
     pub node_name: String,
@@ -122,4 +122,23 @@ pub trait DataBags: Send + Sync {
     async fn create_item(&self, bag: &str, item: &Value) -> Result<(), super::ChefError>;
     /// Deletes an item; `AlreadyGone` when there was none.
     async fn delete_item(&self, bag: &str, id: &str) -> Result<super::Deleted, super::ChefError>;
+}
+
+/// Chef Automate's own node inventory, for the sweep of its missing nodes
+/// (Effortless and chef-solo fleets have no Chef server objects; Automate is
+/// their only registry). chef/automate `api/external/cfgmgmt/cfgmgmt.proto`
+/// (`GetNodes`, `GetAttributes`) and `api/external/ingest/chef.proto`
+/// (`ProcessNodeDelete`).
+#[async_trait]
+pub trait AutomateNodes: Send + Sync {
+    /// Page `page` (from 1) of at most `size` nodes Automate reports
+    /// missing (`filter=status:missing`), each as Automate lists it
+    /// (`cfgmgmt.response.Node`: `id`, `name`, `checkin`, ...).
+    async fn missing_nodes(&self, page: u32, size: u32) -> Result<Vec<Value>, EstateError>;
+    /// The node's recorded attributes (`automatic`, `normal`, `run_list`,
+    /// `chef_environment`), the stringified ones parsed; `None` when Automate
+    /// holds none (it answers an empty document for an unknown node).
+    async fn attributes(&self, node_id: &str) -> Result<Option<Value>, EstateError>;
+    /// Deletes one node by its id (`nodedelete` with `node_id`).
+    async fn delete_node(&self, node_id: &str) -> Result<(), EstateError>;
 }

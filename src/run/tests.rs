@@ -51,6 +51,7 @@ fn instance_request() -> Request {
         dry_run: false,
         recheck: None,
         verified_region: None,
+        group: None,
     }
 }
 

@@ -514,6 +514,7 @@ impl Pipeline {
             recheck: None,
             // Where EC2 was asked, the account as the fleet identified it.
             verified_region: Some(regional.placement.clone()),
+            group: t.auto_scaling_group.clone(),
         };
         let outcome = self
             .reap_with_keepalive(work, regional, reaper, &request)

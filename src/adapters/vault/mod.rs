@@ -58,6 +58,11 @@ pub struct VaultTarget {
     bags: Arc<dyn DataBags>,
     /// Configured vault data bags; empty: auto-detect.
     data_bags: Vec<String>,
+    /// Held across each read-modify-write of keys items: the Chef server
+    /// has no conditional PUT, so two deletions editing one `<item>_keys`
+    /// at once (the daemon's workers) would each write back the other's
+    /// removed client.
+    edits: tokio::sync::Mutex<()>,
 }
 
 /// The guard: a client listed as an admin of a vault is never removed
@@ -125,7 +130,11 @@ fn bad_backup(detail: String) -> EstateError {
 impl VaultTarget {
     /// A target over `bags`; `data_bags` empty: every bag with keys items.
     pub fn new(bags: Arc<dyn DataBags>, data_bags: Vec<String>) -> Self {
-        VaultTarget { bags, data_bags }
+        VaultTarget {
+            bags,
+            data_bags,
+            edits: tokio::sync::Mutex::new(()),
+        }
     }
 
     async fn get(&self, bag: &str, id: &str) -> Result<Option<Value>, EstateError> {
@@ -324,6 +333,7 @@ impl EstateTarget for VaultTarget {
         };
         let backup: VaultBackup = serde_json::from_value(backup.clone())
             .map_err(|e| bad_backup(format!("expected a vault backup: {e}")))?;
+        let _edits = self.edits.lock().await;
         for entry in &backup.entries {
             self.remove(entry, &gone.client_name, &mut done).await?;
         }
@@ -339,6 +349,7 @@ impl EstateTarget for VaultTarget {
     async fn restore(&self, backup: &Value) -> Result<String, EstateError> {
         let backup: VaultBackup = serde_json::from_value(backup.clone())
             .map_err(|e| bad_backup(format!("expected a vault backup: {e}")))?;
+        let _edits = self.edits.lock().await;
         for entry in &backup.entries {
             self.put_back(entry, &backup.client).await?;
         }
