@@ -169,13 +169,6 @@ impl TargetSet {
         self.reapers.keys().map(String::as_str)
     }
 
-    /// The target of one event and its reaper, from `input` alone (no group
-    /// tag, no search), or why there is none.
-    pub fn route(&self, input: &RouteInput<'_>) -> Result<(Route, Arc<Reaper>), Unroutable> {
-        let routed = decide(&self.table, input)?.ok_or_else(|| unrouted(&self.table, input))?;
-        Ok((routed.clone(), self.reaper_of(&routed)?))
-    }
-
     /// The target of the termination of `instance` and its reaper: the
     /// rules of `input`, plus the group tag read in `regional` (several
     /// targets, the rule on, the event naming its group) and, when no rule
