@@ -271,6 +271,10 @@ async fn cloudformation_function_stack_creates_in_moto() {
         assert!(policy.contains(needle), "{needle} not in {policy}");
     }
     assert!(!policy.contains("secretsmanager:"), "{policy}");
+    assert!(
+        !policy.contains("autoscaling:DescribeTags"),
+        "one target: {policy}"
+    );
 }
 
 /// Function mode with several Chef targets: the targets and routes reach
@@ -321,6 +325,8 @@ async fn cloudformation_function_stack_with_several_chef_targets() {
     for arn in [secret("shared"), secret("staging")] {
         assert!(policy.contains(&arn), "{arn} not in {policy}");
     }
+    // Several targets: the group tag rule reads DescribeTags.
+    assert!(policy.contains("autoscaling:DescribeTags"), "{policy}");
 }
 
 /// Daemon mode: no function, an instance profile for the host instead.

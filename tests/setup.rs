@@ -699,6 +699,7 @@ fn cloudformation_role_grants_what_the_printed_policy_grants_in_both_modes() {
         "AssumeAccountRoles",
         "ChefKeySecret",
         "ChefKeyParameter",
+        "DescribeGroupTags",
         "Logs",
     ];
     assert_eq!(

@@ -66,10 +66,11 @@ async fn queue_routes_each_termination_to_its_server_only() {
     let metrics = nodereaper::telemetry::metrics::render();
     for target in ["a", "b"] {
         assert!(
-            metrics.lines().any(|l| l
-                .starts_with("nodereaper_target_terminations_total")
-                && l.contains(&format!("target=\"{target}\""))
-                && l.contains("outcome=\"deleted\"")),
+            metrics
+                .lines()
+                .any(|l| l.starts_with("nodereaper_target_terminations_total")
+                    && l.contains(&format!("target=\"{target}\""))
+                    && l.contains("outcome=\"deleted\"")),
             "{metrics}"
         );
     }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{ReapError, Reaper, Target};
 use crate::adapters::journal::{JournalEntry, JournalError};
@@ -58,6 +59,16 @@ pub enum RouteError {
         #[source]
         error: ReapError,
     },
+    /// Registered on no target, redelivered: the journal (which target an
+    /// earlier delivery deleted it on) could not be read.
+    #[error("instance {instance_id} is registered on no target; cannot read the journal for the target an earlier delivery deleted it on: {error}")]
+    Journal {
+        /// The instance.
+        instance_id: String,
+        /// The failure.
+        #[source]
+        error: ReapError,
+    },
 }
 
 impl Classify for RouteError {
@@ -65,7 +76,7 @@ impl Classify for RouteError {
         match self {
             RouteError::Unroutable(e) => e.retry(),
             RouteError::GroupTag { error, .. } => error.retry(),
-            RouteError::Search { error, .. } => error.retry(),
+            RouteError::Search { error, .. } | RouteError::Journal { error, .. } => error.retry(),
         }
     }
 
@@ -73,7 +84,9 @@ impl Classify for RouteError {
         match self {
             RouteError::Unroutable(e) => e.blames_message(),
             RouteError::GroupTag { error, .. } => error.blames_message(),
-            RouteError::Search { error, .. } => error.blames_message(),
+            RouteError::Search { error, .. } | RouteError::Journal { error, .. } => {
+                error.blames_message()
+            }
         }
     }
 }
@@ -156,22 +169,18 @@ impl TargetSet {
         self.reapers.keys().map(String::as_str)
     }
 
-    /// The target of one event and its reaper, from `input` alone (no group
-    /// tag, no search), or why there is none.
-    pub fn route(&self, input: &RouteInput<'_>) -> Result<(Route, Arc<Reaper>), Unroutable> {
-        let routed = decide(&self.table, input)?.ok_or_else(|| unrouted(&self.table, input))?;
-        Ok((routed.clone(), self.reaper_of(&routed)?))
-    }
-
     /// The target of the termination of `instance` and its reaper: the
     /// rules of `input`, plus the group tag read in `regional` (several
     /// targets, the rule on, the event naming its group) and, when no rule
     /// routes and `search_all_targets` is on, the search of every target.
+    /// `redelivered`: the send time of a message delivered before (whose
+    /// earlier delivery may have deleted the registration), for the search.
     pub async fn route_event(
         &self,
         input: &RouteInput<'_>,
         instance: &InstanceId,
         regional: &Regional,
+        redelivered: Option<DateTime<Utc>>,
     ) -> Result<(Route, Arc<Reaper>), RouteError> {
         let mut tag = None;
         if let (Some(key), Some(group), true) = (
@@ -187,7 +196,7 @@ impl TargetSet {
         };
         let routed = match decide(&self.table, &input)? {
             Some(routed) => routed,
-            None if self.table.search_all_targets => self.search(instance).await?,
+            None if self.table.search_all_targets => self.search(instance, redelivered).await?,
             None => return Err(unrouted(&self.table, &input).into()),
         };
         let reaper = self.reaper_of(&routed)?;
@@ -232,10 +241,14 @@ impl TargetSet {
 
     /// Rule 5: the instance's registration looked up on every target (as
     /// each reaper finds it, node and client). Exactly one: that target.
-    /// Several: refused, naming them. None: the first target, whose reaper
-    /// then finds nothing either (as a single target does). Any failed
-    /// lookup: that error.
-    async fn search(&self, instance: &InstanceId) -> Result<Route, RouteError> {
+    /// Several: refused, naming them. None: handled as a single target
+    /// handles it ([`TargetSet::unregistered_target`]'s reaper finds nothing
+    /// either). Any failed lookup: that error.
+    async fn search(
+        &self,
+        instance: &InstanceId,
+        redelivered: Option<DateTime<Utc>>,
+    ) -> Result<Route, RouteError> {
         let target = Target::Instance(instance.clone());
         let lookups = self.reapers.iter().map(|(name, reaper)| {
             let target = &target;
@@ -259,7 +272,7 @@ impl TargetSet {
             [one] => one.clone(),
             [] => {
                 tracing::info!(instance_id = %instance, "registered on no Chef target (search of every target)");
-                self.table.targets.first().cloned().unwrap_or_default()
+                self.unregistered_target(instance, redelivered).await?
             }
             several => {
                 return Err(Unroutable(format!(
@@ -273,6 +286,42 @@ impl TargetSet {
             target,
             rule: Rule::Search,
         })
+    }
+
+    /// Whose reaper handles an instance registered on no target: the target
+    /// an earlier delivery of a redelivered message deleted it on (the
+    /// newest journal entry of the instance since `redelivered`), so that
+    /// reaper runs its estate targets again as a single target would; else
+    /// the first target. The journal is read only when a redelivery could
+    /// resume estate targets.
+    async fn unregistered_target(
+        &self,
+        instance: &InstanceId,
+        redelivered: Option<DateTime<Utc>>,
+    ) -> Result<String, RouteError> {
+        let first = self.table.targets.first().cloned().unwrap_or_default();
+        let (Some(since), Some(reaper)) = (redelivered, self.get(&first)) else {
+            return Ok(first);
+        };
+        if self.reapers.values().all(|r| r.estate.is_empty()) {
+            return Ok(first);
+        }
+        let entries =
+            reaper
+                .journal
+                .entries_since(since)
+                .await
+                .map_err(|e| RouteError::Journal {
+                    instance_id: instance.to_string(),
+                    error: ReapError::JournalRead(e),
+                })?;
+        let recorded = entries
+            .iter()
+            .rev()
+            .find(|e| e.instance_id.as_deref() == Some(instance.as_str()))
+            .and_then(|e| e.target.clone())
+            .filter(|t| self.reapers.contains_key(t));
+        Ok(recorded.unwrap_or(first))
     }
 }
 
@@ -404,11 +453,11 @@ mod tests {
         let t = tags(Some("b"));
         let r = regional(t.clone());
         let (route, _) = set
-            .route_event(&input(None), &id(), &r)
+            .route_event(&input(None), &id(), &r, None)
             .await
             .expect("routed");
         assert_eq!((route.target.as_str(), route.rule), ("b", Rule::GroupTag));
-        set.route_event(&input(None), &id(), &r)
+        set.route_event(&input(None), &id(), &r, None)
             .await
             .expect("routed");
         assert_eq!(
@@ -417,7 +466,7 @@ mod tests {
             "asked again within the TTL"
         );
         let e = set
-            .route_event(&input(Some("a")), &id(), &r)
+            .route_event(&input(Some("a")), &id(), &r, None)
             .await
             .err()
             .expect("refused");
@@ -430,7 +479,7 @@ mod tests {
         let set = self::set(&world(true), &world(true), false);
         let unknown = regional(tags(Some("prod")));
         let e = set
-            .route_event(&input(None), &id(), &unknown)
+            .route_event(&input(None), &id(), &unknown, None)
             .await
             .err()
             .expect("refused");
@@ -458,13 +507,13 @@ mod tests {
         let failing = Arc::new(failing);
         // Even with the queue naming a target: the tag could disagree.
         let e = set
-            .route_event(&input(Some("a")), &id(), &regional(failing.clone()))
+            .route_event(&input(Some("a")), &id(), &regional(failing.clone()), None)
             .await
             .err()
             .expect("refused");
         assert!(matches!(e, RouteError::GroupTag { .. }), "{e}");
         assert!(!e.blames_message(), "a denial holds, never dead-letters");
-        set.route_event(&input(Some("a")), &id(), &regional(failing.clone()))
+        set.route_event(&input(Some("a")), &id(), &regional(failing.clone()), None)
             .await
             .err()
             .expect("refused");
@@ -476,14 +525,14 @@ mod tests {
         let untagged = regional(tags(None));
         let (a, b) = (world(false), world(true));
         let (route, _) = set(&a, &b, true)
-            .route_event(&input(None), &id(), &untagged)
+            .route_event(&input(None), &id(), &untagged, None)
             .await
             .expect("routed");
         assert_eq!((route.target.as_str(), route.rule), ("b", Rule::Search));
 
         let (a, b) = (world(true), world(true));
         let e = set(&a, &b, true)
-            .route_event(&input(None), &id(), &untagged)
+            .route_event(&input(None), &id(), &untagged, None)
             .await
             .err()
             .expect("refused");
@@ -493,7 +542,7 @@ mod tests {
 
         // Off: no rule routes, nothing searched.
         let e = set(&a, &b, false)
-            .route_event(&input(None), &id(), &untagged)
+            .route_event(&input(None), &id(), &untagged, None)
             .await
             .err()
             .expect("refused");
@@ -505,7 +554,7 @@ mod tests {
         let untagged = regional(tags(None));
         let (a, b) = (world(false), world(false));
         let (route, _) = set(&a, &b, true)
-            .route_event(&input(None), &id(), &untagged)
+            .route_event(&input(None), &id(), &untagged, None)
             .await
             .expect("routed");
         assert_eq!((route.target.as_str(), route.rule), ("a", Rule::Search));
@@ -513,7 +562,7 @@ mod tests {
         let (a, b) = (world(true), world(false));
         b.lock().chef_status = Some(503);
         let e = set(&a, &b, true)
-            .route_event(&input(None), &id(), &untagged)
+            .route_event(&input(None), &id(), &untagged, None)
             .await
             .err()
             .expect("refused");
@@ -522,5 +571,102 @@ mod tests {
             "{e}"
         );
         assert!(e.is_transient(), "{e}");
+    }
+
+    /// An estate target that only counts its cleans.
+    #[derive(Default)]
+    struct CountingEstate(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl crate::ports::estate::EstateTarget for CountingEstate {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        async fn backup(
+            &self,
+            _: &crate::ports::estate::Departure,
+        ) -> Result<Option<serde_json::Value>, crate::ports::estate::EstateError> {
+            Ok(None)
+        }
+        async fn clean(
+            &self,
+            _: &crate::ports::estate::Departure,
+            _: Option<&serde_json::Value>,
+        ) -> Result<crate::ports::estate::Cleaned, crate::ports::estate::EstateError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(crate::ports::estate::Cleaned::default())
+        }
+        async fn restore(
+            &self,
+            _: &serde_json::Value,
+        ) -> Result<String, crate::ports::estate::EstateError> {
+            Ok(String::new())
+        }
+        async fn probe(&self) -> Result<String, crate::ports::estate::EstateError> {
+            Ok(String::new())
+        }
+    }
+
+    /// Deleted on b by an earlier delivery (routed by the search), the
+    /// redelivered message finds the instance nowhere: b's reaper handles it
+    /// (its estate targets run again from b's entry), not the first target's.
+    #[tokio::test]
+    async fn a_redelivery_registered_nowhere_goes_back_to_the_target_that_deleted_it() {
+        let (a, b) = (world(false), world(true));
+        let shared = a.journal();
+        let estate = Arc::new(CountingEstate::default());
+        let with = |w: &FakeWorld, name: &str| {
+            let estate: Arc<dyn crate::ports::estate::EstateTarget> = estate.clone();
+            Arc::new(Reaper {
+                chef: w.chef(),
+                journal: Arc::new(TargetJournal {
+                    inner: shared.clone(),
+                    target: name.into(),
+                }),
+                resolver: Resolver::default(),
+                protection: Protection::default(),
+                limiter: Arc::new(DeletionLimiter::new(0)),
+                acl_backup: Default::default(),
+                estate: vec![estate],
+            })
+        };
+        let set = TargetSet::new(
+            vec![("a".into(), with(&a, "a")), ("b".into(), with(&b, "b"))],
+            RoutingTable {
+                targets: vec!["a".into(), "b".into()],
+                search_all_targets: true,
+                ..Default::default()
+            },
+        );
+        let untagged = regional(tags(None));
+        let sent = chrono::Utc::now() - chrono::Duration::seconds(5);
+        let (route, reaper) = set
+            .route_event(&input(None), &id(), &untagged, Some(sent))
+            .await
+            .expect("routed");
+        assert_eq!(route.target, "b");
+        let request = super::super::Request {
+            target: Target::Instance(id()),
+            source: super::super::RequestSource::Event,
+            reason: "test".into(),
+            message_id: None,
+            dry_run: false,
+            recheck: None,
+            verified_region: None,
+            group: None,
+        };
+        reaper.reap(&request).await.expect("reaped");
+        assert!(b.lock().nodes.is_empty(), "not deleted on b");
+        let (route, _) = set
+            .route_event(&input(None), &id(), &untagged, Some(sent))
+            .await
+            .expect("routed");
+        assert_eq!((route.target.as_str(), route.rule), ("b", Rule::Search));
+        // A first delivery: the first target, as before.
+        let (route, _) = set
+            .route_event(&input(None), &id(), &untagged, None)
+            .await
+            .expect("routed");
+        assert_eq!(route.target, "a");
     }
 }

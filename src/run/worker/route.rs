@@ -31,8 +31,12 @@ impl Pipeline {
                 .or(action.map(|a| a.auto_scaling_group.as_str())),
             group_target: None,
         };
+        // As `resume_estate` decides whether an earlier delivery counts.
+        let msg = work.msg;
+        let redelivered =
+            (msg.sent_at).filter(|_| msg.receive_count >= 2 && !self.settings.dry_run);
         let routed = (self.targets)
-            .route_event(&input, &work.t.instance_id, &checked.regional)
+            .route_event(&input, &work.t.instance_id, &checked.regional, redelivered)
             .await;
         match routed {
             Ok((route, reaper)) => {
@@ -43,7 +47,9 @@ impl Pipeline {
             }
             Err(e) => {
                 let probe = match &e {
-                    RouteError::Search { error, .. } => Probe::after(error),
+                    RouteError::Search { error, .. } | RouteError::Journal { error, .. } => {
+                        Probe::after(error)
+                    }
                     RouteError::Unroutable(_) => {
                         events::refused(Refusal::Unroutable);
                         Probe::Aws(work.placement.clone())
