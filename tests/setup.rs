@@ -18,6 +18,7 @@ use std::time::Duration;
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
 use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use aws_sdk_sqs::types::QueueAttributeName as Qa;
+use common::form_recorder::FormRecorder;
 use common::*;
 use nodereaper::jobs::setup::{
     self, daemon_policy, ChangeAction, LifecycleHookSpec, PolicyScope, ResourceKind, SetupError,
@@ -706,77 +707,6 @@ fn cloudformation_role_grants_what_the_printed_policy_grants_in_both_modes() {
         template.keys().cloned().collect::<BTreeSet<_>>(),
         BTreeSet::from(known.map(String::from))
     );
-}
-
-/// A proxy in front of moto that keeps the decoded form of every Query
-/// protocol request (Auto Scaling's): moto 5.2 does not store a hook's
-/// NotificationMetadata (DescribeLifecycleHooks never returns it), so what
-/// setup wrote is read from the request it sent.
-struct FormRecorder {
-    url: String,
-    calls: Calls,
-}
-
-impl FormRecorder {
-    async fn start() -> Self {
-        use axum::{body::Bytes, extract::State, http::HeaderMap, response::Response};
-        async fn forward(
-            State(calls): State<Calls>,
-            method: axum::http::Method,
-            uri: axum::http::Uri,
-            headers: HeaderMap,
-            body: Bytes,
-        ) -> Response {
-            if headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
-            {
-                calls
-                    .lock()
-                    .expect("lock")
-                    .push(url::form_urlencoded::parse(&body).into_owned().collect());
-            }
-            let target = format!("{}{uri}", stack().moto_url());
-            let mut req = reqwest::Client::new().request(method, target).body(body);
-            for (k, v) in headers.iter().filter(|(k, _)| *k != "host") {
-                req = req.header(k, v);
-            }
-            let answer = req.send().await.expect("moto");
-            let mut out = Response::builder().status(answer.status());
-            for (k, v) in answer.headers() {
-                out = out.header(k, v);
-            }
-            let bytes = answer.bytes().await.expect("moto body");
-            out.body(axum::body::Body::from(bytes)).expect("response")
-        }
-        let calls: Calls = Default::default();
-        let app = axum::Router::new()
-            .fallback(forward)
-            .with_state(calls.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind recorder");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            url: format!("http://{addr}"),
-            calls,
-        }
-    }
-
-    /// Every PutLifecycleHook call.
-    fn hook_puts(&self) -> Vec<Vec<(String, String)>> {
-        self.calls
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|c| param(c, "Action") == Some("PutLifecycleHook"))
-            .cloned()
-            .collect()
-    }
 }
 
 /// `setup --hook-target b` writes the marker routing reads back as `b`

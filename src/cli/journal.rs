@@ -299,15 +299,18 @@ async fn restore_each<'a>(
 /// One registration's restore: what was restored, or why not.
 type Attempt<'a> = (&'a Registration, Result<Restored, RestoreError>);
 
-/// `nodereaper restore NODE | --since T`.
-pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
-    let journal = app::journal(&config).await?;
+/// The registrations `args` selects that can be restored; `None` when every
+/// one was deleted by an Automate sweep (said for each).
+async fn restorable(
+    journal: &dyn nodereaper::ports::Journal,
+    args: &RestoreArgs,
+) -> Result<Option<Vec<Registration>>> {
     let filter = EntryFilter {
         since: args.since.as_deref().map(parse_since).transpose()?,
         node: args.node.clone(),
         instance: None,
     };
-    let mut registrations = jobs::restore::select(journal.as_ref(), &filter).await?;
+    let mut registrations = jobs::restore::select(journal, &filter).await?;
     // What an Automate sweep deleted cannot come back: said, and left out.
     let before = registrations.len();
     registrations.retain(|reg| match jobs::automate_sweep::unrestorable(reg) {
@@ -318,16 +321,26 @@ pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
         None => true,
     });
     if registrations.is_empty() && before > 0 {
-        return Ok(ExitCode::FAILURE);
+        return Ok(None);
     }
     if registrations.is_empty() {
         bail!(
             "the journal has no matching entry{}",
             args.node
+                .as_ref()
                 .map(|n| format!(" for node {n:?}"))
                 .unwrap_or_default()
         );
     }
+    Ok(Some(registrations))
+}
+
+/// `nodereaper restore NODE | --since T`.
+pub async fn restore(config: Config, args: RestoreArgs) -> Result<ExitCode> {
+    let journal = app::journal(&config).await?;
+    let Some(registrations) = restorable(journal.as_ref(), &args).await? else {
+        return Ok(ExitCode::FAILURE);
+    };
     // Each registration goes back to the target it was deleted from (or
     // --to).
     let (targets, clients) = restore_clients(&config, &registrations, args.to.as_deref())?;

@@ -273,19 +273,14 @@ impl Config {
         (self.has_targets() && !key.is_empty()).then_some(key)
     }
 
-    /// `[[chef.targets]]`, `[[routes]]` and `queues[].target`.
-    pub(super) fn validate_targets(&self, file: &Path) -> Result<(), ConfigError> {
+    /// Each `[[chef.targets]]` entry: a valid, unique name, and its own view
+    /// of the configuration passing every `[chef]` rule.
+    fn validate_target_entries(&self, file: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, expected: String| ConfigError::Invalid {
             file: file.to_path_buf(),
             key,
             expected,
         };
-        if self.has_targets() && self.chef.server_url.is_some() {
-            return Err(invalid(
-                "chef.server_url".into(),
-                "unset when [[chef.targets]] is given (each target has its own server_url)".into(),
-            ));
-        }
         let mut seen: Vec<&str> = Vec::new();
         for (i, t) in self.chef.targets.iter().enumerate() {
             if !valid_target_name(&t.name) {
@@ -320,6 +315,23 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// `[[chef.targets]]`, `[[routes]]` and `queues[].target`.
+    pub(super) fn validate_targets(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, expected: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key,
+            expected,
+        };
+        if self.has_targets() && self.chef.server_url.is_some() {
+            return Err(invalid(
+                "chef.server_url".into(),
+                "unset when [[chef.targets]] is given (each target has its own server_url)".into(),
+            ));
+        }
+        self.validate_target_entries(file)?;
         let names = self.target_names();
         let known = |n: &str| names.iter().any(|t| t == n);
         for (i, q) in self.queues.iter().enumerate() {

@@ -149,6 +149,9 @@ const ACL_BACKUP_FORBIDDEN_HELP: &str = "1 once the Chef server refused nodereap
 
 const BREAKER_HELP: &str = "1 while the breaker for a dependency is open (receiving paused)";
 const SWEEP_LAST_RUN_HELP: &str = "Unix time the last sweep finished";
+const TARGETS_HELP: &str = "Terminations routed to a Chef target, by target and outcome";
+const TARGETS: &[&str] = &["target", "outcome"];
+const REFUSALS_HELP: &str = "Terminations not acted on, by reason";
 
 fn build() -> Result<Metrics, prometheus::Error> {
     let r = Registrar {
@@ -171,16 +174,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Chef objects deleted, by object kind and result",
             &["object", "result"],
         )?,
-        target_terminations: r.counter(
-            "target_terminations_total",
-            "Terminations routed to a Chef target, by target and outcome",
-            &["target", "outcome"],
-        )?,
-        refusals: r.counter(
-            "refusals_total",
-            "Terminations not acted on, by reason",
-            &["reason"],
-        )?,
+        target_terminations: r.counter("target_terminations_total", TARGETS_HELP, TARGETS)?,
+        refusals: r.counter("refusals_total", REFUSALS_HELP, &["reason"])?,
         lifecycle: r.counter(
             "lifecycle_actions_total",
             "Lifecycle hook calls, by call and result",

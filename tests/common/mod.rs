@@ -14,6 +14,7 @@ use nodereaper::adapters::chef::{ChefClient, ChefSettings};
 use nodereaper::ports::ChefApi;
 use serde_json::{json, Value};
 
+pub mod form_recorder;
 pub mod second_server;
 pub mod two_targets;
 
