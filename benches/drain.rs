@@ -196,6 +196,30 @@ async fn poll_cost_ms(sqs: &aws_sdk_sqs::Client) -> f64 {
     (after - before) * 1e3 / rounds as f64
 }
 
+/// moto builds its EC2 backend (AMIs, instance types) on the first EC2
+/// request after a restart: seconds of its CPU that no drain should pay (the
+/// first nodereaper run would, the serial script makes no EC2 call). One
+/// DescribeInstances before the runs.
+async fn warm_up_ec2() {
+    let started = Instant::now();
+    // An unknown id is an error answer; any answer from EC2 will do.
+    if let Err(e) = aws_sdk_ec2::Client::new(&common::aws().await)
+        .describe_instances()
+        .instance_ids("i-00000000000000000")
+        .send()
+        .await
+    {
+        assert!(
+            e.as_service_error().is_some(),
+            "DescribeInstances to warm up moto's EC2 backend: {e}"
+        );
+    }
+    eprintln!(
+        "moto's EC2 backend warmed up in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// The python of the moto virtualenv the stack runs (it has boto3, requests
 /// and cryptography).
 fn venv_python() -> PathBuf {
@@ -458,6 +482,7 @@ async fn main() {
         support::loadavg()
     );
     let sign_ms = signing_cost_ms();
+    warm_up_ec2().await;
     let poll_ms = poll_cost_ms(&sqs).await;
 
     let mut runs: Vec<Run> = Vec::new();

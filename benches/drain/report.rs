@@ -24,6 +24,11 @@ struct Limits {
     machine: f64,
     /// The lowest of the three.
     bound: f64,
+    /// Cores left by other work on the machine during the runs (2 minus
+    /// its CPU-seconds per second), and the bound with only those:
+    /// min(bound, cores left / the stack's CPU per termination).
+    cores_left: f64,
+    loaded_bound: f64,
 }
 
 impl Limits {
@@ -51,6 +56,8 @@ impl Limits {
         let moto_ms = ms(&|r| r.moto - r.polls as f64 * poll_ms / 1e3);
         let machine_ms = moto_ms + ms(&|r| r.goiardi + r.cpu + r.bench);
         let (moto, machine) = (1e3 / moto_ms, 2e3 / machine_ms);
+        let cores_left = mean(multi.iter().map(|r| (2.0 - r.other / r.secs).max(0.0)));
+        let bound = concurrency.min(moto).min(machine);
         Limits {
             chef_round_trips,
             aws_round_trips,
@@ -59,7 +66,9 @@ impl Limits {
             moto_ms,
             moto,
             machine,
-            bound: concurrency.min(moto).min(machine),
+            bound,
+            cores_left,
+            loaded_bound: bound.min(cores_left * 1e3 / machine_ms),
         }
     }
 }
@@ -173,6 +182,12 @@ fn print_limits(
         l.bound,
         100.0 * rate / l.bound,
         100.0 * steady / l.bound
+    );
+    println!(
+        "  other work left {:.2} of the 2 cores during the runs: bound with only those {:.0}/s; measured = {:.0} % of it",
+        l.cores_left,
+        l.loaded_bound,
+        100.0 * rate / l.loaded_bound
     );
 }
 
@@ -335,6 +350,9 @@ fn emit_result(runs: &[Run], setup: &Setup, m: &Means, limits: Option<&Limits>) 
                 "moto_per_s": r3(l.moto),
                 "machine_per_s": r3(l.machine),
                 "bound_per_s": r3(l.bound),
+                "cores_left_by_other_load": r3(l.cores_left),
+                "loaded_bound_per_s": r3(l.loaded_bound),
+                "share_of_loaded_bound": r3(m.d_rate / l.loaded_bound),
                 "share_of_bound": r3(m.d_rate / l.bound),
                 "steady_share_of_bound": r3(m.d_steady / l.bound),
             })),

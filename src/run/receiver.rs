@@ -6,9 +6,13 @@
 //! Every receive first reserves worker permits and asks for at most that many
 //! messages, so a received message always has a worker waiting for it (no
 //! prefetch beyond free workers: nothing sits invisible in memory towards its
-//! visibility timeout). While there is a backlog a receive waits until half a
-//! batch of workers is free, so that batches (and their EC2 calls) stay
-//! large. While the breaker is open the receiver probes what failed instead.
+//! visibility timeout). A worker is free again once its message is handled:
+//! the acknowledgement goes on without it, in one of a bounded number of
+//! slots (`worker.rs`), so deletes batch up without holding workers, and
+//! acknowledgements that hang still stop the receiving. While there is a
+//! backlog a receive waits until half a batch of workers is free, so that
+//! batches (and their EC2 calls) stay large. While the breaker is open the
+//! receiver probes what failed instead.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -34,24 +34,35 @@ pub(super) type Prepared = (
     Option<Verdict>,
 );
 
-/// The worker tasks of one [`Pipeline::run`]: the free workers, the tasks
-/// themselves (owned, awaited at shutdown), the in-flight count and the
-/// summary.
+/// The worker tasks of one [`Pipeline::run`]: the free workers, the
+/// acknowledgement slots, the tasks themselves (owned, awaited at shutdown),
+/// the in-flight count and the summary.
 pub(super) struct Workers {
     /// One permit per free worker; receivers reserve them before receiving.
     free: Arc<Semaphore>,
+    /// Messages handled whose settling (delete, DLQ move, delay) is still
+    /// under way, at most [`ack_slots`]: a worker is free once its message
+    /// is handled, but while every slot is taken it keeps its permit, so
+    /// acknowledgements that hang stop the receiving.
+    acks: Arc<Semaphore>,
     tasks: Mutex<JoinSet<()>>,
-    /// Messages being worked: the one count (the `messages_in_flight` gauge
-    /// moves with it, in [`Busy`]).
+    /// Messages received and not yet settled: the one count (the
+    /// `messages_in_flight` gauge moves with it, in [`Busy`]).
     in_flight: AtomicUsize,
     summary: Mutex<Summary>,
 }
 
-/// A message being worked: holds its worker's permit and counts as in
-/// flight until dropped.
+/// How many handled messages may wait for their acknowledgement at once:
+/// as many as there are workers, and at least one full `DeleteMessageBatch`.
+pub(super) fn ack_slots(workers: usize) -> usize {
+    workers.max(crate::adapters::aws::sqs::DELETE_BATCH_MAX)
+}
+
+/// A message in the pipeline: holds its worker's permit until handled, and
+/// counts as in flight until dropped (settled).
 struct Busy {
     workers: Arc<Workers>,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Busy {
@@ -60,8 +71,16 @@ impl Busy {
         events::work_started();
         Self {
             workers,
-            _permit: permit,
+            permit: Some(permit),
         }
+    }
+
+    /// The message is handled: takes an acknowledgement slot (waiting, with
+    /// the worker still held, while all are taken) and frees the worker.
+    async fn handled(&mut self) -> Option<OwnedSemaphorePermit> {
+        let slot = self.workers.acks.clone().acquire_owned().await.ok();
+        self.permit = None;
+        slot
     }
 }
 
@@ -76,6 +95,7 @@ impl Workers {
     pub(super) fn new(workers: usize) -> Self {
         Self {
             free: Arc::new(Semaphore::new(workers)),
+            acks: Arc::new(Semaphore::new(ack_slots(workers))),
             tasks: Mutex::new(JoinSet::new()),
             in_flight: AtomicUsize::new(0),
             summary: Mutex::new(Summary::default()),
@@ -87,7 +107,7 @@ impl Workers {
         self.free.clone()
     }
 
-    /// Messages being worked now.
+    /// Messages received and not yet settled.
     pub(super) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
@@ -104,8 +124,8 @@ impl Workers {
         self.summary.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Works one message on the worker `permit` reserves: handle, settle,
-    /// count.
+    /// Works one message on the worker `permit` reserves: handle, free the
+    /// worker, settle (in an acknowledgement slot), count.
     pub(super) fn start(
         self: &Arc<Self>,
         pipeline: Arc<Pipeline>,
@@ -113,9 +133,12 @@ impl Workers {
         (msg, event, verdict): Prepared,
         permit: OwnedSemaphorePermit,
     ) {
-        let busy = Busy::enter(self.clone(), permit);
+        let mut busy = Busy::enter(self.clone(), permit);
         let work = async move {
             let disposition = pipeline.handle(&source, &msg, event, verdict).await;
+            // Settling waits for nothing the worker does: the delete goes out
+            // batched with others while the worker takes the next message.
+            let _slot = busy.handled().await;
             let settled = pipeline.settle(&source, &msg, &disposition).await;
             if let Ok(mut s) = busy.workers.summary.lock() {
                 s.record(&disposition, settled);

@@ -1,0 +1,177 @@
+//! The acknowledgement hand-off: a worker is free once its message is
+//! handled, its delete goes on in an acknowledgement slot; when
+//! acknowledgements hang, the slots fill, the workers stay held and the
+//! receiving stops (nothing more is taken from the queue).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tokio::sync::{watch, Semaphore};
+
+use super::worker::ack_slots;
+use super::*;
+use crate::act::resolve::Resolver;
+use crate::act::{DeletionLimiter, Reaper};
+use crate::adapters::aws::AwsError;
+use crate::core::verify::Protection;
+use crate::ports::ReceivedMessage;
+use crate::testing::{FakeEc2, FakeInventory, FakeWorld, FixedFleet, World};
+
+/// A queue holding lifecycle messages whose deletes wait for `acks`
+/// permits (none at first: every delete hangs until the test adds some).
+struct SlowAcks {
+    waiting: Mutex<VecDeque<ReceivedMessage>>,
+    acks: Semaphore,
+    /// Received and not yet deleted, now and at most.
+    outstanding: AtomicUsize,
+    max_outstanding: AtomicUsize,
+    deleted: AtomicUsize,
+}
+
+impl SlowAcks {
+    fn new(ids: &[String]) -> Self {
+        let waiting = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| ReceivedMessage {
+                message_id: format!("m-{i}"),
+                receipt_handle: format!("r-{i}"),
+                body: json!({
+                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+                    "LifecycleActionToken": "t",
+                    "AutoScalingGroupName": "web",
+                    "LifecycleHookName": crate::config::DEFAULT_LIFECYCLE_HOOK,
+                    "EC2InstanceId": id,
+                })
+                .to_string(),
+                sent_at: None,
+                receive_count: 1,
+            })
+            .collect();
+        Self {
+            waiting: Mutex::new(waiting),
+            acks: Semaphore::new(0),
+            outstanding: AtomicUsize::new(0),
+            max_outstanding: AtomicUsize::new(0),
+            deleted: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for SlowAcks {
+    fn name(&self) -> &str {
+        "slow-acks"
+    }
+    async fn receive(&self, max: i32, _wait: Duration) -> Result<Vec<ReceivedMessage>, AwsError> {
+        let taken: Vec<ReceivedMessage> = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            let n = waiting.len().min(usize::try_from(max).unwrap_or(0));
+            waiting.drain(..n).collect()
+        };
+        if taken.is_empty() {
+            // An empty long poll: some time passes.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let now = self.outstanding.fetch_add(taken.len(), Ordering::SeqCst) + taken.len();
+        self.max_outstanding.fetch_max(now, Ordering::SeqCst);
+        Ok(taken)
+    }
+    async fn delete(&self, _msg: &ReceivedMessage) -> Result<(), AwsError> {
+        self.acks.acquire().await.map(|p| p.forget()).ok();
+        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        self.deleted.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn extend_visibility(&self, msg: &ReceivedMessage, _t: Duration) -> Result<(), AwsError> {
+        panic!("{} was not expected to be retried", msg.message_id)
+    }
+    async fn depth(&self) -> Result<(u64, u64), AwsError> {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let hidden = self.outstanding.load(Ordering::SeqCst);
+        Ok((waiting as u64, hidden as u64))
+    }
+    async fn dead_letter(&self, msg: &ReceivedMessage, reason: &str) -> Result<(), AwsError> {
+        panic!("{} was dead-lettered: {reason}", msg.message_id)
+    }
+}
+
+/// A pipeline of `workers` over `queue` and the fake world.
+fn pipeline(world: &FakeWorld, queue: Arc<SlowAcks>, workers: usize) -> Arc<Pipeline> {
+    let reaper = Arc::new(Reaper {
+        chef: world.chef(),
+        journal: world.journal(),
+        resolver: Resolver::default(),
+        protection: Protection::default(),
+        limiter: Arc::new(DeletionLimiter::new(0)),
+        acl_backup: Default::default(),
+        estate: Vec::new(),
+    });
+    let source = Source {
+        queue,
+        fleet: Arc::new(FixedFleet::new(
+            Arc::new(FakeInventory(FakeEc2::Unknown)),
+            world.lifecycle(),
+        )),
+        region: "us-east-1".into(),
+        target: None,
+    };
+    Arc::new(Pipeline {
+        sources: vec![source],
+        targets: Arc::new(crate::act::TargetSet::single(reaper.clone())),
+        reaper,
+        settings: PipelineConfig {
+            workers,
+            ..PipelineConfig::default()
+        },
+        breaker: Arc::new(Breaker::new("chef", 5, Duration::from_secs(30))),
+    })
+}
+
+/// Hanging acknowledgements stop the receiving once the workers and the
+/// acknowledgement slots are all taken; once they flow, the drain ends with
+/// every registration deleted and every message acknowledged.
+#[tokio::test(start_paused = true)]
+async fn hanging_acknowledgements_stop_the_receiving() {
+    const N: usize = 40;
+    const WORKERS: usize = 2;
+    let ids: Vec<String> = (1..=N).map(|i| format!("i-{i:017x}")).collect();
+    let mut w = World::default();
+    for id in &ids {
+        w.register(id, id, true);
+    }
+    let world = FakeWorld::new(w);
+    let queue = Arc::new(SlowAcks::new(&ids));
+    let p = pipeline(&world, queue.clone(), WORKERS);
+    let (_tx, rx) = watch::channel(false);
+    let run = tokio::spawn(p.run(rx, true));
+
+    // Every delete hangs: a minute later nothing more has been taken than
+    // the workers and the acknowledgement slots hold.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let bound = WORKERS + ack_slots(WORKERS);
+    let taken = queue.outstanding.load(Ordering::SeqCst);
+    assert_eq!(queue.deleted.load(Ordering::SeqCst), 0);
+    assert!(
+        taken <= bound,
+        "{taken} messages taken while their acknowledgements hang (bound {bound})"
+    );
+    assert!(taken > WORKERS, "a worker waited for its acknowledgement");
+
+    // Acknowledgements flow: the drain completes.
+    queue.acks.add_permits(N);
+    let summary = tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .expect("drained")
+        .expect("run task");
+    assert_eq!(summary.deleted, N, "{summary:?}");
+    assert_eq!(queue.deleted.load(Ordering::SeqCst), N);
+    assert!(queue.max_outstanding.load(Ordering::SeqCst) <= bound);
+    let w = world.lock();
+    assert!(w.nodes.is_empty(), "nodes left: {:?}", w.nodes.keys());
+    assert_eq!(w.journal.len(), N, "one backup per deletion");
+}
