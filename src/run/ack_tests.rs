@@ -67,15 +67,15 @@ impl Queue for SlowAcks {
     fn name(&self) -> &str {
         "slow-acks"
     }
-    async fn receive(&self, max: i32, _wait: Duration) -> Result<Vec<ReceivedMessage>, AwsError> {
+    async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<ReceivedMessage>, AwsError> {
         let taken: Vec<ReceivedMessage> = {
             let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
             let n = waiting.len().min(usize::try_from(max).unwrap_or(0));
             waiting.drain(..n).collect()
         };
         if taken.is_empty() {
-            // An empty long poll: some time passes.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // An empty long poll waits it out.
+            tokio::time::sleep(wait).await;
         }
         let now = self.outstanding.fetch_add(taken.len(), Ordering::SeqCst) + taken.len();
         self.max_outstanding.fetch_max(now, Ordering::SeqCst);
@@ -102,6 +102,16 @@ impl Queue for SlowAcks {
 
 /// A pipeline of `workers` over `queue` and the fake world.
 fn pipeline(world: &FakeWorld, queue: Arc<SlowAcks>, workers: usize) -> Arc<Pipeline> {
+    pipeline_waiting(world, queue, workers, Duration::from_millis(100))
+}
+
+/// The same with long polls of `wait_time`.
+fn pipeline_waiting(
+    world: &FakeWorld,
+    queue: Arc<SlowAcks>,
+    workers: usize,
+    wait_time: Duration,
+) -> Arc<Pipeline> {
     let reaper = Arc::new(Reaper {
         chef: world.chef(),
         journal: world.journal(),
@@ -126,10 +136,45 @@ fn pipeline(world: &FakeWorld, queue: Arc<SlowAcks>, workers: usize) -> Arc<Pipe
         reaper,
         settings: PipelineConfig {
             workers,
+            wait_time,
             ..PipelineConfig::default()
         },
         breaker: Arc::new(Breaker::new("chef", 5, Duration::from_secs(30))),
     })
+}
+
+/// A world with a registration for each of `n` instances, and their ids.
+fn registered(n: usize) -> (FakeWorld, Vec<String>) {
+    let ids: Vec<String> = (1..=n).map(|i| format!("i-{i:017x}")).collect();
+    let mut w = World::default();
+    for id in &ids {
+        w.register(id, id, true);
+    }
+    (FakeWorld::new(w), ids)
+}
+
+/// `--exit-when-idle` stops one long poll after the queue is empty: the
+/// receives still long-polling then (several overlap while there is a
+/// backlog) are abandoned, not waited out one after the other.
+#[tokio::test(start_paused = true)]
+async fn exit_when_idle_does_not_wait_out_overlapping_long_polls() {
+    const N: usize = 40;
+    let wait = Duration::from_secs(20);
+    let (world, ids) = registered(N);
+    let queue = Arc::new(SlowAcks::new(&ids));
+    queue.acks.add_permits(N);
+    let p = pipeline_waiting(&world, queue.clone(), 4, wait);
+    let (_tx, rx) = watch::channel(false);
+    let started = tokio::time::Instant::now();
+    let summary = p.run(rx, true).await;
+    assert_eq!(summary.deleted, N, "{summary:?}");
+    assert!(world.lock().nodes.is_empty());
+    // The work itself takes no time here: what passes is long polls.
+    let took = started.elapsed();
+    assert!(
+        took < wait + wait / 2,
+        "the drain took {took:?}: more than one {wait:?} long poll after the queue was empty"
+    );
 }
 
 /// Hanging acknowledgements stop the receiving once the workers and the
@@ -139,12 +184,7 @@ fn pipeline(world: &FakeWorld, queue: Arc<SlowAcks>, workers: usize) -> Arc<Pipe
 async fn hanging_acknowledgements_stop_the_receiving() {
     const N: usize = 40;
     const WORKERS: usize = 2;
-    let ids: Vec<String> = (1..=N).map(|i| format!("i-{i:017x}")).collect();
-    let mut w = World::default();
-    for id in &ids {
-        w.register(id, id, true);
-    }
-    let world = FakeWorld::new(w);
+    let (world, ids) = registered(N);
     let queue = Arc::new(SlowAcks::new(&ids));
     let p = pipeline(&world, queue.clone(), WORKERS);
     let (_tx, rx) = watch::channel(false);

@@ -74,6 +74,9 @@ pub(super) struct Receiver {
     fetches: JoinSet<Result<usize, AwsError>>,
     /// A receive that finished while permits were awaited.
     carried: Option<Fetched>,
+    /// Turns true once an `exit_when_idle` drain found the queue empty:
+    /// long polls still waiting are abandoned rather than waited out.
+    drained: tokio::sync::watch::Sender<bool>,
 }
 
 impl Receiver {
@@ -99,6 +102,7 @@ impl Receiver {
             backlog: false,
             fetches: JoinSet::new(),
             carried: None,
+            drained: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -181,11 +185,14 @@ impl Receiver {
             Ok(Ok(0)) => {
                 self.aws_failures = 0;
                 self.backlog = false;
+                // Other receives may still be long-polling an empty queue:
+                // once nothing is visible or in flight, they are abandoned
+                // (as at shutdown) instead of waited out.
                 if self.exit_when_idle
-                    && self.fetches.is_empty()
                     && self.workers.in_flight() == 0
                     && self.queue_drained().await
                 {
+                    self.drained.send_replace(true);
                     tracing::info!(queue = %self.queue_name, "queue drained; receiver done");
                     return Step::Stop;
                 }
@@ -251,11 +258,13 @@ impl Receiver {
         let source = self.source.clone();
         let workers = self.workers.clone();
         let mut stop = self.shutdown.clone();
+        let mut drained = self.drained.subscribe();
         self.fetches.spawn(async move {
             let max = i32::try_from(permits.num_permits()).unwrap_or(10);
             let received = tokio::select! {
                 r = source.queue.receive(max, pipeline.settings.wait_time) => r,
                 _ = stop.changed() => return Ok(0),
+                _ = drained.wait_for(|d| *d) => return Ok(0),
             };
             let messages = received?;
             let count = messages.len();
