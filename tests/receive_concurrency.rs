@@ -127,7 +127,7 @@ async fn backlog_overlaps_receives_within_free_workers() {
     let max_outstanding = watched.max_outstanding.load(Ordering::SeqCst);
     let max_receiving = watched.max_receiving.load(Ordering::SeqCst);
     // A worker is free once its message is handled; the acknowledgement
-    // goes on in one of max(workers, 10) slots (src/run/worker.rs).
+    // goes on in one of max(workers, 10) slots (src/run/pool.rs).
     assert!(
         max_outstanding <= 12 + 12,
         "{max_outstanding} messages taken with only 12 workers and 12 acknowledgement slots"

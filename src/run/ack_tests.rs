@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::{watch, Semaphore};
 
-use super::worker::ack_slots;
+use super::pool::ack_slots;
 use super::*;
 use crate::act::resolve::Resolver;
 use crate::act::{DeletionLimiter, Reaper};

@@ -14,6 +14,7 @@
 
 pub mod breaker;
 pub mod lambda;
+mod pool;
 mod receiver;
 pub mod shutdown;
 mod worker;
@@ -35,8 +36,8 @@ use crate::core::error::ErrorDisposition;
 use crate::core::event::ParseOptions;
 use crate::ports::{Fleet, InstanceInfo, PlacementError, Queue, Regional};
 use crate::telemetry::events::MessageOutcome;
+use pool::Workers;
 use receiver::Receiver;
-use worker::Workers;
 
 /// One queue, and where to find EC2 and Auto Scaling for the instances its
 /// events name.

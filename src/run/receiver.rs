@@ -8,7 +8,7 @@
 //! prefetch beyond free workers: nothing sits invisible in memory towards its
 //! visibility timeout). A worker is free again once its message is handled:
 //! the acknowledgement goes on without it, in one of a bounded number of
-//! slots (`worker.rs`), so deletes batch up without holding workers, and
+//! slots (`pool.rs`), so deletes batch up without holding workers, and
 //! acknowledgements that hang still stop the receiving. While there is a
 //! backlog a receive waits until half a batch of workers is free, so that
 //! batches (and their EC2 calls) stay large. While the breaker is open the
@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::{JoinError, JoinSet};
 
-use super::worker::Workers;
+use super::pool::Workers;
 use super::{backoff, Pipeline, Probe, Shutdown, Source};
 use crate::adapters::aws::AwsError;
 use crate::core::placement::Placement;
