@@ -109,14 +109,32 @@ impl Receiver {
     /// Receives until shutdown (or, with `exit_when_idle`, until the queue
     /// is drained).
     pub(super) async fn run(mut self) {
+        let warm = self.warm_up();
         while !self.shutdown.is_shutdown() {
             if let Step::Stop = self.turn().await {
                 break;
             }
         }
+        warm.abort();
+        let _ = warm.await;
         // Receives in progress are abandoned (their shutdown branch); a batch
         // already received is still handed to workers before returning.
         while self.fetches.join_next().await.is_some() {}
+    }
+
+    /// Makes the EC2 and Auto Scaling clients of the queue's region (and
+    /// learns the account, GetCallerIdentity) while the first receive waits,
+    /// instead of after it: the first batch's EC2 check finds them made.
+    /// A failure is the first batch's to meet and report (it asks again).
+    fn warm_up(&self) -> tokio::task::JoinHandle<()> {
+        let fleet = self.source.fleet.clone();
+        let placement = Placement {
+            account: None,
+            region: self.source.region.clone(),
+        };
+        tokio::spawn(async move {
+            let _ = fleet.regional(&placement).await;
+        })
     }
 
     /// One turn: wait out an open breaker or probe what failed; else learn
