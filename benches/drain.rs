@@ -25,13 +25,29 @@
 //!     cargo bench --bench drain
 //!     NODEREAPER_BENCH_DELAY_MS=20,10 cargo bench --bench drain   # latency variant
 //!
+//! Each round also runs nodereaper with `workers = 1` (unless
+//! NODEREAPER_BENCH_SINGLE=0): what the implementation costs per termination
+//! without concurrency, beside what concurrency buys.
+//!
+//! With the delay proxies the summary also gives the limits of the run: the
+//! round trips per termination on the critical path (counted by the proxies
+//! in the single-worker run, Chef and AWS apart: see `support/proxy.rs`),
+//! the concurrency bound `workers / (round trips x latency)`, moto's capacity
+//! (one Python process: 1 s / its CPU per termination, the benchmark's own
+//! queue-depth polls taken out) and the machine's (2 cores / the CPU of
+//! moto, goiardi, nodereaper and this process per termination); the honest
+//! bound is the lowest, and the measured rate is given as a share of it.
+//!
 //! Environment: NODEREAPER_BENCH_N (300), NODEREAPER_BENCH_ROUNDS (2),
-//! NODEREAPER_BENCH_WORKERS (16), NODEREAPER_BENCH_DELAY_MS (unset; "C,A":
-//! every Chef request gets C ms and every AWS request A ms of round trip,
-//! through delay proxies in this process, for both consumers).
+//! NODEREAPER_BENCH_WORKERS (16), NODEREAPER_BENCH_SINGLE (1),
+//! NODEREAPER_BENCH_DELAY_MS (unset; "C,A": every Chef request gets C ms and
+//! every AWS request A ms of round trip, through delay proxies in this
+//! process, for both consumers).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "drain/report.rs"]
+mod report;
 mod support;
 
 use std::path::PathBuf;
@@ -41,7 +57,7 @@ use std::time::{Duration, Instant};
 use common::{fake_instance_id, unique};
 use nodereaper::adapters::chef::ChefClient;
 use serde_json::{json, Value};
-use support::{r3, Daemon, DaemonConfig, DelayProxy, StackCpu};
+use support::{r3, Daemon, DaemonConfig, DelayProxy, ProxyCounts, StackCpu};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const THREE_HOURS: Duration = Duration::from_secs(3 * 3600);
@@ -49,7 +65,10 @@ const THREE_HOURS: Duration = Duration::from_secs(3 * 3600);
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Who {
     Serial,
+    /// nodereaper with the configured workers.
     Nodereaper,
+    /// nodereaper with `workers = 1`.
+    Single,
 }
 
 impl Who {
@@ -57,6 +76,7 @@ impl Who {
         match self {
             Who::Serial => "serial",
             Who::Nodereaper => "nodereaper",
+            Who::Single => "1-worker",
         }
     }
 }
@@ -67,6 +87,8 @@ struct Run {
     who: Who,
     /// Start -> queue seen empty.
     secs: f64,
+    /// First -> last deletion (journal entries; nodereaper only).
+    steady_secs: Option<f64>,
     /// CPU of the consumer for the work (see the module doc).
     cpu: f64,
     /// Whole-process CPU (nodereaper: the same; the script: with imports).
@@ -76,6 +98,10 @@ struct Run {
     moto: f64,
     other: f64,
     bench: f64,
+    /// The benchmark's own GetQueueAttributes polls during the run.
+    polls: u64,
+    /// Through the delay proxies (Chef, AWS), when they are used.
+    proxied: Option<(ProxyCounts, ProxyCounts)>,
     extra: Value,
 }
 
@@ -115,31 +141,39 @@ async fn assert_drained(chef: &ChefClient, names: &[String], queue: &str, dlq: &
     );
 }
 
-/// Polls the queue every 50 ms until it is empty (visible and in flight);
-/// returns when that was first seen.
-async fn wait_empty(sqs: &aws_sdk_sqs::Client, queue: &str, timeout: Duration) -> Instant {
+/// Asks moto for the queue's depth (visible, in flight).
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue: &str) -> (u64, u64) {
     use aws_sdk_sqs::types::QueueAttributeName as A;
-    let deadline = Instant::now() + timeout;
+    let r = sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("GetQueueAttributes");
+    let count = |a: A| {
+        r.attributes()
+            .and_then(|m| m.get(&a))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    (
+        count(A::ApproximateNumberOfMessages),
+        count(A::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// Polls the queue every 50 ms until it is empty (visible and in flight);
+/// returns when that was first seen, and how many polls it took.
+async fn wait_empty(sqs: &aws_sdk_sqs::Client, queue: &str, timeout: Duration) -> (Instant, u64) {
+    let (deadline, mut polls) = (Instant::now() + timeout, 0);
     loop {
-        let r = sqs
-            .get_queue_attributes()
-            .queue_url(queue)
-            .attribute_names(A::ApproximateNumberOfMessages)
-            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .expect("GetQueueAttributes");
+        let depth = queue_depth(sqs, queue).await;
+        polls += 1;
         let now = Instant::now();
-        let count = |a: A| {
-            r.attributes()
-                .and_then(|m| m.get(&a))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(u64::MAX)
-        };
-        if count(A::ApproximateNumberOfMessages) == 0
-            && count(A::ApproximateNumberOfMessagesNotVisible) == 0
-        {
-            return now;
+        if depth == (0, 0) {
+            return (now, polls);
         }
         assert!(
             now < deadline,
@@ -147,6 +181,43 @@ async fn wait_empty(sqs: &aws_sdk_sqs::Client, queue: &str, timeout: Duration) -
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// moto CPU milliseconds per GetQueueAttributes (the benchmark's poll), so
+/// that its polls can be taken out of moto's cost per termination.
+async fn poll_cost_ms(sqs: &aws_sdk_sqs::Client) -> f64 {
+    let (queue, _dlq) = support::queue(&unique("poll-cost"), 30, 5).await;
+    let rounds = 200;
+    let before = support::sample(support::moto_pid()).map_or(0.0, |s| s.cpu_secs);
+    for _ in 0..rounds {
+        queue_depth(sqs, &queue).await;
+    }
+    let after = support::sample(support::moto_pid()).map_or(0.0, |s| s.cpu_secs);
+    (after - before) * 1e3 / rounds as f64
+}
+
+/// moto builds its EC2 backend (AMIs, instance types) on the first EC2
+/// request after a restart: seconds of its CPU that no drain should pay (the
+/// first nodereaper run would, the serial script makes no EC2 call). One
+/// DescribeInstances before the runs.
+async fn warm_up_ec2() {
+    let started = Instant::now();
+    // An unknown id is an error answer; any answer from EC2 will do.
+    if let Err(e) = aws_sdk_ec2::Client::new(&common::aws().await)
+        .describe_instances()
+        .instance_ids("i-00000000000000000")
+        .send()
+        .await
+    {
+        assert!(
+            e.as_service_error().is_some(),
+            "DescribeInstances to warm up moto's EC2 backend: {e}"
+        );
+    }
+    eprintln!(
+        "moto's EC2 backend warmed up in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The python of the moto virtualenv the stack runs (it has boto3, requests
@@ -157,10 +228,29 @@ fn venv_python() -> PathBuf {
     moto.with_file_name("python")
 }
 
-/// Where the consumers send their requests (direct, or through the proxies).
+/// Where the consumers send their requests: direct, or through the delay
+/// proxies (Chef, AWS).
 struct Endpoints {
     chef: String,
     aws: String,
+    proxies: Option<(DelayProxy, DelayProxy)>,
+}
+
+impl Endpoints {
+    fn counts(&self) -> Option<(ProxyCounts, ProxyCounts)> {
+        self.proxies.as_ref().map(|(c, a)| (c.counts(), a.counts()))
+    }
+
+    /// What went through the proxies since `before`.
+    fn since(
+        &self,
+        before: &Option<(ProxyCounts, ProxyCounts)>,
+    ) -> Option<(ProxyCounts, ProxyCounts)> {
+        match (self.counts(), before) {
+            (Some((c, a)), Some((c0, a0))) => Some((c.since(c0), a.since(a0))),
+            _ => None,
+        }
+    }
 }
 
 async fn run_serial(sqs: &aws_sdk_sqs::Client, ep: &Endpoints, queue: &str, n: usize) -> Run {
@@ -190,6 +280,7 @@ async fn run_serial(sqs: &aws_sdk_sqs::Client, ep: &Endpoints, queue: &str, n: u
     assert_eq!(ready, "READY", "serial reference did not start");
     let started = Instant::now();
     let cpu = StackCpu::now();
+    let counted = ep.counts();
     let sampler = tokio::spawn(async move {
         let mut last = support::ProcSample::default();
         while let Some(s) = support::sample(pid) {
@@ -200,7 +291,7 @@ async fn run_serial(sqs: &aws_sdk_sqs::Client, ep: &Endpoints, queue: &str, n: u
         }
         last
     });
-    let empty = wait_empty(sqs, queue, Duration::from_secs(1800)).await;
+    let (empty, polls) = wait_empty(sqs, queue, Duration::from_secs(1800)).await;
     let spent = cpu.since();
     let result = lines
         .next_line()
@@ -216,6 +307,7 @@ async fn run_serial(sqs: &aws_sdk_sqs::Client, ep: &Endpoints, queue: &str, n: u
     Run {
         who: Who::Serial,
         secs: (empty - started).as_secs_f64(),
+        steady_secs: None,
         cpu: work_cpu,
         cpu_total: last.cpu_secs,
         peak_rss_mib: support::mib(last.hwm_kib),
@@ -223,18 +315,30 @@ async fn run_serial(sqs: &aws_sdk_sqs::Client, ep: &Endpoints, queue: &str, n: u
         moto: spent.moto,
         other: spent.other(work_cpu),
         bench: spent.bench,
+        polls,
+        proxied: ep.since(&counted),
         extra: json!({"script_wall_s": report["wall_s"]}),
     }
+}
+
+/// First -> last journal entry (each written right before its deletes).
+fn steady_secs(journal_dir: &std::path::Path) -> Option<f64> {
+    let index = support::read_journal_index(journal_dir);
+    let first = index.iter().map(|l| l.recorded_at).min()?;
+    let last = index.iter().map(|l| l.recorded_at).max()?;
+    (last - first).to_std().ok().map(|d| d.as_secs_f64())
 }
 
 async fn run_nodereaper(
     sqs: &aws_sdk_sqs::Client,
     ep: &Endpoints,
     queue: &str,
+    who: Who,
     workers: usize,
     round: usize,
 ) -> Run {
-    let work = support::workdir(&format!("drain-{round}"));
+    let workers = if who == Who::Single { 1 } else { workers };
+    let work = support::workdir(&format!("drain-{round}-w{workers}"));
     let journal_dir = work.join("journal");
     let config = support::write_config_via(
         &work,
@@ -249,13 +353,15 @@ async fn run_nodereaper(
         &ep.aws,
     );
     let cpu = StackCpu::now();
+    let counted = ep.counts();
     let log = work.join("daemon.log");
     let daemon = Daemon::start(&["run", "--exit-when-idle"], &config, &log);
     let started = daemon.started;
     let waiter = tokio::spawn(daemon.wait(Duration::from_secs(1800)));
-    let empty = wait_empty(sqs, queue, Duration::from_secs(1800)).await;
-    let run = waiter.await.expect("daemon waiter");
+    let (empty, polls) = wait_empty(sqs, queue, Duration::from_secs(1800)).await;
     let spent = cpu.since();
+    let proxied = ep.since(&counted);
+    let run = waiter.await.expect("daemon waiter");
     assert_eq!(
         run.exit_code,
         Some(0),
@@ -273,8 +379,9 @@ async fn run_nodereaper(
         &["service", "operation", "result"],
     );
     Run {
-        who: Who::Nodereaper,
+        who,
         secs: (empty - started).as_secs_f64(),
+        steady_secs: steady_secs(&journal_dir),
         cpu: run.rusage_cpu_secs,
         cpu_total: run.rusage_cpu_secs,
         peak_rss_mib: support::mib(run.rusage_maxrss_kib),
@@ -282,7 +389,10 @@ async fn run_nodereaper(
         moto: spent.moto,
         other: spent.other(run.rusage_cpu_secs),
         bench: spent.bench,
+        polls,
+        proxied,
         extra: json!({
+            "workers": workers,
             "process_wall_s": r3(run.wall.as_secs_f64()),
             "chef_requests": chef_requests,
             "aws_requests": aws_requests,
@@ -335,169 +445,72 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// The delay proxies in front of goiardi and moto (`None`: direct).
+async fn endpoints(stack: &common::Stack, delay: Option<(u64, u64)>) -> Endpoints {
+    match delay {
+        None => Endpoints {
+            chef: stack.chef_url().to_string(),
+            aws: stack.moto_url().to_string(),
+            proxies: None,
+        },
+        Some((chef_ms, aws_ms)) => {
+            let c = DelayProxy::start(stack.chef_url(), Duration::from_millis(chef_ms) / 2).await;
+            let a = DelayProxy::start(stack.moto_url(), Duration::from_millis(aws_ms) / 2).await;
+            Endpoints {
+                chef: c.url_for(stack.chef_url()),
+                aws: a.url_for(stack.moto_url()),
+                proxies: Some((c, a)),
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let n = support::env_usize("NODEREAPER_BENCH_N", 300);
     let rounds = support::env_usize("NODEREAPER_BENCH_ROUNDS", 2);
     let workers = support::env_usize("NODEREAPER_BENCH_WORKERS", 16);
+    let single = support::env_usize("NODEREAPER_BENCH_SINGLE", 1) != 0;
     let delay = delays();
     let stack = support::fresh_stack();
     let chef = Arc::new(common::admin());
     let sqs = aws_sdk_sqs::Client::new(&common::aws().await);
-    // Proxies live as long as `_proxies`.
-    let (ep, _proxies) = match delay {
-        None => (
-            Endpoints {
-                chef: stack.chef_url().to_string(),
-                aws: stack.moto_url().to_string(),
-            },
-            None,
-        ),
-        Some((chef_ms, aws_ms)) => {
-            let c = DelayProxy::start(stack.chef_url(), Duration::from_millis(chef_ms) / 2).await;
-            let a = DelayProxy::start(stack.moto_url(), Duration::from_millis(aws_ms) / 2).await;
-            (
-                Endpoints {
-                    chef: c.url_for(stack.chef_url()),
-                    aws: a.url_for(stack.moto_url()),
-                },
-                Some((c, a)),
-            )
-        }
-    };
+    let ep = endpoints(stack, delay).await;
     eprintln!(
-        "drain: N={n} per run, {rounds} rounds, workers={workers}, delays {delay:?} ms, daemon {}",
-        support::nodereaper_bin().display()
+        "drain: N={n} per run, {rounds} rounds, workers={workers} (and 1: {single}), delays {delay:?} ms, daemon {}, load average {:.1}",
+        support::nodereaper_bin().display(),
+        support::loadavg()
     );
     let sign_ms = signing_cost_ms();
+    warm_up_ec2().await;
+    let poll_ms = poll_cost_ms(&sqs).await;
 
     let mut runs: Vec<Run> = Vec::new();
+    let mut order = vec![Who::Serial, Who::Nodereaper];
+    if single {
+        order.push(Who::Single);
+    }
     for round in 0..rounds {
-        for who in [Who::Serial, Who::Nodereaper] {
+        for &who in &order {
             let (names, queue, dlq) = workload(&chef, n, who.label()).await;
             let run = match who {
                 Who::Serial => run_serial(&sqs, &ep, &queue, n).await,
-                Who::Nodereaper => run_nodereaper(&sqs, &ep, &queue, workers, round).await,
+                _ => run_nodereaper(&sqs, &ep, &queue, who, workers, round).await,
             };
             assert_drained(&chef, &names, &queue, &dlq, who.label()).await;
-            eprintln!(
-                "  round {round} {:>10}: {:6.2} s  {:6.1}/s  CPU {:.2} s ({:.2} ms/termination)  goiardi {:.2} s  moto {:.2} s  other load {:.2} s",
-                who.label(),
-                run.secs,
-                n as f64 / run.secs,
-                run.cpu,
-                run.cpu * 1e3 / n as f64,
-                run.goiardi,
-                run.moto,
-                run.other
-            );
+            eprintln!("  round {round} {}", report::run_line(&run, n));
             runs.push(run);
         }
     }
-
-    let of = |who: Who| runs.iter().filter(move |r| r.who == who);
-    let rate = |who: Who| mean(of(who).map(|r| n as f64 / r.secs));
-    let per_t = |who: Who, f: fn(&Run) -> f64| mean(of(who).map(|r| f(r) * 1e3 / n as f64));
-    let (s_rate, d_rate) = (rate(Who::Serial), rate(Who::Nodereaper));
-    let s_cpu = per_t(Who::Serial, |r| r.cpu);
-    let d_cpu = per_t(Who::Nodereaper, |r| r.cpu);
-    let s_cpu_total = per_t(Who::Serial, |r| r.cpu_total);
-    let (s_goiardi, d_goiardi) = (
-        per_t(Who::Serial, |r| r.goiardi),
-        per_t(Who::Nodereaper, |r| r.goiardi),
-    );
-    let (s_moto, d_moto) = (
-        per_t(Who::Serial, |r| r.moto),
-        per_t(Who::Nodereaper, |r| r.moto),
-    );
-    let d_rss = of(Who::Nodereaper)
-        .map(|r| r.peak_rss_mib)
-        .fold(0.0, f64::max);
-    let other = mean(runs.iter().map(|r| r.other));
-    // The stack's own limit with nodereaper's request mix: moto is one
-    // Python process (one core at most); moto + goiardi + nodereaper share 2.
-    let moto_limit = 1e3 / d_moto;
-    let machine_limit = 2e3 / (d_moto + d_goiardi + d_cpu);
-    let stack_limit = moto_limit.min(machine_limit);
-
-    println!();
-    println!(
-        "drain: {n} terminations per run, {rounds} rounds alternating, nodereaper workers={workers}, {}",
-        match delay {
-            Some((c, a)) => format!("+{c} ms per Chef request, +{a} ms per AWS request (delay proxies)"),
-            None => "no added latency".into(),
-        }
-    );
-    for r in &runs {
-        println!(
-            "  {:>10}: {:6.2} s  {:6.1}/s  CPU {:.3} ms/termination (whole process {:.2} s)  peak RSS {:.1} MiB  goiardi {:.2} ms/t  moto {:.2} ms/t  other load {:.1} s",
-            r.who.label(),
-            r.secs,
-            n as f64 / r.secs,
-            r.cpu * 1e3 / n as f64,
-            r.cpu_total,
-            r.peak_rss_mib,
-            r.goiardi * 1e3 / n as f64,
-            r.moto * 1e3 / n as f64,
-            r.other
-        );
-    }
-    println!("  mean serial reference: {s_rate:6.1}/s, {s_cpu:.2} ms CPU per termination ({s_cpu_total:.2} with its imports); goiardi {s_goiardi:.2} ms, moto {s_moto:.2} ms per termination");
-    println!("  mean nodereaper:       {d_rate:6.1}/s, {d_cpu:.2} ms CPU per termination; goiardi {d_goiardi:.2} ms, moto {d_moto:.2} ms per termination; peak RSS {d_rss:.1} MiB");
-    println!(
-        "  nodereaper / serial: throughput {:.2}x, CPU per termination {:.2}x (1/{:.1})",
-        d_rate / s_rate,
-        d_cpu / s_cpu,
-        s_cpu / d_cpu
-    );
-    println!(
-        "  stack limit with nodereaper's requests: moto alone {moto_limit:.0}/s (one core), moto + goiardi + nodereaper on 2 cores {machine_limit:.0}/s; nodereaper reaches {:.0} % of {stack_limit:.0}/s",
-        100.0 * d_rate / stack_limit
-    );
-    println!("  signing one Chef request costs {sign_ms:.3} ms CPU (protocol 1.3)");
-    println!("  mean other load on the machine per run: {other:.1} CPU-s");
-    println!(
-        "  invariant: every target node and client gone, queues and DLQs empty after each run: OK"
-    );
-
-    let runs_json: Vec<Value> = runs
-        .iter()
-        .map(|r| {
-            json!({
-                "who": r.who.label(),
-                "secs": r3(r.secs),
-                "terminations_per_s": r3(n as f64 / r.secs),
-                "cpu_s": r3(r.cpu),
-                "cpu_total_s": r3(r.cpu_total),
-                "cpu_ms_per_termination": r3(r.cpu * 1e3 / n as f64),
-                "peak_rss_mib": r3(r.peak_rss_mib),
-                "goiardi_cpu_s": r3(r.goiardi),
-                "moto_cpu_s": r3(r.moto),
-                "bench_cpu_s": r3(r.bench),
-                "other_load_cpu_s": r3(r.other),
-                "extra": r.extra,
-            })
-        })
-        .collect();
-    support::emit(
-        if delay.is_some() {
-            "drain-latency"
-        } else {
-            "drain"
+    report::summarize(
+        &runs,
+        &report::Setup {
+            n,
+            rounds,
+            workers,
+            delay,
+            sign_ms,
+            poll_ms,
         },
-        json!({
-            "n": n,
-            "rounds": rounds,
-            "workers": workers,
-            "delay_ms": delay.map(|(c, a)| json!({"chef": c, "aws": a})),
-            "runs": runs_json,
-            "serial": {"terminations_per_s": r3(s_rate), "cpu_ms_per_termination": r3(s_cpu), "cpu_ms_per_termination_with_imports": r3(s_cpu_total), "goiardi_ms_per_termination": r3(s_goiardi), "moto_ms_per_termination": r3(s_moto)},
-            "nodereaper": {"terminations_per_s": r3(d_rate), "cpu_ms_per_termination": r3(d_cpu), "goiardi_ms_per_termination": r3(d_goiardi), "moto_ms_per_termination": r3(d_moto), "peak_rss_mib": r3(d_rss)},
-            "ratio_throughput": r3(d_rate / s_rate),
-            "ratio_cpu": r3(d_cpu / s_cpu),
-            "stack_limit_per_s": {"moto_one_core": r3(moto_limit), "two_cores": r3(machine_limit)},
-            "chef_signature_cpu_ms": r3(sign_ms),
-            "invariant_ok": true,
-        }),
     );
 }

@@ -19,6 +19,10 @@ use serde_json::{json, Value};
 
 use crate::common;
 
+mod proxy;
+#[allow(unused_imports)]
+pub use proxy::{DelayProxy, ProxyCounts};
+
 /// The daemon under test: the release binary cargo built for this benchmark
 /// (`cargo bench` uses the bench profile, which inherits `release`).
 pub fn nodereaper_bin() -> PathBuf {
@@ -746,93 +750,4 @@ pub fn workdir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("create bench work dir");
     dir
-}
-
-/// A TCP proxy on 127.0.0.1 that forwards to `upstream` and holds every
-/// chunk of bytes for `one_way` in each direction (order kept), so an HTTP
-/// request/response pair gets about 2 x `one_way` of added latency, as a
-/// network round trip would. A long poll's answer gets `one_way`, the time
-/// for the answer to travel back. Runs on the benchmark's runtime until
-/// dropped.
-pub struct DelayProxy {
-    pub addr: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl DelayProxy {
-    pub async fn start(upstream: &str, one_way: Duration) -> DelayProxy {
-        let url = url::Url::parse(upstream).expect("upstream URL");
-        let upstream = format!(
-            "{}:{}",
-            url.host_str().expect("upstream host"),
-            url.port_or_known_default().expect("upstream port")
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind delay proxy");
-        let addr = listener.local_addr().expect("proxy address");
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    let _ = client.set_nodelay(true);
-                    let _ = server.set_nodelay(true);
-                    let (cr, cw) = client.into_split();
-                    let (sr, sw) = server.into_split();
-                    tokio::join!(pump(cr, sw, one_way), pump(sr, cw, one_way));
-                });
-            }
-        });
-        DelayProxy { addr, task }
-    }
-
-    /// `http://127.0.0.1:PORT` plus the path of `upstream` (e.g. a Chef
-    /// organization prefix).
-    pub fn url_for(&self, upstream: &str) -> String {
-        let url = url::Url::parse(upstream).expect("upstream URL");
-        format!("http://{}{}", self.addr, url.path().trim_end_matches('/'))
-    }
-}
-
-impl Drop for DelayProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Copies `from` to `to`, each chunk `delay` after it was read.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    delay: Duration,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-    let writer = async move {
-        while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
-            if to.write_all(&chunk).await.is_err() {
-                return;
-            }
-        }
-        let _ = to.shutdown().await;
-    };
-    let reader = async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match from.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    let due = tokio::time::Instant::now() + delay;
-                    if tx.send((due, buf[..n].to_vec())).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    };
-    tokio::join!(reader, writer);
 }

@@ -4,14 +4,17 @@
 //! workers: an idle queue gets one long poll at a time; with a backlog up to
 //! three receives overlap, each reserving its workers first (no unbounded
 //! prefetch). Each batch's terminations are verified with one EC2 call per
-//! account and region, then every message goes to a worker (`worker.rs`). A
-//! message is deleted only after every step succeeded; see [`Disposition`]
+//! account and region, then every message goes to a worker (`worker.rs`),
+//! which is free again once the message is handled (its acknowledgement, in
+//! a bounded slot, does not hold it). A message is deleted only after every
+//! step succeeded; see [`Disposition`]
 //! for the other endings, and [`crate::core::error::error_policy`] for which
 //! failure ends how. Every task the pipeline spawns is owned and awaited when
 //! the [`Shutdown`] signal comes.
 
 pub mod breaker;
 pub mod lambda;
+mod pool;
 mod receiver;
 pub mod shutdown;
 mod worker;
@@ -33,8 +36,8 @@ use crate::core::error::ErrorDisposition;
 use crate::core::event::ParseOptions;
 use crate::ports::{Fleet, InstanceInfo, PlacementError, Queue, Regional};
 use crate::telemetry::events::MessageOutcome;
+use pool::Workers;
 use receiver::Receiver;
-use worker::Workers;
 
 /// One queue, and where to find EC2 and Auto Scaling for the instances its
 /// events name.
@@ -253,6 +256,8 @@ impl Pipeline {
     }
 }
 
+#[cfg(test)]
+mod ack_tests;
 #[cfg(test)]
 mod tests;
 

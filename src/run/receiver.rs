@@ -6,9 +6,13 @@
 //! Every receive first reserves worker permits and asks for at most that many
 //! messages, so a received message always has a worker waiting for it (no
 //! prefetch beyond free workers: nothing sits invisible in memory towards its
-//! visibility timeout). While there is a backlog a receive waits until half a
-//! batch of workers is free, so that batches (and their EC2 calls) stay
-//! large. While the breaker is open the receiver probes what failed instead.
+//! visibility timeout). A worker is free again once its message is handled:
+//! the acknowledgement goes on without it, in one of a bounded number of
+//! slots (`pool.rs`), so deletes batch up without holding workers, and
+//! acknowledgements that hang still stop the receiving. While there is a
+//! backlog a receive waits until half a batch of workers is free, so that
+//! batches (and their EC2 calls) stay large. While the breaker is open the
+//! receiver probes what failed instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::{JoinError, JoinSet};
 
-use super::worker::Workers;
+use super::pool::Workers;
 use super::{backoff, Pipeline, Probe, Shutdown, Source};
 use crate::adapters::aws::AwsError;
 use crate::core::placement::Placement;
@@ -70,6 +74,9 @@ pub(super) struct Receiver {
     fetches: JoinSet<Result<usize, AwsError>>,
     /// A receive that finished while permits were awaited.
     carried: Option<Fetched>,
+    /// Turns true once an `exit_when_idle` drain found the queue empty:
+    /// long polls still waiting are abandoned rather than waited out.
+    drained: tokio::sync::watch::Sender<bool>,
 }
 
 impl Receiver {
@@ -95,20 +102,39 @@ impl Receiver {
             backlog: false,
             fetches: JoinSet::new(),
             carried: None,
+            drained: tokio::sync::watch::Sender::new(false),
         }
     }
 
     /// Receives until shutdown (or, with `exit_when_idle`, until the queue
     /// is drained).
     pub(super) async fn run(mut self) {
+        let warm = self.warm_up();
         while !self.shutdown.is_shutdown() {
             if let Step::Stop = self.turn().await {
                 break;
             }
         }
+        warm.abort();
+        let _ = warm.await;
         // Receives in progress are abandoned (their shutdown branch); a batch
         // already received is still handed to workers before returning.
         while self.fetches.join_next().await.is_some() {}
+    }
+
+    /// Makes the EC2 and Auto Scaling clients of the queue's region (and
+    /// learns the account, GetCallerIdentity) while the first receive waits,
+    /// instead of after it: the first batch's EC2 check finds them made.
+    /// A failure is the first batch's to meet and report (it asks again).
+    fn warm_up(&self) -> tokio::task::JoinHandle<()> {
+        let fleet = self.source.fleet.clone();
+        let placement = Placement {
+            account: None,
+            region: self.source.region.clone(),
+        };
+        tokio::spawn(async move {
+            let _ = fleet.regional(&placement).await;
+        })
     }
 
     /// One turn: wait out an open breaker or probe what failed; else learn
@@ -177,11 +203,14 @@ impl Receiver {
             Ok(Ok(0)) => {
                 self.aws_failures = 0;
                 self.backlog = false;
+                // Other receives may still be long-polling an empty queue:
+                // once nothing is visible or in flight, they are abandoned
+                // (as at shutdown) instead of waited out.
                 if self.exit_when_idle
-                    && self.fetches.is_empty()
                     && self.workers.in_flight() == 0
                     && self.queue_drained().await
                 {
+                    self.drained.send_replace(true);
                     tracing::info!(queue = %self.queue_name, "queue drained; receiver done");
                     return Step::Stop;
                 }
@@ -247,11 +276,13 @@ impl Receiver {
         let source = self.source.clone();
         let workers = self.workers.clone();
         let mut stop = self.shutdown.clone();
+        let mut drained = self.drained.subscribe();
         self.fetches.spawn(async move {
             let max = i32::try_from(permits.num_permits()).unwrap_or(10);
             let received = tokio::select! {
                 r = source.queue.receive(max, pipeline.settings.wait_time) => r,
                 _ = stop.changed() => return Ok(0),
+                _ = drained.wait_for(|d| *d) => return Ok(0),
             };
             let messages = received?;
             let count = messages.len();

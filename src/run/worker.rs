@@ -1,21 +1,19 @@
 //! Workers: what happens to one message, from its parsed event to its
-//! disposition on the queue, and the pool of worker tasks that run them.
+//! disposition on the queue (the pool of worker tasks that run them is
+//! `pool.rs`).
 //!
 //! Per message: parse -> (the batch's EC2 lookup) -> hook ownership ->
 //! verification -> protection -> reap (backup, delete) -> lifecycle
 //! completion -> settle. Failures end as [`error_policy`] decides.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
 
 use super::{backoff, Verdict};
-use super::{Checked, Disposition, Handled, Pipeline, PlacementStates, Probe, Source, Summary};
+use super::{Checked, Disposition, Handled, Pipeline, PlacementStates, Probe, Source};
 use crate::act::{Outcome, Plan, ReapError, Reaper, Request, RequestSource, Target};
 use crate::config::OtherEvents;
 use crate::core::error::{error_policy, Classify, ErrorDisposition};
@@ -36,124 +34,6 @@ pub(super) type Prepared = (
     Result<Event, event::ParseError>,
     Option<Verdict>,
 );
-
-/// The worker tasks of one [`Pipeline::run`]: the free workers, the tasks
-/// themselves (owned, awaited at shutdown), the in-flight count and the
-/// summary.
-pub(super) struct Workers {
-    /// One permit per free worker; receivers reserve them before receiving.
-    free: Arc<Semaphore>,
-    tasks: Mutex<JoinSet<()>>,
-    /// Messages being worked: the one count (the `messages_in_flight` gauge
-    /// moves with it, in [`Busy`]).
-    in_flight: AtomicUsize,
-    summary: Mutex<Summary>,
-}
-
-/// A message being worked: holds its worker's permit and counts as in
-/// flight until dropped.
-struct Busy {
-    workers: Arc<Workers>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Busy {
-    fn enter(workers: Arc<Workers>, permit: OwnedSemaphorePermit) -> Self {
-        workers.in_flight.fetch_add(1, Ordering::SeqCst);
-        events::work_started();
-        Self {
-            workers,
-            _permit: permit,
-        }
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.workers.in_flight.fetch_sub(1, Ordering::SeqCst);
-        events::work_finished();
-    }
-}
-
-impl Workers {
-    pub(super) fn new(workers: usize) -> Self {
-        Self {
-            free: Arc::new(Semaphore::new(workers)),
-            tasks: Mutex::new(JoinSet::new()),
-            in_flight: AtomicUsize::new(0),
-            summary: Mutex::new(Summary::default()),
-        }
-    }
-
-    /// The free workers, to reserve before receiving.
-    pub(super) fn free(&self) -> Arc<Semaphore> {
-        self.free.clone()
-    }
-
-    /// Messages being worked now.
-    pub(super) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
-    }
-
-    /// Counts received messages.
-    pub(super) fn received(&self, count: usize) {
-        if let Ok(mut s) = self.summary.lock() {
-            s.received += count;
-        }
-    }
-
-    /// The counts so far.
-    pub(super) fn summary(&self) -> Summary {
-        self.summary.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// Works one message on the worker `permit` reserves: handle, settle,
-    /// count.
-    pub(super) fn start(
-        self: &Arc<Self>,
-        pipeline: Arc<Pipeline>,
-        source: Source,
-        (msg, event, verdict): Prepared,
-        permit: OwnedSemaphorePermit,
-    ) {
-        let busy = Busy::enter(self.clone(), permit);
-        let work = async move {
-            let disposition = pipeline.handle(&source, &msg, event, verdict).await;
-            let settled = pipeline.settle(&source, &msg, &disposition).await;
-            if let Ok(mut s) = busy.workers.summary.lock() {
-                s.record(&disposition, settled);
-            }
-            drop(busy);
-        };
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget the finished ones, so the set holds only running workers.
-        while let Some(done) = tasks.try_join_next() {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "worker task failed");
-            }
-        }
-        tasks.spawn(work);
-    }
-
-    /// Waits for every worker, at most `deadline`; then stops the rest
-    /// (their messages stay in the queue and come back).
-    pub(super) async fn finish(&self, deadline: Duration) {
-        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        let drained = tokio::time::timeout(deadline, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                in_flight = self.in_flight(),
-                deadline = ?deadline,
-                "shutdown deadline reached with work in flight; those messages stay in the queue and will be redelivered"
-            );
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-        }
-    }
-}
 
 /// One termination being worked, and where it came from.
 struct Work<'a> {

@@ -36,9 +36,10 @@ pub const SOURCE_QUEUE_ATTRIBUTE: &str = "nodereaper-source-queue";
 /// SQS accepts at most 10 entries per `DeleteMessageBatch`.
 pub const DELETE_BATCH_MAX: usize = 10;
 /// How long the first waiting delete waits for others to share its
-/// `DeleteMessageBatch`. Short: a worker holds its slot until its message is
-/// acknowledged.
-pub const DELETE_FLUSH_WINDOW: Duration = Duration::from_millis(10);
+/// `DeleteMessageBatch`. The daemon's workers do not wait for it (a worker
+/// is free once its message is handled, `run::worker`), so it is long
+/// enough to gather several deletes at a few dozen messages a second.
+pub const DELETE_FLUSH_WINDOW: Duration = Duration::from_millis(50);
 
 /// One waiting delete: the receipt handle and where its result goes.
 type PendingDelete = (String, oneshot::Sender<Result<(), AwsError>>);
