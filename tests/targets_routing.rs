@@ -17,6 +17,11 @@ use common::*;
 /// A moto Auto Scaling group named `name` (no instances) whose tag
 /// `nodereaper:target` is `target`.
 async fn tagged_group(name: &str, target: &str) {
+    tagged_group_with(name, "nodereaper:target", target).await
+}
+
+/// The same with tag key `key`.
+async fn tagged_group_with(name: &str, key: &str, target: &str) {
     let sdk = aws().await;
     let data = RequestLaunchTemplateData::builder()
         .image_id("ami-12c6146b")
@@ -34,7 +39,7 @@ async fn tagged_group(name: &str, target: &str) {
         .version("$Latest")
         .build();
     let tag = Tag::builder()
-        .key("nodereaper:target")
+        .key(key)
         .value(target)
         .resource_id(name)
         .resource_type("auto-scaling-group")
@@ -302,4 +307,49 @@ async fn describe_tags_is_granted_only_when_needed_and_doctor_shows_the_rules() 
         "{text}"
     );
     assert!(text.contains("5. otherwise, search every target"), "{text}");
+}
+
+/// `doctor` reads the group tag rule's tags (DescribeTags of the key) and
+/// names a group whose tag names no configured target (its terminations
+/// would go to the DLQ); with every tag naming a target the check passes
+/// and lists them. Each half has its own tag key: moto is shared.
+#[tokio::test]
+async fn doctor_lists_the_tagged_groups_and_fails_on_an_unknown_target() {
+    let (queue, _) = queue_with_dlq(&unique("tag-doctor"), 5).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("nodereaper.toml");
+    let doctor_line = |key: &str| {
+        let mut cfg = config(&[(&queue, None)], dir.path());
+        cfg.routing.group_tag = key.to_string();
+        std::fs::write(&file, toml::to_string(&cfg).expect("toml")).expect("write");
+        let out = nodereaper_cli(&file, &["doctor"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("DescribeTags {key}")))
+            .map(str::to_string);
+        (
+            out.status.success(),
+            line.unwrap_or_else(|| panic!("no DescribeTags check:\n{text}")),
+        )
+    };
+    let good_key = unique("nr-doctor-good");
+    let good = unique("tag-doctor-b");
+    tagged_group_with(&good, &good_key, "b").await;
+    let (_, line) = doctor_line(&good_key);
+    assert!(
+        line.starts_with("PASS") && line.contains(&format!("{good} -> b")),
+        "{line}"
+    );
+
+    let bad_key = unique("nr-doctor-bad");
+    tagged_group_with(&unique("tag-doctor-a"), &bad_key, "a").await;
+    let stray = unique("tag-doctor-x");
+    tagged_group_with(&stray, &bad_key, "nope").await;
+    let (ok, line) = doctor_line(&bad_key);
+    assert!(!ok, "doctor passed with a tag naming no target: {line}");
+    assert!(
+        line.starts_with("FAIL") && line.contains(&stray) && line.contains("\"nope\""),
+        "{line}"
+    );
 }

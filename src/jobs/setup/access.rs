@@ -70,10 +70,71 @@ pub async fn checks(cfg: &Config) -> Vec<AccessCheck> {
             Err(e) => outcome(&e, &format!("allowed in {region}")),
         },
     ));
+    if let Some(key) = cfg.group_tag_key() {
+        let check = group_tags_check(cfg, &sdk, key).await;
+        out.push((format!("aws autoscaling:DescribeTags {key}"), check));
+    }
     if cfg.journal.s3_bucket.is_some() {
         out.push(("s3 journal".to_string(), journal_check(cfg).await));
     }
     out
+}
+
+/// The group tag rule's read (DescribeTags of the tag key, in the default
+/// region), and what it finds: each tagged group's target, failing when a
+/// tag names a target that is not configured (that group's terminations
+/// would go to the DLQ).
+async fn group_tags_check(
+    cfg: &Config,
+    sdk: &aws_config::SdkConfig,
+    key: &str,
+) -> Result<String, (String, String)> {
+    use aws_sdk_autoscaling::types::Filter;
+    let region = sdk.region().map_or("(default)", |r| r.as_ref());
+    let answer = aws_sdk_autoscaling::Client::new(sdk)
+        .describe_tags()
+        .filters(Filter::builder().name("key").values(key).build())
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await;
+    let mut tagged = Vec::new();
+    for tag in answer {
+        let tag = tag.map_err(|e| {
+            let e = AwsError::from_sdk("AutoScaling", "DescribeTags", format!("tag {key:?}"), e);
+            (e.to_string(), fix(e.service, e.operation))
+        })?;
+        if tag.key() == Some(key) {
+            let group = tag.resource_id().unwrap_or("?").to_string();
+            tagged.push((group, tag.value().unwrap_or_default().to_string()));
+        }
+    }
+    let names = cfg.target_names();
+    let unknown: Vec<String> = tagged
+        .iter()
+        .filter(|(_, t)| !names.contains(t))
+        .map(|(g, t)| format!("group {g} names {t:?}"))
+        .collect();
+    if !unknown.is_empty() {
+        return Err((
+            format!(
+                "{} in {region}: not a configured target, so these groups' terminations go to the DLQ",
+                unknown.join(", ")
+            ),
+            format!("tag them with one of {names:?}, or add the target"),
+        ));
+    }
+    let list: Vec<String> = tagged.iter().map(|(g, t)| format!("{g} -> {t}")).collect();
+    Ok(format!(
+        "allowed in {region}; {} group(s) tagged: {}",
+        tagged.len(),
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    ))
 }
 
 /// Writes and deletes the probe object the way entries are written, and
