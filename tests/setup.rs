@@ -15,8 +15,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
-use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use common::form_recorder::FormRecorder;
 use common::*;
@@ -34,47 +32,6 @@ async fn sdk() -> aws_config::SdkConfig {
         .to_builder()
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build()
-}
-
-/// A launch template and a one-instance group in us-east-1a, both `name`.
-async fn create_asg(name: &str, tags: &[(&str, &str)]) {
-    let sdk = aws().await;
-    let data = RequestLaunchTemplateData::builder()
-        .image_id("ami-12c6146b")
-        .instance_type(InstanceType::T3Micro)
-        .build();
-    aws_sdk_ec2::Client::new(&sdk)
-        .create_launch_template()
-        .launch_template_name(name)
-        .launch_template_data(data)
-        .send()
-        .await
-        .expect("create launch template");
-    let template = LaunchTemplateSpecification::builder()
-        .launch_template_name(name)
-        .version("$Latest")
-        .build();
-    let tags = tags.iter().map(|(k, v)| {
-        Tag::builder()
-            .key(*k)
-            .value(*v)
-            .resource_id(name)
-            .resource_type("auto-scaling-group")
-            .propagate_at_launch(false)
-            .build()
-    });
-    aws_sdk_autoscaling::Client::new(&sdk)
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(name)
-        .launch_template(template)
-        .min_size(1)
-        .max_size(1)
-        .desired_capacity(1)
-        .availability_zones("us-east-1a")
-        .set_tags(Some(tags.collect()))
-        .send()
-        .await
-        .expect("create auto scaling group");
 }
 
 fn action(report: &SetupReport, kind: ResourceKind, name: &str) -> ChangeAction {
@@ -117,7 +74,7 @@ async fn queue_attrs(url: &str, names: &[Qa]) -> std::collections::HashMap<Qa, S
 #[tokio::test]
 async fn creates_everything_then_reports_unchanged_and_repairs_drift() {
     let name = unique("nr-setup");
-    create_asg(&name, &[]).await;
+    create_asg(&name, &[], 1).await;
     let spec = SetupSpec {
         name: name.clone(),
         asg_names: vec![name.clone()],
@@ -297,7 +254,7 @@ async fn topic_delivers_asg_notifications_to_the_queue_in_an_sns_envelope() {
 async fn dry_run_on_a_fresh_name_creates_nothing() {
     let name = unique("nr-dry");
     let group = unique("nr-dry-asg");
-    create_asg(&group, &[]).await;
+    create_asg(&group, &[], 1).await;
     let hook = LifecycleHookSpec {
         role_arn: Some("arn:aws:iam::123456789012:role/asg-sns".into()),
         ..Default::default()
@@ -365,7 +322,7 @@ async fn dry_run_on_a_fresh_name_creates_nothing() {
 #[tokio::test]
 async fn lifecycle_hook_on_groups_found_by_tag() {
     let group = unique("nr-hook");
-    create_asg(&group, &[("nodereaper-test", &group)]).await;
+    create_asg(&group, &[("nodereaper-test", &group)], 1).await;
     let hook = LifecycleHookSpec {
         role_arn: Some("arn:aws:iam::123456789012:role/asg-sns".into()),
         ..Default::default()
@@ -715,7 +672,7 @@ fn cloudformation_role_grants_what_the_printed_policy_grants_in_both_modes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_writes_the_hook_target_into_notification_metadata() {
     let group = unique("nr-route");
-    create_asg(&group, &[]).await;
+    create_asg(&group, &[], 1).await;
     let proxy = FormRecorder::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("nodereaper.toml");

@@ -9,8 +9,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
-use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use common::two_targets::*;
 use common::*;
 
@@ -22,41 +20,7 @@ async fn tagged_group(name: &str, target: &str) {
 
 /// The same with tag key `key`.
 async fn tagged_group_with(name: &str, key: &str, target: &str) {
-    let sdk = aws().await;
-    let data = RequestLaunchTemplateData::builder()
-        .image_id("ami-12c6146b")
-        .instance_type(InstanceType::T3Micro)
-        .build();
-    aws_sdk_ec2::Client::new(&sdk)
-        .create_launch_template()
-        .launch_template_name(name)
-        .launch_template_data(data)
-        .send()
-        .await
-        .expect("create launch template");
-    let template = LaunchTemplateSpecification::builder()
-        .launch_template_name(name)
-        .version("$Latest")
-        .build();
-    let tag = Tag::builder()
-        .key(key)
-        .value(target)
-        .resource_id(name)
-        .resource_type("auto-scaling-group")
-        .propagate_at_launch(false)
-        .build();
-    aws_sdk_autoscaling::Client::new(&sdk)
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(name)
-        .launch_template(template)
-        .min_size(0)
-        .max_size(1)
-        .desired_capacity(0)
-        .availability_zones("us-east-1a")
-        .tags(tag)
-        .send()
-        .await
-        .expect("create auto scaling group");
+    create_asg(name, &[(key, target)], 0).await
 }
 
 /// Every DLQ reason of `dlqs`.

@@ -516,6 +516,50 @@ pub fn daemon_config(queues: &[&str], journal_dir: &Path) -> nodereaper::config:
     cfg
 }
 
+/// A launch template and a group of `capacity` instances in us-east-1a,
+/// both `name`, with group tags `tags` (not propagated).
+pub async fn create_asg(name: &str, tags: &[(&str, &str)], capacity: i32) {
+    use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
+    use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
+    let sdk = aws().await;
+    let data = RequestLaunchTemplateData::builder()
+        .image_id("ami-12c6146b")
+        .instance_type(InstanceType::T3Micro)
+        .build();
+    aws_sdk_ec2::Client::new(&sdk)
+        .create_launch_template()
+        .launch_template_name(name)
+        .launch_template_data(data)
+        .send()
+        .await
+        .expect("create launch template");
+    let template = LaunchTemplateSpecification::builder()
+        .launch_template_name(name)
+        .version("$Latest")
+        .build();
+    let tags = tags.iter().map(|(k, v)| {
+        Tag::builder()
+            .key(*k)
+            .value(*v)
+            .resource_id(name)
+            .resource_type("auto-scaling-group")
+            .propagate_at_launch(false)
+            .build()
+    });
+    aws_sdk_autoscaling::Client::new(&sdk)
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_template(template)
+        .min_size(capacity)
+        .max_size(capacity.max(1))
+        .desired_capacity(capacity)
+        .availability_zones("us-east-1a")
+        .set_tags(Some(tags.collect()))
+        .send()
+        .await
+        .expect("create auto scaling group");
+}
+
 /// Launches instances in moto EC2 (us-east-1a) and returns their ids.
 pub async fn run_instances(n: i32) -> Vec<String> {
     run_instances_with(&aws().await, n).await
