@@ -1,6 +1,6 @@
 //! A recording proxy in front of moto.
 
-use super::{param, stack, Calls};
+use super::{form_pairs, param, serve_local, stack, Calls};
 
 /// A proxy in front of moto that keeps the decoded form of every Query
 /// protocol request (Auto Scaling's), for what moto accepts but does not store
@@ -27,10 +27,7 @@ impl FormRecorder {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
             {
-                calls
-                    .lock()
-                    .expect("lock")
-                    .push(url::form_urlencoded::parse(&body).into_owned().collect());
+                calls.lock().expect("lock").push(form_pairs(&body));
             }
             let target = format!("{}{uri}", stack().moto_url());
             let mut req = reqwest::Client::new().request(method, target).body(body);
@@ -49,15 +46,8 @@ impl FormRecorder {
         let app = axum::Router::new()
             .fallback(forward)
             .with_state(calls.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind recorder");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         Self {
-            url: format!("http://{addr}"),
+            url: serve_local(app).await,
             calls,
         }
     }

@@ -570,7 +570,20 @@ pub async fn terminate_instances(ids: &[String]) {
 }
 
 /// Bytes of a Query-protocol form body, decoded into pairs.
-fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+/// Serves `app` on a free port of 127.0.0.1 for the rest of the test; its
+/// base URL.
+pub async fn serve_local(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local server");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
@@ -630,15 +643,8 @@ impl LifecycleRecorder {
         let app = Router::new()
             .route("/", post(handle))
             .with_state((calls.clone(), expired));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind recorder");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         Self {
-            url: format!("http://{addr}"),
+            url: serve_local(app).await,
             calls,
         }
     }
