@@ -42,7 +42,8 @@
 //! NODEREAPER_BENCH_WORKERS (16), NODEREAPER_BENCH_SINGLE (1),
 //! NODEREAPER_BENCH_DELAY_MS (unset; "C,A": every Chef request gets C ms and
 //! every AWS request A ms of round trip, through delay proxies in this
-//! process, for both consumers).
+//! process, for both consumers), NODEREAPER_BENCH_LOG (the daemon's
+//! `log.level`, "info"; its log is kept in the run's work directory).
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -368,14 +368,20 @@ pub async fn connect_queue(
     cfg: &Config,
     q: &QueueConfig,
 ) -> Result<(SqsQueue, SdkConfig), AwsError> {
+    let sdk = queue_sdk_config(cfg, q).await;
+    let queue =
+        SqsQueue::connect(aws_sdk_sqs::Client::new(&sdk), &q.url, q.dlq_url.as_deref()).await?;
+    Ok((queue, sdk))
+}
+
+/// The SDK configuration of a queue's region: `queues[].region`, else the
+/// region in its URL, else the default.
+async fn queue_sdk_config(cfg: &Config, q: &QueueConfig) -> SdkConfig {
     let region = q
         .region
         .clone()
         .or_else(|| aws::region_from_queue_url(&q.url));
-    let sdk = aws::sdk_config(&cfg.aws, region.as_deref()).await;
-    let queue =
-        SqsQueue::connect(aws_sdk_sqs::Client::new(&sdk), &q.url, q.dlq_url.as_deref()).await?;
-    Ok((queue, sdk))
+    aws::sdk_config(&cfg.aws, region.as_deref()).await
 }
 
 /// The queue's VisibilityTimeout must exceed the keepalive interval
@@ -417,30 +423,44 @@ pub async fn check_visibility(
 }
 
 /// One [`Source`] per configured queue; all share one [`AwsFleet`] (EC2 and
-/// Auto Scaling clients per account and region, created on first use).
+/// Auto Scaling clients per account and region, created on first use). The
+/// queues are checked at the same time, each queue's two checks side by
+/// side: start-up waits for one round trip, not two per queue.
 pub async fn sources(cfg: &Config) -> Result<Vec<Source>, AppError> {
     if cfg.queues.is_empty() {
         return Err(AppError::NoQueue);
     }
-    let fleet = Arc::new(AwsFleet::new(&cfg.aws));
-    let mut out = Vec::new();
-    for q in &cfg.queues {
-        let (queue, sdk) = connect_queue(cfg, q).await.map_err(Box::new)?;
-        check_visibility(cfg, &sdk, &q.url).await?;
-        let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
-            AppError::Queue(format!(
-                "no region for queue {}: set queues[].region, aws.region or AWS_REGION",
-                q.url
-            ))
-        })?;
-        out.push(Source {
-            queue: Arc::new(queue),
-            fleet: fleet.clone(),
-            region,
-            target: q.target.clone(),
-        });
-    }
-    Ok(out)
+    let fleet: Arc<dyn Fleet> = Arc::new(AwsFleet::new(&cfg.aws));
+    futures::future::try_join_all(cfg.queues.iter().map(|q| source(cfg, q, fleet.clone()))).await
+}
+
+/// One queue, connected (its DLQ found) and its VisibilityTimeout checked.
+/// With both failing, the connection's error is the one reported, as when
+/// they ran one after the other.
+async fn source(cfg: &Config, q: &QueueConfig, fleet: Arc<dyn Fleet>) -> Result<Source, AppError> {
+    let sdk = queue_sdk_config(cfg, q).await;
+    let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+        AppError::Queue(format!(
+            "no region for queue {}: set queues[].region, aws.region or AWS_REGION",
+            q.url
+        ))
+    })?;
+    // The region's EC2 clients and the account (GetCallerIdentity) are
+    // made meanwhile, not after the first receive (the task is detached).
+    drop(crate::run::warm_up(fleet.clone(), region.clone()));
+    let client = aws_sdk_sqs::Client::new(&sdk);
+    let (queue, visibility) = tokio::join!(
+        SqsQueue::connect(client, &q.url, q.dlq_url.as_deref()),
+        check_visibility(cfg, &sdk, &q.url)
+    );
+    let queue = queue.map_err(Box::new)?;
+    visibility?;
+    Ok(Source {
+        queue: Arc::new(queue),
+        fleet,
+        region,
+        target: q.target.clone(),
+    })
 }
 
 /// The daemon's pipeline over every configured queue.

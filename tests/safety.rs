@@ -388,6 +388,47 @@ async fn queue_visibility_below_the_heartbeat_is_refused_at_start() {
     );
 }
 
+/// The queues are checked side by side at start-up (`app::sources`): a
+/// queue without a dead-letter queue, listed after a good one, still stops
+/// the start, and when its VisibilityTimeout is too short as well, the
+/// missing DLQ is what is reported (the first check's error, as when the
+/// checks ran one after the other).
+#[tokio::test]
+async fn a_queue_without_a_dlq_beside_a_good_one_is_refused_at_start() {
+    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+    let (good, _dlq) = queue_with_dlq(&unique("good"), 5).await;
+    let bare = sqs
+        .create_queue()
+        .queue_name(unique("bare"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "10",
+        )
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    let journal = tempfile::tempdir().expect("tempdir");
+    let chef_of = |cfg: &nodereaper::config::Config| {
+        std::sync::Arc::new(nodereaper::app::chef_client(cfg).expect("chef"))
+    };
+    // Its happy twin: the good queue alone starts.
+    let cfg = daemon_config(&[&good], journal.path());
+    let pipeline = nodereaper::app::pipeline(&cfg, chef_of(&cfg)).await;
+    assert!(pipeline.is_ok(), "the good queue alone was refused");
+    let cfg = daemon_config(&[&good, &bare], journal.path());
+    let err = match nodereaper::app::pipeline(&cfg, chef_of(&cfg)).await {
+        Ok(_) => panic!("a queue without a dead-letter queue was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("RedrivePolicy") && err.contains(&bare),
+        "not the missing DLQ of {bare}: {err}"
+    );
+}
+
 #[tokio::test]
 async fn dot_and_dot_dot_are_never_addressed() {
     // The in-memory Chef server counts every request: a refused name must

@@ -279,7 +279,7 @@ listen = "127.0.0.1:0"
 
 [log]
 format = "json"
-level = "info"
+level = "{level}"
 {extra}
 "#,
         chef = chef_url,
@@ -289,6 +289,9 @@ level = "info"
         workers = c.workers,
         wait = c.wait_time,
         extra = c.extra,
+        // A time line of the start-up, for instance: NODEREAPER_BENCH_LOG=
+        // "info,nodereaper=debug,aws_smithy_runtime::client::orchestrator=debug".
+        level = std::env::var("NODEREAPER_BENCH_LOG").unwrap_or_else(|_| "info".into()),
     );
     let path = dir.join("nodereaper.toml");
     std::fs::write(&path, text).expect("write daemon config");

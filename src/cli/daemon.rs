@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use nodereaper::act::backup::{self, AclBackupPolicy};
 use nodereaper::app;
 use nodereaper::config::Config;
 use nodereaper::ports::ChefApi;
@@ -31,15 +32,19 @@ pub async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode> {
     // on 401 (rotation).
     let chef: Arc<dyn ChefApi> = app::chef_api(&config).await?;
     let client_name = app::chef_identity(&config)?.client_name;
-    let pipeline = Arc::new(app::pipeline(&config, chef.clone()).await?);
     let resolver = app::resolver(&config);
-    nodereaper::act::backup::announce_acl_backup(
-        chef.as_ref(),
-        &client_name,
-        &|node: &str| resolver.client_name_for(node),
-        pipeline.reaper.acl_backup,
-    )
-    .await;
+    let client_of = |node: &str| resolver.client_name_for(node);
+    // The ACL probe (one Chef request) runs beside the queue checks (AWS).
+    let (pipeline, ()) = tokio::join!(
+        app::pipeline(&config, chef.clone()),
+        backup::announce_acl_backup(
+            chef.as_ref(),
+            &client_name,
+            &client_of,
+            AclBackupPolicy::from_required(config.journal.require_acl_backup),
+        )
+    );
+    let pipeline = Arc::new(pipeline?);
     let mut http = None;
     if let Some(addr) = config.http.listen {
         let ready = Arc::new(Readiness {

@@ -122,19 +122,11 @@ impl Receiver {
         while self.fetches.join_next().await.is_some() {}
     }
 
-    /// Makes the EC2 and Auto Scaling clients of the queue's region (and
-    /// learns the account, GetCallerIdentity) while the first receive waits,
-    /// instead of after it: the first batch's EC2 check finds them made.
-    /// A failure is the first batch's to meet and report (it asks again).
+    /// The queue's regional clients, made while the first receive waits
+    /// (already under way when [`crate::app`] started them with the queue
+    /// checks; then this finds them made).
     fn warm_up(&self) -> tokio::task::JoinHandle<()> {
-        let fleet = self.source.fleet.clone();
-        let placement = Placement {
-            account: None,
-            region: self.source.region.clone(),
-        };
-        tokio::spawn(async move {
-            let _ = fleet.regional(&placement).await;
-        })
+        super::warm_up(self.source.fleet.clone(), self.source.region.clone())
     }
 
     /// One turn: wait out an open breaker or probe what failed; else learn
