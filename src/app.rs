@@ -445,9 +445,7 @@ async fn source(cfg: &Config, q: &QueueConfig, fleet: Arc<dyn Fleet>) -> Result<
             q.url
         ))
     })?;
-    // The region's EC2 clients and the account (GetCallerIdentity) are
-    // made meanwhile, not after the first receive (the task is detached).
-    drop(crate::run::warm_up(fleet.clone(), region.clone()));
+    warm_up(fleet.clone(), region.clone());
     let client = aws_sdk_sqs::Client::new(&sdk);
     let (queue, visibility) = tokio::join!(
         SqsQueue::connect(client, &q.url, q.dlq_url.as_deref()),
@@ -461,6 +459,21 @@ async fn source(cfg: &Config, q: &QueueConfig, fleet: Arc<dyn Fleet>) -> Result<
         region,
         target: q.target.clone(),
     })
+}
+
+/// Makes the EC2 and Auto Scaling clients of the queue's region, and learns
+/// the account (GetCallerIdentity), in a detached task while the queue is
+/// checked, so that the first batch's EC2 check finds them made instead of
+/// making them after its receive. A failure is the first batch's to meet and
+/// report (it asks again).
+fn warm_up(fleet: Arc<dyn Fleet>, region: String) {
+    tokio::spawn(async move {
+        let placement = crate::core::placement::Placement {
+            account: None,
+            region,
+        };
+        let _ = fleet.regional(&placement).await;
+    });
 }
 
 /// The daemon's pipeline over every configured queue.

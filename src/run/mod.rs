@@ -54,20 +54,6 @@ pub struct Source {
     pub target: Option<String>,
 }
 
-/// Makes the EC2 and Auto Scaling clients of `region` (and learns the
-/// account, GetCallerIdentity) in the background, so that the first batch's
-/// EC2 check finds them made instead of making them after its receive. A
-/// failure is the first batch's to meet and report (it asks again).
-pub fn warm_up(fleet: Arc<dyn Fleet>, region: String) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let placement = crate::core::placement::Placement {
-            account: None,
-            region,
-        };
-        let _ = fleet.regional(&placement).await;
-    })
-}
-
 /// What EC2 said about a termination's instance, asked where it lives.
 #[derive(Clone)]
 pub struct Checked {

@@ -109,24 +109,14 @@ impl Receiver {
     /// Receives until shutdown (or, with `exit_when_idle`, until the queue
     /// is drained).
     pub(super) async fn run(mut self) {
-        let warm = self.warm_up();
         while !self.shutdown.is_shutdown() {
             if let Step::Stop = self.turn().await {
                 break;
             }
         }
-        warm.abort();
-        let _ = warm.await;
         // Receives in progress are abandoned (their shutdown branch); a batch
         // already received is still handed to workers before returning.
         while self.fetches.join_next().await.is_some() {}
-    }
-
-    /// The queue's regional clients, made while the first receive waits
-    /// (already under way when [`crate::app`] started them with the queue
-    /// checks; then this finds them made).
-    fn warm_up(&self) -> tokio::task::JoinHandle<()> {
-        super::warm_up(self.source.fleet.clone(), self.source.region.clone())
     }
 
     /// One turn: wait out an open breaker or probe what failed; else learn
